@@ -1,0 +1,28 @@
+# Tweeter — every target bootstraps its own virtual environment on first use.
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PORT   ?= 13000
+
+.PHONY: run test lint sample demo bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+run: $(STAMP)            ## the tracker on the default port
+	$(VPY) tracker.py $(PORT)
+
+test: $(STAMP)           ## the whole suite (what CI runs)
+	$(VPY) -m pytest
+
+lint: $(STAMP)
+	$(VPY) -m ruff check .
+
+sample: $(STAMP)         ## regenerate Sample.txt from the standard ttweet scenario
+	$(VPY) tools/sample.py Sample.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
