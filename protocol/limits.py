@@ -1,0 +1,30 @@
+"""Every limit and timeout of the product, in one place.
+
+Programs read these as defaults and may override them from their command line; tests shrink the
+timeouts so that fault scenarios run quickly.
+"""
+
+# --- tracker wire ---------------------------------------------------------------------------
+FRAME_MAX = 4096                # bytes in one tracker frame, newline included
+LISTEN_BACKLOG = 128
+DEFAULT_TRACKER_PORT = 13000
+TWEET_TIMEOUT = 60.0            # seconds a tweet may run before the tracker ends it
+EXIT_WAIT_TIMEOUT = 30.0        # seconds `exit` waits for running tweets that involve the handle
+
+# --- content --------------------------------------------------------------------------------
+HANDLE_MAX = 15                 # letters after the '@'
+TWEET_MAX = 140                 # characters in a tweet, a `say` or a direct message
+
+# --- peer datagrams -------------------------------------------------------------------------
+DATAGRAM_MAX = 2048             # bytes in one UDP datagram between peers
+HOP_TIMEOUT = 0.25              # seconds before a datagram is sent again
+HOP_RETRIES = 4                 # sends after the first before a peer is given up as dead
+
+# --- ttweet ---------------------------------------------------------------------------------
+TTWEET_MAX = 150                # characters in the one stored message
+TTWEET_EMPTY = "Empty Message"  # what the slot holds before any upload, and after uploading ""
+TTWEET_REQUEST_MAX = 4096       # bytes in one ttweet request, header included
+TTWEET_IO_TIMEOUT = 5.0         # seconds the ttweet server waits for a slow client
+
+# --- sessions -------------------------------------------------------------------------------
+SESSION_MAX = 4096              # sessions online at once before SERVER_FULL

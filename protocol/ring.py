@@ -1,0 +1,136 @@
+"""The logical ring: who sits where, and who needs a ``setup`` when the follower list changes.
+
+A ring has ``n + 1`` rows: the author at row 0, then its ``n`` online followers in alphabetical
+order.  Row ``i`` has row ``(i - 1) mod (n + 1)`` as its left neighbour and ``(i + 1) mod (n + 1)``
+as its right one; a tweet travels left to right, from the author through every follower and back.
+
+The author keeps the ring between tweets (:class:`FollowerRing`).  For the next tweet
+:func:`plan_setup` walks the stored follower list and the new one in parallel, both sorted, and
+returns a ``setup`` only for the followers whose neighbours (or the author's address, which every
+member keeps to send detours to) changed, plus the followers that left the ring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A user as the ring knows it: its handle, IPv4 address and three UDP ports."""
+
+    handle: str
+    ip: str
+    left: int
+    middle: int
+    right: int
+
+    @property
+    def key(self) -> str:
+        return self.handle.lower()
+
+    def as_list(self) -> list[object]:
+        return [self.handle, self.ip, self.left, self.middle, self.right]
+
+    @classmethod
+    def from_list(cls, row: Sequence[object]) -> Peer:
+        handle, ip, left, middle, right = row
+        return cls(str(handle), str(ip), int(left), int(middle), int(right))  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What follower ``member`` must store for the ring of ``author``."""
+
+    member: Peer
+    author: Peer
+    left: Peer
+    right: Peer
+
+
+@dataclass(frozen=True)
+class RingPlan:
+    setups: list[Setup]
+    removed: list[Peer]
+
+
+def ring_order(followers: Sequence[Peer]) -> list[Peer]:
+    """Followers in ring order: alphabetical, case-insensitively."""
+    return sorted(followers, key=lambda peer: peer.key)
+
+
+def neighbours(author: Peer, followers: Sequence[Peer], index: int) -> tuple[Peer, Peer]:
+    """Left and right neighbour of ``followers[index]`` (row ``index + 1``) in sorted order."""
+    rows = [author, *followers]
+    row = index + 1
+    return rows[(row - 1) % len(rows)], rows[(row + 1) % len(rows)]
+
+
+def plan_setup(old_author: Peer | None, old: Sequence[Peer],
+               author: Peer, new: Sequence[Peer]) -> RingPlan:
+    """The ``setup`` messages that turn the stored ring into the new one.
+
+    ``old`` and ``new`` must be in ring order.  The two lists are walked in parallel: a follower
+    only in ``new`` was inserted and gets a setup; one only in ``old`` was removed; one in both
+    gets a setup only if its left or right tuple, or the author's tuple, differs.
+    """
+    setups: list[Setup] = []
+    removed: list[Peer] = []
+    i = j = 0
+    while i < len(old) or j < len(new):
+        old_key = old[i].key if i < len(old) else None
+        new_key = new[j].key if j < len(new) else None
+        if new_key is None or (old_key is not None and old_key < new_key):
+            removed.append(old[i])
+            i += 1
+            continue
+        left, right = neighbours(author, new, j)
+        wanted = Setup(new[j], author, left, right)
+        if old_key == new_key:
+            old_left, old_right = neighbours(old_author or author, old, i)
+            stored = Setup(old[i], old_author or author, old_left, old_right)
+            if stored != wanted:
+                setups.append(wanted)
+            i += 1
+        else:
+            setups.append(wanted)
+        j += 1
+    return RingPlan(setups, removed)
+
+
+@dataclass
+class FollowerRing:
+    """The author's side of its ring: its own tuple and the followers, in ring order."""
+
+    author: Peer | None = None
+    followers: list[Peer] = field(default_factory=list)
+
+    def plan(self, author: Peer, followers: Sequence[Peer]) -> RingPlan:
+        return plan_setup(self.author, self.followers, author, ring_order(followers))
+
+    def store(self, author: Peer, followers: Sequence[Peer]) -> None:
+        self.author, self.followers = author, ring_order(followers)
+
+    def successor(self, handle: str) -> Peer | None:
+        """The row after ``handle`` (``None`` means the author: the ring is complete)."""
+        keys = [peer.key for peer in self.followers]
+        index = keys.index(handle.lower()) if handle.lower() in keys else -1
+        if index + 1 < len(self.followers):
+            return self.followers[index + 1]
+        return None
+
+    def member(self, handle: str) -> Peer | None:
+        for peer in self.followers:
+            if peer.key == handle.lower():
+                return peer
+        return None
+
+
+@dataclass(frozen=True)
+class Membership:
+    """A follower's side of someone else's ring: the author and the two neighbours."""
+
+    author: Peer
+    left: Peer
+    right: Peer

@@ -1,0 +1,50 @@
+"""Lines of the ttweet session log (``Sample.txt``): how they look, without writing them.
+
+A report line names its time (local, to the millisecond), its side and its category::
+
+    2026-11-21 05:40:01.123 [server] [GENERAL] listening on port 13000
+
+Sides are ``client`` and ``server``; categories ``GENERAL`` (what happened), ``CONNECTION``
+(a connection opened, or ended early) and ``ERROR`` (something was refused or failed).  The text
+has its control characters escaped (:func:`protocol.text.escape_for_terminal`), so one report is
+always exactly one line, whatever a peer sent.  A server start opens a session section with a
+header line, set off by a blank line when the log already has something in it::
+
+    ==== 2026-11-21 05:40:01.100 new session: ttweet server on port 13000 ====
+
+The programs append each line with one ``os.write`` to a file opened with ``O_APPEND``: the
+kernel then places every line whole at the end, so concurrent writers never tear a line.
+"""
+
+from __future__ import annotations
+
+import time
+
+from protocol.text import escape_for_terminal
+
+CLIENT = "client"
+SERVER = "server"
+
+GENERAL = "GENERAL"
+CONNECTION = "CONNECTION"
+ERROR = "ERROR"
+
+
+def timestamp(when: float) -> str:
+    """``when`` (seconds since the epoch) as local ``YYYY-MM-DD HH:MM:SS.mmm``."""
+    whole = int(when)
+    millis = min(int((when - whole) * 1000), 999)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(whole)) + f".{millis:03d}"
+
+
+def report_line(side: str, category: str, text: str, when: float | None = None) -> str:
+    """One log line, newline included."""
+    stamp = timestamp(time.time() if when is None else when)
+    return f"{stamp} [{side}] [{category}] {escape_for_terminal(text)}\n"
+
+
+def session_header(text: str, when: float | None = None, after_earlier: bool = False) -> str:
+    """The line that opens a session section; ``after_earlier`` puts a blank line before it."""
+    stamp = timestamp(time.time() if when is None else when)
+    blank = "\n" if after_earlier else ""
+    return f"{blank}==== {stamp} new session: {escape_for_terminal(text)} ====\n"

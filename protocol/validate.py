@@ -1,0 +1,73 @@
+"""Validation of the values users type and peers send: handles, addresses, ports, texts.
+
+Each ``check_*`` function returns ``None`` when the value is good, or a ``(code, sentence)`` pair
+that the tracker sends back as its ``FAILURE`` reason.  They never raise on bad input.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from protocol import limits
+from protocol.text import has_control_characters
+
+_HANDLE = re.compile(rf"@[A-Za-z]{{1,{limits.HANDLE_MAX}}}")
+
+Problem = tuple[str, str] | None
+
+
+def handle_key(handle: str) -> str:
+    """The identity of a handle: handles are unique case-insensitively."""
+    return handle.lower()
+
+
+def is_handle(value: object) -> bool:
+    return isinstance(value, str) and _HANDLE.fullmatch(value) is not None
+
+
+def check_handle(value: object) -> Problem:
+    if is_handle(value):
+        return None
+    return ("BAD_HANDLE",
+            f"{value!r} is not a handle: '@' and 1 to {limits.HANDLE_MAX} ASCII letters")
+
+
+def check_ipv4(value: object) -> Problem:
+    if isinstance(value, str) and value.count(".") == 3:
+        try:
+            ipaddress.IPv4Address(value)
+            return None
+        except ValueError:
+            pass
+    return ("BAD_ADDRESS", f"{value!r} is not an IPv4 address")
+
+
+def check_port(value: object) -> Problem:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
+        return None
+    return ("BAD_PORT", f"{value!r} is not a port (1-65535)")
+
+
+def check_ports(values: object) -> Problem:
+    if not isinstance(values, list) or len(values) != 3:
+        return ("BAD_PORT", "three ports are needed: left, middle, right")
+    for value in values:
+        problem = check_port(value)
+        if problem:
+            return problem
+    if len(set(values)) != 3:
+        return ("BAD_PORT", "the left, middle and right ports must differ")
+    return None
+
+
+def check_text(value: object, what: str = "tweet") -> Problem:
+    """A tweet, `say` or direct message: 1 to TWEET_MAX characters, no control characters."""
+    if not isinstance(value, str) or not value:
+        return ("EMPTY_TEXT", f"a {what} needs some text")
+    if len(value) > limits.TWEET_MAX:
+        return ("TOO_LONG", f"a {what} has at most {limits.TWEET_MAX} characters, "
+                            f"this one has {len(value)}")
+    if has_control_characters(value):
+        return ("CONTROL_CHARACTERS", f"a {what} may not contain control characters")
+    return None

@@ -1,0 +1,155 @@
+"""The tracker's wire format: one UTF-8 JSON object per line, at most ``FRAME_MAX`` bytes.
+
+Three shapes travel on a session connection, told apart by their first key::
+
+    request  (user -> tracker)  {"id": 7, "cmd": "follow", "follower": "@b", "followee": "@a"}
+    reply    (tracker -> user)  {"re": 7, "status": "SUCCESS", "message": "..."}
+                                {"re": 7, "status": "FAILURE", "code": "UNKNOWN_HANDLE",
+                                 "message": "..."}
+    push     (tracker -> user)  {"push": "notice", ...}
+
+A reply names the request it answers (``re``); a push has no ``re``.  ``decode_request`` and
+``decode_server_frame`` never raise anything but :class:`ProtocolError`, whose ``code`` is the
+reason the tracker answers with.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol import limits
+
+SUCCESS = "SUCCESS"
+FAILURE = "FAILURE"
+
+# Argument names and JSON types of every request.  `int` excludes bool (checked below).
+COMMANDS: dict[str, dict[str, type]] = {
+    "register": {"handle": str, "ip": str, "ports": list},
+    "query-handles": {},
+    "follow": {"follower": str, "followee": str},
+    "drop": {"follower": str, "followee": str},
+    "tweet": {"handle": str, "text": str},
+    "end-tweet": {"handle": str, "tid": int, "reached": int, "skipped": list},
+    "exit": {"handle": str},
+    "exit-complete": {"handle": str},
+}
+
+
+class ProtocolError(Exception):
+    """A frame that is not a well-formed message; ``code`` is the FAILURE reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Request:
+    id: int
+    cmd: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    re: int | None
+    status: str
+    message: str
+    code: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SUCCESS
+
+
+@dataclass(frozen=True)
+class Push:
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def _load_object(frame: bytes) -> dict[str, Any]:
+    if len(frame) > limits.FRAME_MAX:
+        raise ProtocolError("TOO_LARGE", f"a frame has at most {limits.FRAME_MAX} bytes")
+    try:
+        value = json.loads(frame.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ProtocolError("BAD_FRAME", "a frame is one UTF-8 JSON object per line") from None
+    if not isinstance(value, dict):
+        raise ProtocolError("BAD_FRAME", "a frame is one JSON object")
+    return value
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def decode_request(frame: bytes) -> Request:
+    """Parse one request line (the trailing newline may be present)."""
+    obj = _load_object(frame)
+    request_id, cmd = obj.get("id"), obj.get("cmd")
+    if not _is_int(request_id) or not 0 <= request_id < 2**53:
+        raise ProtocolError("BAD_FRAME", "a request needs an integer 'id'")
+    if cmd not in COMMANDS:
+        raise ProtocolError("UNKNOWN_COMMAND", f"unknown command {cmd!r}")
+    schema = COMMANDS[cmd]
+    args = {key: value for key, value in obj.items() if key not in ("id", "cmd")}
+    if set(args) != set(schema):
+        raise ProtocolError("BAD_REQUEST",
+                            f"{cmd} takes exactly: {', '.join(schema) or 'no arguments'}")
+    for name, kind in schema.items():
+        value = args[name]
+        good = _is_int(value) if kind is int else isinstance(value, kind)
+        if not good:
+            raise ProtocolError("BAD_REQUEST", f"{cmd}: {name!r} must be a {kind.__name__}")
+    return Request(request_id, cmd, args)
+
+
+def decode_server_frame(frame: bytes) -> Reply | Push:
+    """Parse one line from the tracker: a reply or a push."""
+    obj = _load_object(frame)
+    if "push" in obj:
+        kind = obj.pop("push")
+        if not isinstance(kind, str):
+            raise ProtocolError("BAD_FRAME", "a push names its kind")
+        return Push(kind, obj)
+    re_id, status, message = obj.pop("re", None), obj.pop("status", None), obj.pop("message", "")
+    code = obj.pop("code", None)
+    if (re_id is not None and not _is_int(re_id)) or status not in (SUCCESS, FAILURE) \
+            or not isinstance(message, str) or (status == FAILURE and not isinstance(code, str)):
+        raise ProtocolError("BAD_FRAME", "not a reply or a push")
+    return Reply(re_id, status, message, code, obj)
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def encode_request(request: Request) -> bytes:
+    return _dump({"id": request.id, "cmd": request.cmd, **request.args})
+
+
+def encode_reply(reply: Reply) -> bytes:
+    obj: dict[str, Any] = {"re": reply.re, "status": reply.status}
+    if reply.code:
+        obj["code"] = reply.code
+    obj["message"] = reply.message
+    obj.update(reply.data)
+    return _dump(obj)
+
+
+def encode_push(push: Push) -> bytes:
+    return _dump({"push": push.kind, **push.data})
+
+
+def success(message: str, **data: Any) -> Reply:
+    """A SUCCESS reply whose ``re`` the connection fills in."""
+    return Reply(None, SUCCESS, message, None, data)
+
+
+def failure(code: str, message: str) -> Reply:
+    return Reply(None, FAILURE, message, code)

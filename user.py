@@ -1,0 +1,698 @@
+"""A Tweeter user: an interactive shell, a session with the tracker, and a peer in logical rings.
+
+How data flows::
+
+    terminal / pipe ──> UserShell (cmd.Cmd)          one command a line
+                          │  TrackerLink.request()   TCP, JSON lines, reply matched by id
+                          │                          (a reader thread takes replies and pushes)
+                          └─ PeerNode                three UDP sockets, one selector thread
+                               left   <── ring traffic from the left neighbour (tweets, detours)
+                               middle <── ring control from authors (setup, teardown)
+                               right  ──> ring traffic to the right neighbour (acks come back here)
+
+A tweet: the shell asks the tracker (``tweet``), gets the online followers, lets
+``protocol.ring`` plan which followers need a ``setup``, sends those on the middle port, then
+sends the text from the right port to its right neighbour.  Each follower prints it and passes it
+right; when it is back on the author's left port, the shell sends ``end-tweet`` by itself.  Every
+datagram is acknowledged and sent again until it is; a follower that never answers is skipped by
+a ``detour`` through the author (see ``protocol/PROTOCOL.md``).
+
+Run: ``python3 user.py [tracker-ip [tracker-port]] [-q]``.  When standard input is not a
+terminal the same commands are read one a line, with no prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cmd
+import collections
+import contextlib
+import itertools
+import random
+import selectors
+import shlex
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from protocol import datagrams, limits
+from protocol.datagrams import Ack, Datagram, DatagramError, SetupMsg, TeardownMsg, TweetMsg
+from protocol.ring import FollowerRing, Membership, Peer, ring_order
+from protocol.text import escape_for_terminal
+from protocol.validate import check_ipv4, handle_key
+from protocol.wire import (
+    ProtocolError,
+    Push,
+    Reply,
+    Request,
+    decode_server_frame,
+    encode_request,
+    failure,
+)
+
+REPLY_MAX = 1 << 20                 # bytes in one line from the tracker (lists can be long)
+REQUEST_TIMEOUT = limits.EXIT_WAIT_TIMEOUT + 10
+
+
+class Console:
+    """All output goes through here: one line at a time, and never through a half-typed command.
+
+    When the user is at an interactive prompt, a line that arrives from the network is printed
+    above the prompt, and the prompt with whatever the user had typed is drawn again.
+    """
+
+    def __init__(self, interactive: bool, quiet: bool) -> None:
+        self.interactive, self.quiet = interactive, quiet
+        self.prompt = ""
+        self.at_prompt = False
+        self._lock = threading.Lock()
+
+    def say(self, text: str) -> None:
+        with self._lock:
+            if self.interactive and self.at_prompt:
+                import readline
+                typed = readline.get_line_buffer()
+                sys.stdout.write(f"\r\x1b[K{text}\n{self.prompt}{typed}")
+                sys.stdout.flush()
+            else:
+                print(text, flush=True)
+
+    def trace(self, text: str) -> None:
+        if not self.quiet:
+            self.say(f"[trace] {text}")
+
+
+class TrackerLink:
+    """The session with the tracker: requests wait for their reply; pushes go to a callback."""
+
+    def __init__(self, host: str, port: int, console: Console,
+                 on_push: Callable[[Push], None]) -> None:
+        self.console, self.on_push = console, on_push
+        self.sock = socket.create_connection((host, port), timeout=5)
+        self.sock.settimeout(None)
+        self.reader = self.sock.makefile("rb")
+        self._ids = itertools.count(1)
+        self._send_lock = threading.Lock()
+        self._waiting: dict[int, tuple[threading.Event, list[Reply]]] = {}
+        self._closed = threading.Event()
+        threading.Thread(target=self._read, name="tracker-reader", daemon=True).start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def request(self, cmd_name: str, **args: Any) -> Reply:
+        if self.closed:
+            return failure("NO_TRACKER", "the connection to the tracker is closed")
+        request = Request(next(self._ids), cmd_name, args)
+        done, box = threading.Event(), []
+        self._waiting[request.id] = (done, box)
+        try:
+            with self._send_lock:
+                self.sock.sendall(encode_request(request))
+        except OSError as error:
+            self._waiting.pop(request.id, None)
+            return failure("NO_TRACKER", f"cannot send to the tracker: {error}")
+        if not done.wait(REQUEST_TIMEOUT) or not box:
+            self._waiting.pop(request.id, None)
+            return failure("NO_TRACKER", "the tracker did not answer")
+        return box[0]
+
+    def _read(self) -> None:
+        try:
+            while True:
+                line = self.reader.readline(REPLY_MAX + 1)
+                if not line:
+                    break
+                try:
+                    frame = decode_server_frame(line)
+                except ProtocolError as error:
+                    self.console.trace(f"dropped a bad frame from the tracker: {error.message}")
+                    continue
+                if isinstance(frame, Push):
+                    self.on_push(frame)
+                    continue
+                if frame.re is None:        # an answer to a frame it could not read
+                    self.console.say(f"FAILURE {frame.code}: {escape_for_terminal(frame.message)}")
+                    continue
+                done, box = self._waiting.pop(frame.re, (None, None))
+                if done is not None and box is not None:
+                    box.append(frame)
+                    done.set()
+        except OSError:
+            pass                            # the connection broke: same as closed
+        finally:
+            self._closed.set()
+            for done, _box in list(self._waiting.values()):
+                done.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+@dataclass
+class _Outgoing:
+    done: threading.Event
+
+
+@dataclass
+class TweetResult:
+    reached: int
+    skipped: list[str]
+    seconds: float
+    completed: bool
+
+
+class PeerNode:
+    """The three UDP sockets of one user and the rings it takes part in."""
+
+    def __init__(self, console: Console, hop_timeout: float, hop_retries: int) -> None:
+        self.console = console
+        self.hop_timeout, self.hop_retries = hop_timeout, hop_retries
+        self.me: Peer | None = None
+        self.sockets: dict[str, socket.socket] = {}
+        self.own_ring = FollowerRing()
+        self.memberships: dict[str, Membership] = {}
+        self._seen: collections.OrderedDict[tuple[str, int], None] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._seq = itertools.count(random.randrange(1, 2**31))
+        self._outgoing: dict[int, _Outgoing] = {}
+        self._active_tweet: tuple[int, threading.Event, list[TweetMsg]] | None = None
+        self._selector = selectors.DefaultSelector()
+        self._running = False
+
+    # ---- life ------------------------------------------------------------------------------
+    def bind(self, ip: str, ports: Sequence[int], handle: str) -> Peer:
+        """Bind left, middle and right on ``ip`` (0 = any free port); raise OSError if taken."""
+        bound: dict[str, socket.socket] = {}
+        try:
+            for role, port in zip(("left", "middle", "right"), ports, strict=True):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                bound[role] = sock
+                sock.bind((ip, port))
+        except OSError:
+            for sock in bound.values():
+                sock.close()
+            raise
+        self.sockets = bound
+        ports = (bound[role].getsockname()[1] for role in ("left", "middle", "right"))
+        self.me = Peer(handle, ip, *ports)
+        for role, sock in bound.items():
+            self._selector.register(sock, selectors.EVENT_READ, role)
+        self._running = True
+        threading.Thread(target=self._serve, name="peer-selector", daemon=True).start()
+        return self.me
+
+    def close(self) -> None:
+        self._running = False
+        for sock in self.sockets.values():
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(sock)
+            sock.close()
+        self.sockets = {}
+        self.me = None
+        self.memberships.clear()
+        self.own_ring = FollowerRing()
+
+    # ---- sending ---------------------------------------------------------------------------
+    def _send(self, role: str, to: tuple[str, int], message: Datagram, label: str) -> None:
+        self.console.trace(f"{self.handle} -> {label} {to[0]}:{to[1]} "
+                           f"{datagrams.summary(message)}")
+        try:
+            self.sockets[role].sendto(datagrams.encode(message), to)
+        except (OSError, KeyError) as error:
+            self.console.trace(f"send to {to[0]}:{to[1]} failed: {error}")
+
+    def send_reliably(self, role: str, to: Peer, port: int,
+                      build: Callable[[int], Datagram]) -> bool:
+        """Send until acknowledged; False if ``to`` never answered."""
+        seq = next(self._seq)
+        message = build(seq)
+        waiter = _Outgoing(threading.Event())
+        self._outgoing[seq] = waiter
+        try:
+            for attempt in range(self.hop_retries + 1):
+                label = to.handle if attempt == 0 else f"{to.handle} (again, {attempt})"
+                self._send(role, (to.ip, port), message, label)
+                if waiter.done.wait(self.hop_timeout):
+                    return True
+            self.console.trace(f"{to.handle} did not answer seq={seq}")
+            return False
+        finally:
+            self._outgoing.pop(seq, None)
+
+    @property
+    def handle(self) -> str:
+        return self.me.handle if self.me else "?"
+
+    # ---- receiving -------------------------------------------------------------------------
+    def _serve(self) -> None:
+        while self._running:
+            try:
+                events = self._selector.select(timeout=0.5)
+            except (OSError, ValueError):
+                return
+            for key, _mask in events:
+                try:
+                    data, sender = key.fileobj.recvfrom(  # type: ignore[union-attr]
+                        limits.DATAGRAM_MAX + 1)
+                except OSError:
+                    continue
+                self._receive(key.data, data, sender)
+
+    def _receive(self, role: str, data: bytes, sender: tuple[str, int]) -> None:
+        where = f"{sender[0]}:{sender[1]}"
+        try:
+            message = datagrams.decode(data)
+        except DatagramError as error:
+            self.console.trace(f"dropped datagram from {where} on {role}: {error}")
+            return
+        if isinstance(message, Ack):
+            waiter = self._outgoing.get(message.seq)
+            if waiter:
+                waiter.done.set()
+            return
+        self.console.trace(f"{self.handle} <- {where} {datagrams.summary(message)}")
+        if isinstance(message, SetupMsg) and role == "middle":
+            self._on_setup(message, sender)
+        elif isinstance(message, TeardownMsg) and role == "middle":
+            self._on_teardown(message, sender)
+        elif isinstance(message, TweetMsg) and role == "left":
+            self._on_tweet(message, sender)
+        else:
+            self.console.trace(f"dropped {type(message).__name__} on the {role} port from {where}")
+
+    def _ack(self, role: str, seq: int, sender: tuple[str, int]) -> None:
+        with contextlib.suppress(OSError, KeyError):
+            self.sockets[role].sendto(datagrams.encode(Ack(seq)), sender)
+
+    def _on_setup(self, message: SetupMsg, sender: tuple[str, int]) -> None:
+        author = message.author
+        if handle_key(author.handle) != handle_key(message.ring) \
+                or sender != (author.ip, author.middle):
+            self.console.trace(f"dropped setup for {message.ring}: not from its author")
+            return
+        with self._lock:
+            self.memberships[handle_key(message.ring)] = Membership(
+                author, message.left, message.right)
+        self._ack("middle", message.seq, sender)
+
+    def _on_teardown(self, message: TeardownMsg, sender: tuple[str, int]) -> None:
+        with self._lock:
+            member = self.memberships.get(handle_key(message.ring))
+            if member and sender != (member.author.ip, member.author.middle):
+                self.console.trace(f"dropped teardown of {message.ring}: not from its author")
+                return
+            self.memberships.pop(handle_key(message.ring), None)
+        self._ack("middle", message.seq, sender)
+
+    def _on_tweet(self, message: TweetMsg, sender: tuple[str, int]) -> None:
+        if self.me and handle_key(message.ring) == self.me.key:
+            self._on_own_tweet(message, sender)
+            return
+        with self._lock:
+            member = self.memberships.get(handle_key(message.ring))
+        allowed = member and sender in ((member.left.ip, member.left.right),
+                                        (member.author.ip, member.author.right))
+        if not member or not allowed or message.is_detour:
+            self.console.trace(f"dropped tweet of {message.ring} from {sender[0]}:{sender[1]}:"
+                               " not my left neighbour in a ring I belong to")
+            return
+        self._ack("left", message.seq, sender)
+        tweet_key = (handle_key(message.ring), message.tid)
+        with self._lock:
+            if tweet_key in self._seen:
+                return                          # a resend whose first ack was lost
+            self._seen[tweet_key] = None
+            while len(self._seen) > 4096:
+                self._seen.popitem(last=False)
+        self.console.say(f"tweet #{message.tid} by {message.ring} via {message.prev}: "
+                         f"{escape_for_terminal(message.text)}")
+        threading.Thread(target=self._forward, args=(message, member), daemon=True).start()
+
+    def _forward(self, message: TweetMsg, member: Membership) -> None:
+        onward = replace(message, prev=self.handle, hops=message.hops + 1)
+        right = member.right
+        if self.send_reliably("right", right, right.left, lambda seq: replace(onward, seq=seq)):
+            return
+        if handle_key(right.handle) == handle_key(member.author.handle):
+            self.console.trace(f"the author {right.handle} is gone; the tweet ends here")
+            return
+        detour = replace(onward, dead=right.handle, skipped=(*onward.skipped, right.handle))
+        author = member.author
+        if not self.send_reliably("right", author, author.left,
+                                  lambda seq: replace(detour, seq=seq)):
+            self.console.trace(f"the author {author.handle} is gone; the tweet ends here")
+
+    # ---- the author's side -----------------------------------------------------------------
+    def _on_own_tweet(self, message: TweetMsg, sender: tuple[str, int]) -> None:
+        if not any(sender == (p.ip, p.right) for p in self.own_ring.followers):
+            self.console.trace(f"dropped own tweet from {sender[0]}:{sender[1]}: not a member")
+            return
+        self._ack("left", message.seq, sender)
+        active = self._active_tweet
+        if active is None or active[0] != message.tid or active[1].is_set():
+            return                              # late or repeated: the round is over
+        if message.is_detour and message.dead:
+            threading.Thread(target=self._deliver, args=(message, message.dead),
+                             daemon=True).start()
+        else:
+            active[2].append(message)
+            active[1].set()
+
+    def _deliver(self, message: TweetMsg, after: str) -> None:
+        """Send the tweet to the first live follower after ``after``; finish if none is left."""
+        nxt = self.own_ring.successor(after)
+        while nxt is not None:
+            hop = replace(message, dead=None)
+            if self.send_reliably("right", nxt, nxt.left, lambda seq, h=hop: replace(h, seq=seq)):
+                return
+            message = replace(message, skipped=(*message.skipped, nxt.handle))
+            nxt = self.own_ring.successor(nxt.handle)
+        active = self._active_tweet
+        if active and active[0] == message.tid:
+            active[2].append(replace(message, dead=None))
+            active[1].set()
+
+    def setup_ring(self, followers: Sequence[Peer]) -> list[str]:
+        """Bring every follower's ring state up to date; return those that did not answer."""
+        assert self.me is not None
+        me, target = self.me, ring_order(followers)
+        old_author, old = self.own_ring.author, self.own_ring.followers
+        skipped: list[str] = []
+        while True:
+            plan = FollowerRing(old_author, list(old)).plan(me, target)
+            results = self._in_parallel(
+                [lambda s=s: self.send_reliably(
+                    "middle", s.member, s.member.middle,
+                    lambda seq: SetupMsg(seq, me.handle, s.author, s.left, s.right))
+                 for s in plan.setups])
+            failed = {s.member.key for s, ok in zip(plan.setups, results, strict=True) if not ok}
+            gone = [p for p in plan.removed if p.handle not in skipped]
+            if gone:    # leaving followers forget the ring; nobody waits for that
+                threading.Thread(target=self.teardown, args=(gone,), daemon=True).start()
+            if not failed:
+                break
+            skipped += [p.handle for p in target if p.key in failed]
+            old_author, old = me, target
+            target = [p for p in target if p.key not in failed]
+        self.own_ring.store(me, target)
+        return skipped
+
+    def run_tweet(self, tid: int, text: str, followers: Sequence[Peer],
+                  timeout: float) -> TweetResult:
+        skipped = self.setup_ring(followers)
+        done: threading.Event = threading.Event()
+        returned: list[TweetMsg] = []
+        self._active_tweet = (tid, done, returned)
+        started = time.perf_counter()
+        first = TweetMsg(0, self.handle, tid, text, self.handle, 0, ())
+        self._deliver(first, self.handle)
+        completed = done.wait(timeout)
+        seconds = time.perf_counter() - started
+        self._active_tweet = None
+        if not completed or not returned:
+            return TweetResult(0, skipped, seconds, False)
+        back = returned[0]
+        return TweetResult(back.hops, skipped + list(back.skipped), seconds, True)
+
+    def teardown(self, peers: Sequence[Peer]) -> list[str]:
+        """Tell ``peers`` to forget this user's ring; return those that did not answer."""
+        me = self.handle
+        results = self._in_parallel(
+            [lambda p=p: self.send_reliably("middle", p, p.middle,
+                                            lambda seq: TeardownMsg(seq, me))
+             for p in peers])
+        return [p.handle for p, ok in zip(peers, results, strict=True) if not ok]
+
+    @staticmethod
+    def _in_parallel(jobs: Sequence[Callable[[], bool]]) -> list[bool]:
+        results = [False] * len(jobs)
+
+        def run(index: int) -> None:
+            results[index] = jobs[index]()
+
+        threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(jobs))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return results
+
+    def forget(self, author: str) -> None:
+        with self._lock:
+            self.memberships.pop(handle_key(author), None)
+
+
+class UserShell(cmd.Cmd):
+    intro = "Tweeter — type help for the commands, quit to leave."
+
+    def __init__(self, link: TrackerLink, node: PeerNode, console: Console,
+                 tweet_timeout: float) -> None:
+        super().__init__()
+        self.link, self.node, self.console = link, node, console
+        self.tweet_timeout = tweet_timeout
+        self.handle: str | None = None
+        self.known_handles: set[str] = set()
+        if console.interactive:
+            self.prompt = "tweeter> "
+        else:
+            self.prompt, self.intro, self.use_rawinput = "", None, False
+        console.prompt = self.prompt
+
+    # ---- plumbing --------------------------------------------------------------------------
+    def preloop(self) -> None:
+        self.console.at_prompt = True
+
+    def precmd(self, line: str) -> str:
+        self.console.at_prompt = False
+        return line
+
+    def postcmd(self, stop: bool, line: str) -> bool:
+        self.console.at_prompt = not stop
+        return stop
+
+    def emptyline(self) -> bool:
+        return False
+
+    def default(self, line: str) -> bool:
+        self.console.say(f"FAILURE UNKNOWN_COMMAND: {escape_for_terminal(line.split()[0])!s}"
+                         " — type help")
+        return False
+
+    def words(self, arg: str) -> list[str] | None:
+        try:
+            return shlex.split(arg)
+        except ValueError as error:
+            self.console.say(f"FAILURE BAD_SYNTAX: {error}")
+            return None
+
+    def show(self, reply: Reply) -> Reply:
+        text = escape_for_terminal(reply.message)
+        self.console.say(f"SUCCESS: {text}" if reply.ok else f"FAILURE {reply.code}: {text}")
+        return reply
+
+    def usage(self, form: str) -> bool:
+        self.console.say(f"FAILURE USAGE: {form}")
+        return False
+
+    def completedefault(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
+        return sorted(h for h in self.known_handles if h.lower().startswith(text.lower()))
+
+    # ---- commands --------------------------------------------------------------------------
+    def do_register(self, arg: str) -> bool:
+        """register @handle [ipv4 left middle right] — bind three UDP ports and join Tweeter.
+        Ports 0 mean any free port; `register @h` alone is 127.0.0.1 0 0 0."""
+        words = self.words(arg)
+        if words is None:
+            return False
+        if len(words) not in (1, 5):
+            return self.usage("register @handle [ipv4 left middle right]")
+        if self.handle:
+            self.console.say(f"FAILURE ALREADY_REGISTERED: this session is already {self.handle}")
+            return False
+        ip, port_words = (words[1], words[2:]) if len(words) == 5 else ("127.0.0.1", ["0"] * 3)
+        problem = check_ipv4(ip)
+        if problem:
+            self.console.say(f"FAILURE {problem[0]}: {problem[1]}")
+            return False
+        try:
+            ports = [int(word) for word in port_words]
+            if not all(0 <= port <= 65535 for port in ports):
+                raise ValueError
+        except ValueError:
+            self.console.say("FAILURE BAD_PORT: ports are numbers from 0 to 65535")
+            return False
+        try:
+            me = self.node.bind(ip, ports, words[0])
+        except OSError as error:
+            self.console.say(f"FAILURE PORT_IN_USE: cannot bind {ip} {' '.join(port_words)}: "
+                             f"{error.strerror}; nothing was sent")
+            return False
+        reply = self.show(self.link.request(
+            "register", handle=words[0], ip=ip, ports=[me.left, me.middle, me.right]))
+        if reply.ok:
+            self.handle = reply.data.get("handle", words[0])
+            self.node.me = replace(me, handle=self.handle)
+            self.console.say(f"ports: left={me.left} middle={me.middle} right={me.right}")
+        else:
+            self.node.close()
+        return False
+
+    def do_query(self, arg: str) -> bool:
+        """query handles — how many handles are registered, and which, alphabetically."""
+        if arg.strip() != "handles":
+            return self.usage("query handles")
+        reply = self.show(self.link.request("query-handles"))
+        if reply.ok:
+            handles = reply.data.get("handles", [])
+            self.known_handles.update(handles)
+            self.console.say(f"{reply.data.get('count', 0)}: "
+                             + escape_for_terminal(" ".join(handles)))
+        return False
+
+    def _pair(self, name: str, arg: str) -> bool:
+        words = self.words(arg)
+        if words is None:
+            return False
+        if len(words) != 2:
+            return self.usage(f"{name} @follower @followee")
+        reply = self.show(self.link.request(name, follower=words[0], followee=words[1]))
+        if reply.ok and name == "drop":
+            self.node.forget(words[1])     # a follower that left a ring keeps nothing of it
+        return False
+
+    def do_follow(self, arg: str) -> bool:
+        """follow @i @j — @i (you) starts following @j."""
+        return self._pair("follow", arg)
+
+    def do_drop(self, arg: str) -> bool:
+        """drop @i @j — @i (you) stops following @j."""
+        return self._pair("drop", arg)
+
+    def do_tweet(self, arg: str) -> bool:
+        """tweet @handle "text" — send a tweet (1-140 characters) around your followers' ring."""
+        words = self.words(arg)
+        if words is None:
+            return False
+        if len(words) < 2:
+            return self.usage('tweet @handle "text"')
+        reply = self.show(self.link.request("tweet", handle=words[0], text=" ".join(words[1:])))
+        if not reply.ok:
+            return False
+        tid = int(reply.data["tid"])
+        followers = [Peer.from_list(row) for row in reply.data.get("followers", [])]
+        result = self.node.run_tweet(tid, " ".join(words[1:]), followers, self.tweet_timeout)
+        self.show(self.link.request("end-tweet", handle=self.handle or words[0], tid=tid,
+                                    reached=result.reached, skipped=result.skipped))
+        if not result.completed:
+            self.console.say(f"tweet #{tid} did not come back within {self.tweet_timeout:g}s")
+            return False
+        skipped = f"; skipped {' '.join(result.skipped)}" if result.skipped else ""
+        self.console.say(f"tweet #{tid} reached {result.reached} followers "
+                         f"in {result.seconds * 1000:.1f} ms{skipped}")
+        return False
+
+    def do_exit(self, arg: str) -> bool:
+        """exit @handle — tear your ring down and delete your handle, then end."""
+        words = self.words(arg)
+        if words is None:
+            return False
+        if len(words) != 1:
+            return self.usage("exit @handle")
+        if not self.show(self.link.request("exit", handle=words[0])).ok:
+            return False
+        followers = list(self.node.own_ring.followers)
+        silent = self.node.teardown(followers)
+        if silent:
+            self.console.say(f"teardown not acknowledged by {' '.join(silent)}")
+        self.console.say(f"ring of {self.handle} torn down ({len(followers) - len(silent)} "
+                         f"of {len(followers)} followers acknowledged)")
+        if self.show(self.link.request("exit-complete", handle=words[0])).ok:
+            self.console.say("bye")
+            return True
+        return False
+
+    def do_rings(self, arg: str) -> bool:
+        """rings — the rings this user belongs to, as this user keeps them."""
+        own = self.node.own_ring
+        if own.followers:
+            order = " -> ".join(p.handle for p in own.followers)
+            self.console.say(f"own ring {self.handle}: {self.handle} -> {order} -> {self.handle}")
+        else:
+            self.console.say(f"own ring {self.handle}: no followers set up")
+        for member in sorted(self.node.memberships.values(), key=lambda m: m.author.key):
+            self.console.say(f"ring {member.author.handle}: left {member.left.handle}, "
+                             f"right {member.right.handle}")
+        return False
+
+    def do_quit(self, arg: str) -> bool:
+        """quit — log out and end (Ctrl-D does the same); nothing is deleted."""
+        return True
+
+    def do_EOF(self, arg: str) -> bool:
+        if self.console.interactive:
+            print()
+        return True
+
+    def complete_follow(self, text: str, *rest: Any) -> list[str]:
+        return self.completedefault(text, *rest)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="user.py", description="A Tweeter user: shell, tracker session and ring peer.",
+        epilog="example: python3 user.py 127.0.0.1 13000, then: register @alice")
+    parser.add_argument("tracker_ip", nargs="?", default="127.0.0.1")
+    parser.add_argument("tracker_port", nargs="?", type=int, default=limits.DEFAULT_TRACKER_PORT)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no trace lines")
+    parser.add_argument("--hop-timeout", type=float, default=limits.HOP_TIMEOUT,
+                        help="seconds before a datagram is sent again")
+    parser.add_argument("--hop-retries", type=int, default=limits.HOP_RETRIES,
+                        help="resends before a peer is given up as dead")
+    parser.add_argument("--tweet-timeout", type=float, default=limits.TWEET_TIMEOUT,
+                        help="seconds to wait for a tweet to come back")
+    args = parser.parse_args(argv)
+    if check_ipv4(args.tracker_ip):
+        parser.error(f"{args.tracker_ip!r} is not an IPv4 address")
+    if not 1 <= args.tracker_port <= 65535:
+        parser.error(f"{args.tracker_port} is not a port (1-65535)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        import readline  # noqa: F401  (line editing and history for cmd.Cmd)
+    console = Console(interactive, args.quiet)
+    try:
+        link = TrackerLink(args.tracker_ip, args.tracker_port, console,
+                           on_push=lambda push: console.say(f"[notice] {push.kind}"))
+    except OSError as error:
+        print(f"user.py: cannot reach the tracker at {args.tracker_ip}:{args.tracker_port}: "
+              f"{error.strerror or error}", file=sys.stderr)
+        return 1
+    node = PeerNode(console, args.hop_timeout, args.hop_retries)
+    shell = UserShell(link, node, console, args.tweet_timeout)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        shell.cmdloop()
+    except KeyboardInterrupt:
+        print()
+    finally:
+        link.close()
+        node.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
