@@ -23,6 +23,10 @@ from protocol.ring import Peer
 from protocol.validate import check_handle, check_ipv4, check_ports, check_text, handle_key
 from protocol.wire import Reply, Request, failure, success
 
+# The argument that names who acts: it must be the session's own handle (NOT_YOUR_HANDLE).
+ACTOR_ARGUMENT = {"follow": "follower", "drop": "follower", "tweet": "handle",
+                  "end-tweet": "handle", "exit": "handle", "exit-complete": "handle"}
+
 
 class Store(Protocol):
     """Durable state.  Handles are passed in any case; stores compare them case-insensitively."""
@@ -151,7 +155,7 @@ class TrackerCore:
         with self._lock:
             if request.cmd not in ("register", "query-handles") and session.handle is None:
                 return failure("NOT_REGISTERED", f"register first: {request.cmd} needs a handle")
-            actor = request.args.get("handle", request.args.get("follower"))
+            actor = request.args.get(ACTOR_ARGUMENT.get(request.cmd, ""))
             if actor is not None and session.handle is not None \
                     and handle_key(actor) != handle_key(session.handle):
                 return failure("NOT_YOUR_HANDLE",

@@ -8,6 +8,7 @@ timeout.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -26,7 +27,7 @@ PYTHON = sys.executable
 DEFAULT_TIMEOUT = 15.0
 
 # Peer timeouts shrunk for tests so that a dead peer is given up on quickly.
-FAST_PEER_ENV = {"TWEETER_HOP_TIMEOUT": "0.1", "TWEETER_HOP_RETRIES": "3"}
+FAST_PEER_ARGS = ["--hop-timeout", "0.1", "--hop-retries", "3"]
 
 
 class Proc:
@@ -169,3 +170,113 @@ def cluster() -> Iterator[Cluster]:
         yield group
     finally:
         group.stop_all()
+
+
+# ---- Tweeter: a tracker, users, and a raw wire client ---------------------------------------
+REPLY_LINE = r"^(SUCCESS|FAILURE)"
+
+
+class User(Proc):
+    """A ``user.py`` process driven through its standard input."""
+
+    def run(self, line: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """Type a command and return the SUCCESS/FAILURE line that answers it."""
+        self.send(line)
+        return self.expect(REPLY_LINE, timeout).string
+
+    def ok(self, line: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+        reply = self.run(line, timeout)
+        assert reply.startswith("SUCCESS"), f"{self.name}: {line!r} -> {reply}\n{self.text()}"
+        return reply
+
+    def fails(self, line: str, code: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+        reply = self.run(line, timeout)
+        assert reply.startswith(f"FAILURE {code}:"), f"{self.name}: {line!r} -> {reply}"
+        return reply
+
+    def register(self, handle: str) -> None:
+        self.ok(f"register {handle}")
+        self.expect(r"^ports: left=")
+
+    def tweet(self, handle: str, text: str) -> re.Match[str]:
+        """Tweet and wait for the round to finish; the match has reached and time."""
+        self.ok(f'tweet {handle} "{text}"')
+        return self.expect(r"^tweet #(?P<tid>\d+) reached (?P<reached>\d+) followers"
+                           r" in [\d.]+ ms(?:; skipped (?P<skipped>.*))?$")
+
+
+class RawClient:
+    """A bare TCP session with the tracker that speaks the wire protocol directly."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=DEFAULT_TIMEOUT)
+        self.reader = self.sock.makefile("rb")
+        self.next_id = 1
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read(self) -> dict:
+        line = self.reader.readline()
+        assert line, "the tracker closed the connection"
+        return json.loads(line)
+
+    def call(self, cmd: str, **args: object) -> dict:
+        self.send_raw((json.dumps({"id": self.next_id, "cmd": cmd, **args}) + "\n").encode())
+        self.next_id += 1
+        return self.read()
+
+    def closed_by_peer(self) -> bool:
+        """True once the tracker has closed its side (reads EOF within the timeout)."""
+        return self.reader.readline() == b""
+
+    def close(self) -> None:
+        self.reader.close()     # the file object holds the socket open until it is closed too
+        self.sock.close()
+
+
+class Tweeter:
+    """One test's tracker and users."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.port = 0
+        self.tracker_proc: Proc | None = None
+        self.clients: list[RawClient] = []
+
+    def tracker(self, *extra: str) -> Proc:
+        self.tracker_proc = self.cluster.start(["tracker.py", "0", *extra], "tracker")
+        self.port = int(self.tracker_proc.expect(r"listening on [\d.]+:(\d+)").group(1))
+        return self.tracker_proc
+
+    def user(self, name: str, *extra: str) -> User:
+        proc = User(["user.py", "127.0.0.1", str(self.port), *FAST_PEER_ARGS, *extra], name)
+        self.cluster.procs.append(proc)
+        return proc
+
+    def users(self, *handles: str) -> dict[str, User]:
+        """Start and register one user per handle; keys are the handles."""
+        started = {handle: self.user(handle) for handle in handles}
+        for handle, proc in started.items():
+            proc.register(handle)
+        return started
+
+    def client(self) -> RawClient:
+        client = RawClient(self.port)
+        self.clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+@pytest.fixture
+def net(cluster: Cluster) -> Iterator[Tweeter]:
+    """A running tracker on a free port, ready for users."""
+    tweeter = Tweeter(cluster)
+    tweeter.tracker()
+    try:
+        yield tweeter
+    finally:
+        tweeter.close()
