@@ -59,11 +59,15 @@ class Proc:
             self._changed.notify_all()
 
     # -- output ----------------------------------------------------------------------------
-    def expect(self, pattern: str, timeout: float = DEFAULT_TIMEOUT) -> re.Match[str]:
-        """Wait for the next line (after earlier matches) that matches ``pattern``."""
+    def expect(self, pattern: str, timeout: float = DEFAULT_TIMEOUT,
+               since: int | None = None) -> re.Match[str]:
+        """Wait for the next line matching ``pattern``: after earlier matches, or from line
+        index ``since`` when given."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         with self._changed:
+            if since is not None:
+                self.cursor = since
             while True:
                 for index in range(self.cursor, len(self.lines)):
                     match = regex.search(self.lines[index])
