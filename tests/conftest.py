@@ -62,17 +62,17 @@ class Proc:
     def expect(self, pattern: str, timeout: float = DEFAULT_TIMEOUT,
                since: int | None = None) -> re.Match[str]:
         """Wait for the next line matching ``pattern``: after earlier matches, or from line
-        index ``since`` when given."""
+        index ``since`` when given (a look back that leaves later expectations where they were).
+        """
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         with self._changed:
-            if since is not None:
-                self.cursor = since
             while True:
-                for index in range(self.cursor, len(self.lines)):
+                first = self.cursor if since is None else since
+                for index in range(first, len(self.lines)):
                     match = regex.search(self.lines[index])
                     if match:
-                        self.cursor = index + 1
+                        self.cursor = max(self.cursor, index + 1)
                         return match
                 remaining = deadline - time.monotonic()
                 if self._eof or remaining <= 0:

@@ -68,7 +68,7 @@ def test_tweet_visits_followers_alphabetically_and_comes_back(net: Tweeter) -> N
     assert users["@c"].expect(r"^tweet #\d+ by @a via (@\w+): hello ring$").group(1) == "@b"
     assert users["@d"].expect(r"^tweet #\d+ by @a via (@\w+): hello ring$").group(1) == "@c"
     users["@a"].expect(r"^\[trace\] @a <- .* tweet ring=@a tid=\d+ prev=@d hops=3 ", since=start)
-    users["@a"].expect(r"^SUCCESS: tweet #\d+ of @a ended: 3 followers reached")
+    users["@a"].expect(r"^SUCCESS: tweet #\d+ of @a ended: 3 followers reached", since=start)
 
 
 def test_ring_updates_send_only_the_setups_needed(net: Tweeter) -> None:
