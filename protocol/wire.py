@@ -94,7 +94,7 @@ def decode_request(frame: bytes) -> Request:
     request_id, cmd = obj.get("id"), obj.get("cmd")
     if not _is_int(request_id) or not 0 <= request_id < 2**53:
         raise ProtocolError("BAD_FRAME", "a request needs an integer 'id'")
-    if cmd not in COMMANDS:
+    if not isinstance(cmd, str) or cmd not in COMMANDS:
         raise ProtocolError("UNKNOWN_COMMAND", f"unknown command {cmd!r}")
     schema = COMMANDS[cmd]
     args = {key: value for key, value in obj.items() if key not in ("id", "cmd")}
