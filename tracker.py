@@ -13,22 +13,201 @@ The tracker never touches the UDP ring: it hands an author its online followers,
 runs the ring itself (see ``user.py``).  Everything the tracker decides is in
 ``protocol/tracker_core.py``; this file only moves bytes and prints traces.
 
-Run: ``python3 tracker.py [port] [--host ADDR] [-q]`` (port 0 picks a free port; the chosen one
-is printed).
+Durable state lives in SQLite (``SqliteStore``, ``--db``, WAL mode): a change is committed before
+its ``SUCCESS`` is sent, so a tracker killed with SIGKILL keeps everything it confirmed.  Who is
+online is memory only.
+
+Run: ``python3 tracker.py [port] [--host ADDR] [--db PATH] [-q]`` (port 0 picks a free port; the
+chosen one is printed).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import socket
 import socketserver
+import sqlite3
 import sys
 import threading
+from collections.abc import Iterator
 
 from protocol import limits
-from protocol.tracker_core import Session, TrackerCore
+from protocol.accounts import LoginThrottle
+from protocol.tracker_core import Session, TrackerCore, Tweet
+from protocol.validate import handle_key, hashtags
 from protocol.wire import ProtocolError, Reply, decode_request, encode_reply, failure
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    key             TEXT PRIMARY KEY,           -- the handle, lower-cased: its identity
+    handle          TEXT NOT NULL,              -- as first registered
+    password_hash   TEXT NOT NULL,              -- scrypt$n$r$p$salt$hash, never the password
+    created         REAL NOT NULL,
+    last_seen_tweet INTEGER NOT NULL DEFAULT 0  -- newest tweet id when the last session ended
+);
+CREATE TABLE IF NOT EXISTS follows (
+    followee TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
+    follower TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
+    PRIMARY KEY (followee, follower)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS follows_by_follower ON follows (follower, followee);
+CREATE TABLE IF NOT EXISTS tweets (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so "new since" stays true
+    author     TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
+    text       TEXT NOT NULL,
+    created    REAL NOT NULL,
+    retweet_of INTEGER REFERENCES tweets(id) ON DELETE SET NULL
+);
+CREATE INDEX IF NOT EXISTS tweets_by_author ON tweets (author, id);
+CREATE TABLE IF NOT EXISTS hashtags (
+    tag      TEXT NOT NULL,                     -- lower-case, without the '#'
+    tweet_id INTEGER NOT NULL REFERENCES tweets(id) ON DELETE CASCADE,
+    PRIMARY KEY (tag, tweet_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS hashtags_by_tweet ON hashtags (tweet_id);
+"""
+
+TWEET_COLUMNS = "t.id, a.handle, t.text, t.created, t.retweet_of"
+
+
+class SqliteStore:
+    """The tracker's durable state in one SQLite database (a ``Store``, see tracker_core).
+
+    Every method that changes something runs in one transaction that is committed before it
+    returns.  The core calls it with its lock held, so one connection serves all threads.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = NORMAL")   # durable against a killed process
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.executescript(SCHEMA)
+
+    @contextlib.contextmanager
+    def _change(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _one(self, sql: str, *args: object) -> tuple | None:
+        return self.db.execute(sql, args).fetchone()
+
+    def _column(self, sql: str, *args: object) -> list:
+        return [row[0] for row in self.db.execute(sql, args)]
+
+    def _tweets(self, sql: str, *args: object) -> list[Tweet]:
+        return [Tweet(*row) for row in self.db.execute(sql, args)]
+
+    def find(self, handle: str) -> str | None:
+        row = self._one("SELECT handle FROM accounts WHERE key = ?", handle_key(handle))
+        return row[0] if row else None
+
+    def create(self, handle: str, password_hash: str, when: float) -> bool:
+        try:
+            with self._change() as db:
+                db.execute("INSERT INTO accounts (key, handle, password_hash, created) "
+                           "VALUES (?, ?, ?, ?)", (handle_key(handle), handle, password_hash, when))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def password_hash(self, handle: str) -> str | None:
+        row = self._one("SELECT password_hash FROM accounts WHERE key = ?", handle_key(handle))
+        return row[0] if row else None
+
+    def delete(self, handle: str) -> None:
+        with self._change() as db:      # follows, tweets and hashtags go by ON DELETE CASCADE
+            db.execute("DELETE FROM accounts WHERE key = ?", (handle_key(handle),))
+
+    def handles(self) -> list[str]:
+        return self._column("SELECT handle FROM accounts ORDER BY key")
+
+    def follow(self, follower: str, followee: str) -> bool:
+        with self._change() as db:
+            cursor = db.execute("INSERT OR IGNORE INTO follows (followee, follower) VALUES (?, ?)",
+                                (handle_key(followee), handle_key(follower)))
+        return cursor.rowcount == 1
+
+    def unfollow(self, follower: str, followee: str) -> bool:
+        with self._change() as db:
+            cursor = db.execute("DELETE FROM follows WHERE followee = ? AND follower = ?",
+                                (handle_key(followee), handle_key(follower)))
+        return cursor.rowcount == 1
+
+    def followers(self, handle: str) -> list[str]:
+        return self._column("SELECT a.handle FROM follows f JOIN accounts a ON a.key = f.follower"
+                            " WHERE f.followee = ? ORDER BY a.key", handle_key(handle))
+
+    def following(self, handle: str) -> list[str]:
+        return self._column("SELECT a.handle FROM follows f JOIN accounts a ON a.key = f.followee"
+                            " WHERE f.follower = ? ORDER BY a.key", handle_key(handle))
+
+    def add_tweet(self, author: str, text: str, when: float,
+                  retweet_of: int | None = None) -> int:
+        with self._change() as db:
+            cursor = db.execute("INSERT INTO tweets (author, text, created, retweet_of) "
+                                "VALUES (?, ?, ?, ?)", (handle_key(author), text, when, retweet_of))
+            tweet_id = int(cursor.lastrowid or 0)
+            db.executemany("INSERT INTO hashtags (tag, tweet_id) VALUES (?, ?)",
+                           [(tag, tweet_id) for tag in hashtags(text)])
+        return tweet_id
+
+    def tweet(self, tweet_id: int) -> Tweet | None:
+        found = self._tweets(f"SELECT {TWEET_COLUMNS} FROM tweets t JOIN accounts a "
+                             "ON a.key = t.author WHERE t.id = ?", tweet_id)
+        return found[0] if found else None
+
+    _FEED_AUTHORS = "(SELECT followee FROM follows WHERE follower = ? UNION SELECT ?)"
+
+    def feed(self, handle: str, count: int) -> list[Tweet]:
+        key = handle_key(handle)
+        return self._tweets(f"SELECT {TWEET_COLUMNS} FROM tweets t JOIN accounts a "
+                            f"ON a.key = t.author WHERE t.author IN {self._FEED_AUTHORS} "
+                            "ORDER BY t.id DESC LIMIT ?", key, key, count)
+
+    def feed_count_after(self, handle: str, tweet_id: int) -> int:
+        key = handle_key(handle)
+        row = self._one(f"SELECT count(*) FROM tweets WHERE author IN {self._FEED_AUTHORS} "
+                        "AND id > ?", key, key, tweet_id)
+        return int(row[0]) if row else 0
+
+    def last_seen(self, handle: str) -> int:
+        row = self._one("SELECT last_seen_tweet FROM accounts WHERE key = ?", handle_key(handle))
+        return int(row[0]) if row else 0
+
+    def set_last_seen(self, handle: str, tweet_id: int) -> None:
+        with self._change() as db:
+            db.execute("UPDATE accounts SET last_seen_tweet = ? WHERE key = ?",
+                       (tweet_id, handle_key(handle)))
+
+    def latest_tweet_id(self) -> int:
+        row = self._one("SELECT seq FROM sqlite_sequence WHERE name = 'tweets'")
+        return int(row[0]) if row else 0
+
+    def search(self, tag: str, count: int) -> list[Tweet]:
+        return self._tweets(f"SELECT {TWEET_COLUMNS} FROM hashtags h JOIN tweets t "
+                            "ON t.id = h.tweet_id JOIN accounts a ON a.key = t.author "
+                            "WHERE h.tag = ? ORDER BY t.id DESC LIMIT ?", tag.lower(), count)
+
+    def trending(self, count: int) -> list[tuple[str, int]]:
+        return [(tag, uses) for tag, uses in self.db.execute(
+            "SELECT tag, count(*) AS uses FROM hashtags GROUP BY tag "
+            "ORDER BY uses DESC, tag LIMIT ?", (count,))]
+
+
+_PASSWORD_FIELD = re.compile(rb'("password"\s*:\s*)"(?:[^"\\]|\\.)*"')
+
+
+def redact(frame: bytes) -> bytes:
+    """The frame as the trace may show it: passwords replaced by stars."""
+    return _PASSWORD_FIELD.sub(rb'\1"***"', frame)
 
 
 class Trace:
@@ -47,7 +226,7 @@ class Trace:
     def frame(self, arrow: str, session: Session, data: bytes) -> None:
         if not self.quiet:
             who = f"{session.handle} " if session.handle else ""
-            shown = data.decode("utf-8", "backslashreplace").rstrip("\n")
+            shown = redact(data).decode("utf-8", "backslashreplace").rstrip("\n")
             self.line(f"[tracker] {arrow} {who}{session.name} {shown}")
 
 
@@ -129,16 +308,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("port", nargs="?", type=port_number, default=limits.DEFAULT_TRACKER_PORT)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
     parser.add_argument("-q", "--quiet", action="store_true", help="no trace lines")
+    parser.add_argument("--db", default="tracker.db",
+                        help="SQLite database (default tracker.db; :memory: for a throw-away one)")
     parser.add_argument("--tweet-timeout", type=float, default=limits.TWEET_TIMEOUT,
                         help="seconds before a tweet without end-tweet is ended")
+    parser.add_argument("--login-window", type=float, default=limits.LOGIN_WINDOW,
+                        help=f"seconds in which {limits.LOGIN_FAILURES} failed logins of a handle"
+                             " make further logins THROTTLED")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     trace = Trace(args.quiet)
-    core = TrackerCore(log=lambda text: trace.line(f"[tracker] {text}", always=True),
-                       tweet_timeout=args.tweet_timeout)
+    try:
+        store = SqliteStore(args.db)
+    except sqlite3.Error as error:
+        print(f"tracker.py: cannot open the database {args.db}: {error}", file=sys.stderr)
+        return 1
+    core = TrackerCore(store=store, tweet_timeout=args.tweet_timeout,
+                       log=lambda text: trace.line(f"[tracker] {text}", always=True),
+                       throttle=LoginThrottle(window=args.login_window))
     try:
         server = TrackerServer((args.host, args.port), core, trace)
     except OSError as error:

@@ -44,7 +44,7 @@ from protocol import datagrams, limits
 from protocol.datagrams import Ack, Datagram, DatagramError, SetupMsg, TeardownMsg, TweetMsg
 from protocol.ring import FollowerRing, Membership, Peer, ring_order
 from protocol.text import escape_for_terminal
-from protocol.validate import check_ipv4, handle_key
+from protocol.validate import check_handle, check_ipv4, handle_key
 from protocol.wire import (
     ProtocolError,
     Push,
@@ -501,44 +501,66 @@ class UserShell(cmd.Cmd):
         return reply
 
     def usage(self, form: str) -> bool:
-        self.console.say(f"FAILURE USAGE: {form}")
+        return self.fail("USAGE", form)
+
+    def fail(self, code: str, message: str) -> bool:
+        """A failure found here, before anything was sent."""
+        self.console.say(f"FAILURE {code}: {message}")
         return False
 
     def completedefault(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
         return sorted(h for h in self.known_handles if h.lower().startswith(text.lower()))
 
     # ---- commands --------------------------------------------------------------------------
-    def do_register(self, arg: str) -> bool:
-        """register @handle [ipv4 left middle right] — bind three UDP ports and join Tweeter.
-        Ports 0 mean any free port; `register @h` alone is 127.0.0.1 0 0 0."""
+    def read_password(self, prompt: str) -> str | None:
+        """A password: masked on a terminal, the next input line otherwise (None at its end)."""
+        if not self.console.interactive:
+            line = sys.stdin.readline()
+            return line.rstrip("\n") if line else None
+        try:
+            import stdiomask
+            return stdiomask.getpass(prompt=prompt, mask="*")
+        except ImportError:
+            import getpass
+            self.console.say("(stdiomask is not installed: the password is read unechoed)")
+            return getpass.getpass(prompt)
+        except EOFError:
+            return None
+
+    def _join(self, cmd_name: str, arg: str) -> bool:
+        """register or login: bind the three UDP ports, ask the password, ask the tracker."""
         words = self.words(arg)
         if words is None:
             return False
         if len(words) not in (1, 5):
-            return self.usage("register @handle [ipv4 left middle right]")
+            return self.usage(f"{cmd_name} @handle [ipv4 left middle right]")
         if self.handle:
-            self.console.say(f"FAILURE ALREADY_REGISTERED: this session is already {self.handle}")
-            return False
+            return self.fail("ALREADY_LOGGED_IN", f"this session is already {self.handle}")
         ip, port_words = (words[1], words[2:]) if len(words) == 5 else ("127.0.0.1", ["0"] * 3)
-        problem = check_ipv4(ip)
+        problem = check_handle(words[0]) or check_ipv4(ip)
         if problem:
-            self.console.say(f"FAILURE {problem[0]}: {problem[1]}")
-            return False
+            return self.fail(*problem)
         try:
             ports = [int(word) for word in port_words]
             if not all(0 <= port <= 65535 for port in ports):
                 raise ValueError
         except ValueError:
-            self.console.say("FAILURE BAD_PORT: ports are numbers from 0 to 65535")
-            return False
+            return self.fail("BAD_PORT", "ports are numbers from 0 to 65535")
         try:
             me = self.node.bind(ip, ports, words[0])
         except OSError as error:
-            self.console.say(f"FAILURE PORT_IN_USE: cannot bind {ip} {' '.join(port_words)}: "
-                             f"{error.strerror}; nothing was sent")
-            return False
-        reply = self.show(self.link.request(
-            "register", handle=words[0], ip=ip, ports=[me.left, me.middle, me.right]))
+            return self.fail("PORT_IN_USE", f"cannot bind {ip} {' '.join(port_words)}: "
+                                            f"{error.strerror}; nothing was sent")
+        password = self.read_password("password: ")
+        if password is not None and cmd_name == "register" \
+                and self.read_password("password again: ") != password:
+            self.node.close()
+            return self.fail("PASSWORD_MISMATCH", "the two passwords differ; nothing was sent")
+        if not password:
+            self.node.close()
+            return self.fail("BAD_PASSWORD", "a password is needed; nothing was sent")
+        reply = self.show(self.link.request(cmd_name, handle=words[0], ip=ip, password=password,
+                                            ports=[me.left, me.middle, me.right]))
         if reply.ok:
             self.handle = reply.data.get("handle", words[0])
             self.node.me = replace(me, handle=self.handle)
@@ -546,6 +568,27 @@ class UserShell(cmd.Cmd):
         else:
             self.node.close()
         return False
+
+    def do_register(self, arg: str) -> bool:
+        """register @handle [ipv4 left middle right] — create an account and come online.
+        Binds three UDP ports first (0 = any free port; `register @h` alone is 127.0.0.1 0 0 0),
+        then asks for a password twice."""
+        return self._join("register", arg)
+
+    def do_login(self, arg: str) -> bool:
+        """login @handle [ipv4 left middle right] — come online with an existing account,
+        at a new address; says how many tweets are new since your last session."""
+        return self._join("login", arg)
+
+    def do_logout(self, arg: str) -> bool:
+        """logout — go offline; your account, follows and tweets are kept."""
+        if self.show(self.link.request("logout")).ok:
+            self.leave_rings()
+        return False
+
+    def leave_rings(self) -> None:
+        self.handle = None
+        self.node.close()
 
     def do_query(self, arg: str) -> bool:
         """query handles — how many handles are registered, and which, alphabetically."""
@@ -585,21 +628,31 @@ class UserShell(cmd.Cmd):
             return False
         if len(words) < 2:
             return self.usage('tweet @handle "text"')
-        reply = self.show(self.link.request("tweet", handle=words[0], text=" ".join(words[1:])))
-        if not reply.ok:
-            return False
-        tid = int(reply.data["tid"])
+        self.run_ring(self.link.request("tweet", handle=words[0], text=" ".join(words[1:])))
+        return False
+
+    def do_retweet(self, arg: str) -> bool:
+        """retweet <id> — send "RT @author: text" of tweet <id> around your own ring."""
+        if not arg.strip().isdigit():
+            return self.usage("retweet <id>")
+        self.run_ring(self.link.request("retweet", tid=int(arg)))
+        return False
+
+    def run_ring(self, reply: Reply) -> None:
+        """After SUCCESS to tweet or retweet: run the ring, then send end-tweet."""
+        if not self.show(reply).ok:
+            return
+        tid, text = int(reply.data["tid"]), str(reply.data["text"])
         followers = [Peer.from_list(row) for row in reply.data.get("followers", [])]
-        result = self.node.run_tweet(tid, " ".join(words[1:]), followers, self.tweet_timeout)
-        self.show(self.link.request("end-tweet", handle=self.handle or words[0], tid=tid,
+        result = self.node.run_tweet(tid, text, followers, self.tweet_timeout)
+        self.show(self.link.request("end-tweet", handle=self.handle, tid=tid,
                                     reached=result.reached, skipped=result.skipped))
         if not result.completed:
             self.console.say(f"tweet #{tid} did not come back within {self.tweet_timeout:g}s")
-            return False
+            return
         skipped = f"; skipped {' '.join(result.skipped)}" if result.skipped else ""
         self.console.say(f"tweet #{tid} reached {result.reached} followers "
                          f"in {result.seconds * 1000:.1f} ms{skipped}")
-        return False
 
     def do_exit(self, arg: str) -> bool:
         """exit @handle — tear your ring down and delete your handle, then end."""
@@ -621,6 +674,62 @@ class UserShell(cmd.Cmd):
             return True
         return False
 
+    def do_online(self, arg: str) -> bool:
+        """online — who is online now; the handles you follow are marked."""
+        reply = self.show(self.link.request("online"))
+        for name, followed in reply.data.get("online", []):
+            self.known_handles.add(name)
+            self.console.say(f"  {escape_for_terminal(name)}{'  (following)' if followed else ''}")
+        return False
+
+    def _handle_list(self, cmd_name: str, arg: str) -> bool:
+        words = self.words(arg)
+        if words is None:
+            return False
+        if len(words) > 1:
+            return self.usage(f"{cmd_name} [@handle]")
+        reply = self.show(self.link.request(cmd_name, **({"handle": words[0]} if words else {})))
+        if reply.ok:
+            self.known_handles.update(reply.data.get("handles", []))
+            self.console.say("  " + escape_for_terminal(" ".join(reply.data.get("handles", []))))
+        return False
+
+    def do_followers(self, arg: str) -> bool:
+        """followers [@handle] — who follows you (or @handle), alphabetically."""
+        return self._handle_list("followers", arg)
+
+    def do_following(self, arg: str) -> bool:
+        """following [@handle] — whom you (or @handle) follow, alphabetically."""
+        return self._handle_list("following", arg)
+
+    def show_tweets(self, reply: Reply) -> None:
+        for tid, author, created, text, _retweet_of in reply.data.get("tweets", []):
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(created))
+            self.console.say(f"  #{tid} {when} {escape_for_terminal(author)}: "
+                             f"{escape_for_terminal(text)}")
+
+    def do_feed(self, arg: str) -> bool:
+        """feed [n] — the newest n (default 20) tweets by you and the handles you follow."""
+        if arg.strip() and not arg.strip().isdigit():
+            return self.usage("feed [n]")
+        args = {"count": int(arg)} if arg.strip() else {}
+        self.show_tweets(self.show(self.link.request("feed", **args)))
+        return False
+
+    def do_search(self, arg: str) -> bool:
+        """search #tag — the tweets carrying #tag, newest first."""
+        if len(arg.split()) != 1:
+            return self.usage("search #tag")
+        self.show_tweets(self.show(self.link.request("search", tag=arg.strip())))
+        return False
+
+    def do_trending(self, arg: str) -> bool:
+        """trending — the five most used hashtags, with how often each was used."""
+        reply = self.show(self.link.request("trending"))
+        for tag, uses in reply.data.get("tags", []):
+            self.console.say(f"  {escape_for_terminal(tag)} {uses}")
+        return False
+
     def do_rings(self, arg: str) -> bool:
         """rings — the rings this user belongs to, as this user keeps them."""
         own = self.node.own_ring
@@ -636,12 +745,14 @@ class UserShell(cmd.Cmd):
 
     def do_quit(self, arg: str) -> bool:
         """quit — log out and end (Ctrl-D does the same); nothing is deleted."""
+        if self.handle and self.show(self.link.request("logout")).ok:
+            self.leave_rings()
         return True
 
     def do_EOF(self, arg: str) -> bool:
         if self.console.interactive:
             print()
-        return True
+        return self.do_quit(arg)
 
     def complete_follow(self, text: str, *rest: Any) -> list[str]:
         return self.completedefault(text, *rest)
@@ -688,6 +799,7 @@ def main(argv: list[str] | None = None) -> int:
         shell.cmdloop()
     except KeyboardInterrupt:
         print()
+        shell.do_quit("")       # Ctrl-C ends like quit: logged out, nothing deleted
     finally:
         link.close()
         node.close()

@@ -114,7 +114,7 @@ def decode(data: bytes) -> Datagram:
         return TeardownMsg(seq, ring)
     if kind in ("tweet", "detour"):
         text, skipped = obj.get("text"), obj.get("skipped")
-        if check_text(text):
+        if check_text(text, most=limits.RING_TEXT_MAX):
             raise DatagramError("'text' must be a valid tweet")
         if not isinstance(skipped, list) or len(skipped) > 4096:
             raise DatagramError("'skipped' must be a list of handles")

@@ -14,6 +14,16 @@ EXIT_WAIT_TIMEOUT = 30.0        # seconds `exit` waits for running tweets that i
 # --- content --------------------------------------------------------------------------------
 HANDLE_MAX = 15                 # letters after the '@'
 TWEET_MAX = 140                 # characters in a tweet, a `say` or a direct message
+RING_TEXT_MAX = TWEET_MAX + len("RT @: ") + HANDLE_MAX   # a retweet carries "RT @author: "
+TAG_MAX = 50                    # characters of a hashtag after the '#'
+FEED_DEFAULT = 20               # tweets in `feed` when no count is given
+FEED_MAX = 200                  # the most tweets one `feed` or `search` returns
+TRENDING_COUNT = 5              # hashtags in `trending`
+
+# --- accounts -------------------------------------------------------------------------------
+PASSWORD_MAX = 256              # characters in a password
+LOGIN_FAILURES = 5              # failed logins per handle ...
+LOGIN_WINDOW = 60.0             # ... in this many seconds before THROTTLED
 
 # --- peer datagrams -------------------------------------------------------------------------
 DATAGRAM_MAX = 2048             # bytes in one UDP datagram between peers
@@ -25,6 +35,8 @@ TTWEET_MAX = 150                # characters in the one stored message
 TTWEET_EMPTY = "Empty Message"  # what the slot holds before any upload, and after uploading ""
 TTWEET_REQUEST_MAX = 4096       # bytes in one ttweet request, header included
 TTWEET_IO_TIMEOUT = 5.0         # seconds the ttweet server waits for a slow client
+TTWEET_DRAIN_MAX = 65536        # bytes the server reads and discards after refusing a request
+TTWEET_DRAIN_TIMEOUT = 1.0      # seconds it waits for them, so the refusal is not lost to a reset
 
 # --- sessions -------------------------------------------------------------------------------
 SESSION_MAX = 4096              # sessions online at once before SERVER_FULL

@@ -1,13 +1,15 @@
 """What the tracker answers: command semantics, free of sockets.
 
 ``TrackerCore.execute(session, request)`` takes one decoded request from one connection's
-``Session`` and returns the ``Reply``.  Durable state (handles, follows, tweets) lives behind the
-small :class:`Store` interface; who is online, at which address, and which tweets are running is
-kept here, in memory.  One lock guards it all: commands are short, and a single lock makes the
-"exactly one wins" rules (two registrations of one handle, two tweets of one author) plain.
+``Session`` and returns the ``Reply``.  Durable state (accounts, follows, tweets, hashtags) lives
+behind the small :class:`Store` interface — SQLite in ``tracker.py``, dictionaries in
+:class:`MemoryStore` for tests.  Who is online, at which address, and which tweets are running is
+kept here, in memory only.
 
-Only ``exit`` blocks: it waits, on the lock's condition, for running tweets that involve the
-handle to end.
+One lock guards it all: commands are short, and a single lock makes the "exactly one wins" rules
+(two registrations of one handle, two tweets of one author) plain.  Two things happen outside it:
+password hashing (``register`` and ``login`` take tens of milliseconds to hash, and must not stall
+everyone else), and the wait of ``exit`` for running tweets (on the lock's condition).
 """
 
 from __future__ import annotations
@@ -16,42 +18,69 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from protocol import limits
+from protocol.accounts import LoginThrottle, PasswordHasher, check_password
 from protocol.ring import Peer
-from protocol.validate import check_handle, check_ipv4, check_ports, check_text, handle_key
+from protocol.validate import (
+    check_count,
+    check_handle,
+    check_ipv4,
+    check_ports,
+    check_tag,
+    check_text,
+    handle_key,
+    hashtags,
+)
 from protocol.wire import Reply, Request, failure, success
 
 # The argument that names who acts: it must be the session's own handle (NOT_YOUR_HANDLE).
 ACTOR_ARGUMENT = {"follow": "follower", "drop": "follower", "tweet": "handle",
                   "end-tweet": "handle", "exit": "handle", "exit-complete": "handle"}
+# Commands a session may send before it has a handle.
+ANONYMOUS_COMMANDS = {"register", "login", "query-handles", "online"}
+
+
+@dataclass(frozen=True)
+class Tweet:
+    id: int
+    author: str             # as registered
+    text: str
+    created: float          # seconds since the epoch
+    retweet_of: int | None = None
+
+    def as_list(self) -> list[Any]:
+        return [self.id, self.author, self.created, self.text, self.retweet_of]
 
 
 class Store(Protocol):
-    """Durable state.  Handles are passed in any case; stores compare them case-insensitively."""
+    """Durable state.  Handles are passed in any case; stores compare them case-insensitively,
+    and return them as first registered.  Every change is durable when the method returns."""
 
-    def find(self, handle: str) -> str | None:
-        """The handle as first registered, or None."""
-
-    def create(self, handle: str) -> bool:
-        """Add a handle; False if it exists already."""
-
+    def find(self, handle: str) -> str | None: ...
+    def create(self, handle: str, password_hash: str, when: float) -> bool:
+        """Add an account; False if the handle exists already."""
+    def password_hash(self, handle: str) -> str | None: ...
     def delete(self, handle: str) -> None:
-        """Remove a handle, its follows in both directions and its tweets."""
-
+        """Remove the account, its follows in both directions and its tweets."""
     def handles(self) -> list[str]: ...
-
-    def follow(self, follower: str, followee: str) -> bool:
-        """False if already following."""
-
-    def unfollow(self, follower: str, followee: str) -> bool:
-        """False if not following."""
-
+    def follow(self, follower: str, followee: str) -> bool: ...
+    def unfollow(self, follower: str, followee: str) -> bool: ...
     def followers(self, handle: str) -> list[str]: ...
-
-    def add_tweet(self, author: str, text: str, when: float) -> int:
-        """Store a tweet and return its id."""
+    def following(self, handle: str) -> list[str]: ...
+    def add_tweet(self, author: str, text: str, when: float,
+                  retweet_of: int | None = None) -> int:
+        """Store a tweet and its hashtags; return its id (ids are never reused)."""
+    def tweet(self, tweet_id: int) -> Tweet | None: ...
+    def feed(self, handle: str, count: int) -> list[Tweet]:
+        """The newest tweets by ``handle`` and the handles it follows, newest first."""
+    def feed_count_after(self, handle: str, tweet_id: int) -> int: ...
+    def last_seen(self, handle: str) -> int: ...
+    def set_last_seen(self, handle: str, tweet_id: int) -> None: ...
+    def latest_tweet_id(self) -> int: ...
+    def search(self, tag: str, count: int) -> list[Tweet]: ...
+    def trending(self, count: int) -> list[tuple[str, int]]: ...
 
 
 def by_name(handles: Iterable[str]) -> list[str]:
@@ -60,33 +89,40 @@ def by_name(handles: Iterable[str]) -> list[str]:
 
 
 class MemoryStore:
-    """A :class:`Store` in dictionaries, for a throw-away tracker."""
+    """A :class:`Store` in dictionaries: the reference for the semantics, used by unit tests."""
 
     def __init__(self) -> None:
-        self._names: dict[str, str] = {}
+        self._accounts: dict[str, dict[str, Any]] = {}
         self._followers: dict[str, set[str]] = {}
-        self._tweets: list[tuple[int, str, str, float]] = []
+        self._tweets: dict[int, Tweet] = {}
+        self._next_id = 1
 
     def find(self, handle: str) -> str | None:
-        return self._names.get(handle_key(handle))
+        account = self._accounts.get(handle_key(handle))
+        return account["handle"] if account else None
 
-    def create(self, handle: str) -> bool:
-        if handle_key(handle) in self._names:
+    def create(self, handle: str, password_hash: str, when: float) -> bool:
+        if handle_key(handle) in self._accounts:
             return False
-        self._names[handle_key(handle)] = handle
+        self._accounts[handle_key(handle)] = {"handle": handle, "hash": password_hash,
+                                              "seen": 0}
         self._followers[handle_key(handle)] = set()
         return True
 
+    def password_hash(self, handle: str) -> str | None:
+        account = self._accounts.get(handle_key(handle))
+        return account["hash"] if account else None
+
     def delete(self, handle: str) -> None:
         key = handle_key(handle)
-        self._names.pop(key, None)
+        self._accounts.pop(key, None)
         self._followers.pop(key, None)
         for followers in self._followers.values():
             followers.discard(key)
-        self._tweets = [tweet for tweet in self._tweets if handle_key(tweet[1]) != key]
+        self._tweets = {i: t for i, t in self._tweets.items() if handle_key(t.author) != key}
 
     def handles(self) -> list[str]:
-        return by_name(self._names.values())
+        return by_name(account["handle"] for account in self._accounts.values())
 
     def follow(self, follower: str, followee: str) -> bool:
         followers = self._followers[handle_key(followee)]
@@ -103,12 +139,56 @@ class MemoryStore:
         return True
 
     def followers(self, handle: str) -> list[str]:
-        return by_name(self._names[key] for key in self._followers.get(handle_key(handle), ()))
+        keys = self._followers.get(handle_key(handle), set())
+        return by_name(self._accounts[key]["handle"] for key in keys)
 
-    def add_tweet(self, author: str, text: str, when: float) -> int:
-        tid = len(self._tweets) + 1 if not self._tweets else self._tweets[-1][0] + 1
-        self._tweets.append((tid, author, text, when))
-        return tid
+    def following(self, handle: str) -> list[str]:
+        key = handle_key(handle)
+        return by_name(self._accounts[k]["handle"] for k, fs in self._followers.items()
+                       if key in fs)
+
+    def add_tweet(self, author: str, text: str, when: float,
+                  retweet_of: int | None = None) -> int:
+        tweet_id, self._next_id = self._next_id, self._next_id + 1
+        self._tweets[tweet_id] = Tweet(tweet_id, self.find(author) or author, text, when,
+                                       retweet_of)
+        return tweet_id
+
+    def tweet(self, tweet_id: int) -> Tweet | None:
+        return self._tweets.get(tweet_id)
+
+    def _feed_authors(self, handle: str) -> set[str]:
+        return {handle_key(handle), *(handle_key(h) for h in self.following(handle))}
+
+    def feed(self, handle: str, count: int) -> list[Tweet]:
+        authors = self._feed_authors(handle)
+        mine = [t for t in self._tweets.values() if handle_key(t.author) in authors]
+        return sorted(mine, key=lambda t: -t.id)[:count]
+
+    def feed_count_after(self, handle: str, tweet_id: int) -> int:
+        authors = self._feed_authors(handle)
+        return sum(1 for t in self._tweets.values()
+                   if t.id > tweet_id and handle_key(t.author) in authors)
+
+    def last_seen(self, handle: str) -> int:
+        return int(self._accounts[handle_key(handle)]["seen"])
+
+    def set_last_seen(self, handle: str, tweet_id: int) -> None:
+        self._accounts[handle_key(handle)]["seen"] = tweet_id
+
+    def latest_tweet_id(self) -> int:
+        return self._next_id - 1
+
+    def search(self, tag: str, count: int) -> list[Tweet]:
+        found = [t for t in self._tweets.values() if tag.lower() in hashtags(t.text)]
+        return sorted(found, key=lambda t: -t.id)[:count]
+
+    def trending(self, count: int) -> list[tuple[str, int]]:
+        uses: dict[str, int] = {}
+        for tweet in self._tweets.values():
+            for tag in hashtags(tweet.text):
+                uses[tag] = uses.get(tag, 0) + 1
+        return sorted(uses.items(), key=lambda item: (-item[1], item[0]))[:count]
 
 
 @dataclass(eq=False)
@@ -143,6 +223,8 @@ class TrackerCore:
     tweet_timeout: float = limits.TWEET_TIMEOUT
     exit_wait: float = limits.EXIT_WAIT_TIMEOUT
     session_max: int = limits.SESSION_MAX
+    hasher: PasswordHasher = field(default_factory=PasswordHasher)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
     def __post_init__(self) -> None:
         self._lock = threading.Condition()
@@ -153,8 +235,9 @@ class TrackerCore:
     def execute(self, session: Session, request: Request) -> Reply:
         handler = getattr(self, "_cmd_" + request.cmd.replace("-", "_"))
         with self._lock:
-            if request.cmd not in ("register", "query-handles") and session.handle is None:
-                return failure("NOT_REGISTERED", f"register first: {request.cmd} needs a handle")
+            if request.cmd not in ANONYMOUS_COMMANDS and session.handle is None:
+                return failure("NOT_LOGGED_IN", f"register or log in first: {request.cmd} "
+                                                "needs a handle")
             actor = request.args.get(ACTOR_ARGUMENT.get(request.cmd, ""))
             if actor is not None and session.handle is not None \
                     and handle_key(actor) != handle_key(session.handle):
@@ -163,8 +246,14 @@ class TrackerCore:
             if session.exiting and request.cmd != "exit-complete":
                 return failure("EXITING",
                                f"{session.handle} is exiting: only exit-complete is left")
-            self._expire_tweets()
-            return handler(session, **request.args)
+            if request.cmd in ("register", "login"):
+                if session.handle is not None:
+                    return failure("ALREADY_LOGGED_IN", f"this session is already "
+                                                        f"{session.handle}")
+            else:
+                self._expire_tweets()
+                return handler(session, **request.args)
+        return handler(session, **request.args)     # takes the lock around its hashing itself
 
     def disconnect(self, session: Session) -> None:
         """The connection is gone without a logout: end the handle's tweet, if any.
@@ -177,9 +266,6 @@ class TrackerCore:
             if session.handle is None:
                 return
             key = handle_key(session.handle)
-            if key in self._running:
-                self._end_tweet(key, f"tweet #{self._running[key].tid} of {session.handle} ended:"
-                                     " its author's connection closed")
             entry = self._online.get(key)
             if entry and entry.session is session:
                 if session.exiting:
@@ -187,8 +273,8 @@ class TrackerCore:
                 else:
                     entry.lost = True
                     self.log(f"{session.handle} lost its connection; listed until a ring "
-                             "skips it")
-            session.handle = None
+                             "skips it or it logs in again")
+            self._go_offline(session, still_listed=True)
 
     def online_handles(self) -> list[str]:
         with self._lock:
@@ -207,30 +293,114 @@ class TrackerCore:
                 self._end_tweet(key, f"tweet #{running.tid} of {running.author} ended: "
                                      f"no end-tweet within {self.tweet_timeout:g}s")
 
-    def _known(self, handle: str) -> str | Reply:
+    def _known(self, handle: object) -> str | Reply:
         """The handle's registered spelling, or the FAILURE to answer."""
         problem = check_handle(handle)
         if problem:
             return failure(*problem)
-        name = self.store.find(handle)
+        name = self.store.find(handle)  # type: ignore[arg-type]
         return name if name else failure("UNKNOWN_HANDLE", f"{handle} is not registered")
 
-    # ---- commands ------------------------------------------------------------------------------
-    def _cmd_register(self, session: Session, handle: str, ip: str, ports: list[int]) -> Reply:
-        if session.handle is not None:
-            return failure("ALREADY_REGISTERED", f"this session is already {session.handle}")
-        problem = check_handle(handle) or check_ipv4(ip) or check_ports(ports)
-        if problem:
-            return failure(*problem)
-        if len(self._online) >= self.session_max:
-            return failure("SERVER_FULL", f"the tracker has {self.session_max} users online")
-        if not self.store.create(handle):
-            return failure("DUPLICATE_HANDLE", f"{self.store.find(handle)} is already registered")
+    def _go_online(self, session: Session, handle: str, ip: str, ports: list[int]) -> None:
         session.handle = handle
         self._online[handle_key(handle)] = _Online(session, Peer(handle, ip, *ports))
+
+    def _go_offline(self, session: Session, still_listed: bool = False) -> None:
+        """The session stops acting for its handle; its running tweet, if any, ends."""
+        assert session.handle is not None
+        key = handle_key(session.handle)
+        if key in self._running:
+            why = "its author's connection closed" if still_listed else "its author logged out"
+            self._end_tweet(key, f"tweet #{self._running[key].tid} of {session.handle} ended: "
+                                 + why)
+        entry = self._online.get(key)
+        if not still_listed and entry and entry.session is session:
+            del self._online[key]
+        self.store.set_last_seen(session.handle, self.store.latest_tweet_id())
+        session.handle = None
+
+    def _start_tweet(self, me: str, text: str, retweet_of: int | None = None) -> Reply:
+        if handle_key(me) in self._running:
+            return failure("TWEET_IN_PROGRESS",
+                           f"tweet #{self._running[handle_key(me)].tid} of {me} is still running")
+        followers = [entry.peer for name in self.store.followers(me)
+                     if (entry := self._online.get(handle_key(name)))
+                     and not entry.session.exiting]
+        tid = self.store.add_tweet(me, text, time.time(), retweet_of)
+        self._running[handle_key(me)] = RunningTweet(
+            tid, me, {handle_key(me), *(peer.key for peer in followers)}, self.clock())
+        return success(f"tweet #{tid} of {me} goes to {len(followers)} followers",
+                       tid=tid, text=text, count=len(followers),
+                       followers=[peer.as_list() for peer in followers])
+
+    @staticmethod
+    def _tweets(what: str, tweets: list[Tweet]) -> Reply:
+        return success(f"{len(tweets)} {what}", count=len(tweets),
+                       tweets=[tweet.as_list() for tweet in tweets])
+
+    # ---- accounts (these two take the lock themselves: hashing happens outside it) -----------
+    def _cmd_register(self, session: Session, handle: str, ip: str, ports: list[int],
+                      password: str) -> Reply:
+        problem = (check_handle(handle) or check_ipv4(ip) or check_ports(ports)
+                   or check_password(password))
+        if problem:
+            return failure(*problem)
+        with self._lock:        # a cheap early answer, before spending time on the hash
+            existing = self.store.find(handle)
+            if existing:
+                return failure("DUPLICATE_HANDLE", f"{existing} is already registered")
+        digest = self.hasher.hash(password)
+        with self._lock:
+            if session.handle is not None:
+                return failure("ALREADY_LOGGED_IN", f"this session is already {session.handle}")
+            if len(self._online) >= self.session_max:
+                return failure("SERVER_FULL", f"the tracker has {self.session_max} users online")
+            if not self.store.create(handle, digest, time.time()):
+                return failure("DUPLICATE_HANDLE",
+                               f"{self.store.find(handle)} is already registered")
+            self.store.set_last_seen(handle, self.store.latest_tweet_id())
+            self._go_online(session, handle, ip, ports)
         return success(f"{handle} registered at {ip} ports {ports[0]} {ports[1]} {ports[2]}",
                        handle=handle)
 
+    def _cmd_login(self, session: Session, handle: str, ip: str, ports: list[int],
+                   password: str) -> Reply:
+        problem = check_handle(handle) or check_ipv4(ip) or check_ports(ports)
+        if problem:
+            return failure(*problem)
+        with self._lock:
+            name = self.store.find(handle)
+            if not name:
+                return failure("UNKNOWN_HANDLE", f"{handle} is not registered")
+            if self.throttle.blocked(handle_key(name)):
+                return failure("THROTTLED", f"too many failed logins for {name}; wait a minute")
+            stored = self.store.password_hash(name) or ""
+        good = isinstance(password, str) and self.hasher.verify(password, stored)
+        with self._lock:
+            if not good:
+                self.throttle.failed(handle_key(name))
+                return failure("WRONG_PASSWORD", f"wrong password for {name}")
+            if session.handle is not None:
+                return failure("ALREADY_LOGGED_IN", f"this session is already {session.handle}")
+            entry = self._online.get(handle_key(name))
+            if entry and not entry.lost:
+                return failure("ALREADY_ONLINE", f"{name} is online in another session")
+            if self.store.find(name) is None:       # deleted while the hash was checked
+                return failure("UNKNOWN_HANDLE", f"{handle} is not registered")
+            if entry is None and len(self._online) >= self.session_max:
+                return failure("SERVER_FULL", f"the tracker has {self.session_max} users online")
+            self.throttle.succeeded(handle_key(name))
+            new = self.store.feed_count_after(name, self.store.last_seen(name))
+            self._go_online(session, name, ip, ports)
+        return success(f"{name} logged in at {ip} ports {ports[0]} {ports[1]} {ports[2]}; "
+                       f"{new} new tweets since the last session", handle=name, new=new)
+
+    def _cmd_logout(self, session: Session) -> Reply:
+        me = session.handle
+        self._go_offline(session)
+        return success(f"{me} logged out; everything is kept")
+
+    # ---- the course's commands ---------------------------------------------------------------
     def _cmd_query_handles(self, session: Session) -> Reply:
         handles = self.store.handles()
         return success(f"{len(handles)} handles", count=len(handles), handles=handles)
@@ -256,23 +426,10 @@ class TrackerCore:
         return success(f"{me} no longer follows {target}")
 
     def _cmd_tweet(self, session: Session, handle: str, text: str) -> Reply:
-        me = session.handle or handle
         problem = check_text(text)
         if problem:
             return failure(*problem)
-        if handle_key(me) in self._running:
-            return failure("TWEET_IN_PROGRESS",
-                           f"tweet #{self._running[handle_key(me)].tid} of {me} is still running")
-        followers = [self._online[handle_key(name)].peer
-                     for name in self.store.followers(me)
-                     if handle_key(name) in self._online
-                     and not self._online[handle_key(name)].session.exiting]
-        tid = self.store.add_tweet(me, text, time.time())
-        self._running[handle_key(me)] = RunningTweet(
-            tid, me, {handle_key(me), *(peer.key for peer in followers)}, self.clock())
-        return success(f"tweet #{tid} of {me} goes to {len(followers)} followers",
-                       tid=tid, count=len(followers),
-                       followers=[peer.as_list() for peer in followers])
+        return self._start_tweet(session.handle or handle, text)
 
     def _cmd_end_tweet(self, session: Session, handle: str, tid: int, reached: int,
                        skipped: list[object]) -> Reply:
@@ -284,12 +441,12 @@ class TrackerCore:
                 if isinstance(name, str) and handle_key(name) in running.involved]
         for name in gone:   # a follower that did not answer is taken offline (SPEC §3.3)
             entry = self._online.pop(handle_key(name), None)
-            if entry:
+            if entry and entry.session.handle is not None:
+                self.store.set_last_seen(entry.session.handle, self.store.latest_tweet_id())
                 entry.session.handle = None
-        self._end_tweet(handle_key(me), f"tweet #{tid} of {me} ended: reached {reached}"
-                        + (f", skipped {' '.join(gone)}" if gone else ""))
-        return success(f"tweet #{tid} of {me} ended: {reached} followers reached"
-                       + (f", skipped {' '.join(gone)}" if gone else ""),
+        note = f", skipped {' '.join(gone)}" if gone else ""
+        self._end_tweet(handle_key(me), f"tweet #{tid} of {me} ended: reached {reached}{note}")
+        return success(f"tweet #{tid} of {me} ended: {reached} followers reached{note}",
                        reached=reached, skipped=gone)
 
     def _cmd_exit(self, session: Session, handle: str) -> Reply:
@@ -314,3 +471,55 @@ class TrackerCore:
         self._online.pop(handle_key(me), None)
         session.handle, session.exiting = None, False
         return success(f"{me} exited: handle, account and follower list deleted")
+
+    # ---- the social commands -----------------------------------------------------------------
+    def _cmd_online(self, session: Session) -> Reply:
+        following = ({handle_key(h) for h in self.store.following(session.handle)}
+                     if session.handle else set())
+        names = by_name(e.peer.handle for e in self._online.values() if not e.lost)
+        return success(f"{len(names)} online", count=len(names),
+                       online=[[name, handle_key(name) in following] for name in names])
+
+    def _lists(self, session: Session, handle: str | None,
+               read: Callable[[str], list[str]], what: str) -> Reply:
+        name = self._known(handle) if handle is not None else session.handle
+        if isinstance(name, Reply):
+            return name
+        assert name is not None
+        handles = read(name)
+        return success(f"{name} has {len(handles)} {what}", handle=name, count=len(handles),
+                       handles=handles)
+
+    def _cmd_followers(self, session: Session, handle: str | None = None) -> Reply:
+        return self._lists(session, handle, self.store.followers, "followers")
+
+    def _cmd_following(self, session: Session, handle: str | None = None) -> Reply:
+        return self._lists(session, handle, self.store.following, "followed")
+
+    def _cmd_feed(self, session: Session, count: int = limits.FEED_DEFAULT) -> Reply:
+        problem = check_count(count)
+        if problem:
+            return failure(*problem)
+        assert session.handle is not None
+        return self._tweets("tweets in the feed", self.store.feed(session.handle, count))
+
+    def _cmd_retweet(self, session: Session, tid: int) -> Reply:
+        original = self.store.tweet(tid)
+        if original is None:
+            return failure("UNKNOWN_TWEET", f"there is no tweet #{tid}")
+        if original.retweet_of is not None:     # retweet the original, not "RT @x: RT @y: …"
+            original = self.store.tweet(original.retweet_of) or original
+        assert session.handle is not None
+        return self._start_tweet(session.handle, f"RT {original.author}: {original.text}",
+                                 retweet_of=original.id)
+
+    def _cmd_search(self, session: Session, tag: str) -> Reply:
+        problem = check_tag(tag)
+        if problem:
+            return failure(*problem)
+        return self._tweets(f"tweets with {tag}", self.store.search(tag[1:], limits.FEED_MAX))
+
+    def _cmd_trending(self, session: Session) -> Reply:
+        top = self.store.trending(limits.TRENDING_COUNT)
+        return success(f"{len(top)} trending hashtags", count=len(top),
+                       tags=[[f"#{tag}", uses] for tag, uses in top])

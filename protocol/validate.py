@@ -61,13 +61,34 @@ def check_ports(values: object) -> Problem:
     return None
 
 
-def check_text(value: object, what: str = "tweet") -> Problem:
-    """A tweet, `say` or direct message: 1 to TWEET_MAX characters, no control characters."""
+def check_text(value: object, what: str = "tweet", most: int = limits.TWEET_MAX) -> Problem:
+    """A tweet, `say` or direct message: 1 to ``most`` characters, no control characters."""
     if not isinstance(value, str) or not value:
         return ("EMPTY_TEXT", f"a {what} needs some text")
-    if len(value) > limits.TWEET_MAX:
-        return ("TOO_LONG", f"a {what} has at most {limits.TWEET_MAX} characters, "
+    if len(value) > most:
+        return ("TOO_LONG", f"a {what} has at most {most} characters, "
                             f"this one has {len(value)}")
     if has_control_characters(value):
         return ("CONTROL_CHARACTERS", f"a {what} may not contain control characters")
     return None
+
+
+_TAG = re.compile(rf"(?<![A-Za-z0-9_])#([A-Za-z0-9_]{{1,{limits.TAG_MAX}}})(?![A-Za-z0-9_])")
+
+
+def hashtags(text: str) -> list[str]:
+    """The distinct hashtags of a text, lower-cased, in order of first use."""
+    return list(dict.fromkeys(match.lower() for match in _TAG.findall(text)))
+
+
+def check_tag(value: object) -> Problem:
+    if isinstance(value, str) and _TAG.fullmatch(value):
+        return None
+    return ("BAD_TAG", f"{value!r} is not a hashtag: '#' and 1 to {limits.TAG_MAX} letters, "
+                       "digits or '_'")
+
+
+def check_count(value: object, most: int = limits.FEED_MAX) -> Problem:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= most:
+        return None
+    return ("BAD_COUNT", f"{value!r} is not a count from 1 to {most}")

@@ -24,9 +24,12 @@ from protocol import limits
 SUCCESS = "SUCCESS"
 FAILURE = "FAILURE"
 
-# Argument names and JSON types of every request.  `int` excludes bool (checked below).
+# Argument names and JSON types of every request; a name ending in "?" is optional.
+# `int` excludes bool (checked below).
 COMMANDS: dict[str, dict[str, type]] = {
-    "register": {"handle": str, "ip": str, "ports": list},
+    "register": {"handle": str, "ip": str, "ports": list, "password": str},
+    "login": {"handle": str, "ip": str, "ports": list, "password": str},
+    "logout": {},
     "query-handles": {},
     "follow": {"follower": str, "followee": str},
     "drop": {"follower": str, "followee": str},
@@ -34,6 +37,13 @@ COMMANDS: dict[str, dict[str, type]] = {
     "end-tweet": {"handle": str, "tid": int, "reached": int, "skipped": list},
     "exit": {"handle": str},
     "exit-complete": {"handle": str},
+    "online": {},
+    "followers": {"handle?": str},
+    "following": {"handle?": str},
+    "feed": {"count?": int},
+    "retweet": {"tid": int},
+    "search": {"tag": str},
+    "trending": {},
 }
 
 
@@ -96,13 +106,13 @@ def decode_request(frame: bytes) -> Request:
         raise ProtocolError("BAD_FRAME", "a request needs an integer 'id'")
     if not isinstance(cmd, str) or cmd not in COMMANDS:
         raise ProtocolError("UNKNOWN_COMMAND", f"unknown command {cmd!r}")
-    schema = COMMANDS[cmd]
+    schema = {name.rstrip("?"): kind for name, kind in COMMANDS[cmd].items()}
+    required = {name for name in COMMANDS[cmd] if not name.endswith("?")}
     args = {key: value for key, value in obj.items() if key not in ("id", "cmd")}
-    if set(args) != set(schema):
-        raise ProtocolError("BAD_REQUEST",
-                            f"{cmd} takes exactly: {', '.join(schema) or 'no arguments'}")
-    for name, kind in schema.items():
-        value = args[name]
+    if not required <= set(args) <= set(schema):
+        raise ProtocolError("BAD_REQUEST", f"{cmd} takes: {', '.join(COMMANDS[cmd]) or 'nothing'}")
+    for name, value in args.items():
+        kind = schema[name]
         good = _is_int(value) if kind is int else isinstance(value, kind)
         if not good:
             raise ProtocolError("BAD_REQUEST", f"{cmd}: {name!r} must be a {kind.__name__}")

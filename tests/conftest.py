@@ -180,6 +180,11 @@ def cluster() -> Iterator[Cluster]:
 REPLY_LINE = r"^(SUCCESS|FAILURE)"
 
 
+def password_of(handle: str) -> str:
+    """The password tests use for a handle unless they choose one."""
+    return f"pw-{handle.lower()}-secret"
+
+
 class User(Proc):
     """A ``user.py`` process driven through its standard input."""
 
@@ -198,9 +203,20 @@ class User(Proc):
         assert reply.startswith(f"FAILURE {code}:"), f"{self.name}: {line!r} -> {reply}"
         return reply
 
-    def register(self, handle: str) -> None:
-        self.ok(f"register {handle}")
+    def register(self, handle: str, password: str | None = None, where: str = "") -> None:
+        """Register, typing the password twice (by default one made from the handle)."""
+        password = password or password_of(handle)
+        self.send(f"register {handle} {where}".rstrip())
+        self.send(password)
+        self.ok(password)
         self.expect(r"^ports: left=")
+
+    def login(self, handle: str, password: str | None = None, where: str = "") -> str:
+        """Log in; return the SUCCESS line (it says how many tweets are new)."""
+        self.send(f"login {handle} {where}".rstrip())
+        reply = self.ok(password or password_of(handle))
+        self.expect(r"^ports: left=")
+        return reply
 
     def tweet(self, handle: str, text: str) -> re.Match[str]:
         """Tweet and wait for the round to finish; the match has reached and time."""
@@ -224,6 +240,10 @@ class RawClient:
         line = self.reader.readline()
         assert line, "the tracker closed the connection"
         return json.loads(line)
+
+    def register(self, handle: str, ports: list[int], password: str | None = None) -> dict:
+        return self.call("register", handle=handle, ip="127.0.0.1", ports=ports,
+                         password=password or password_of(handle))
 
     def call(self, cmd: str, **args: object) -> dict:
         self.send_raw((json.dumps({"id": self.next_id, "cmd": cmd, **args}) + "\n").encode())
@@ -249,7 +269,9 @@ class Tweeter:
         self.clients: list[RawClient] = []
 
     def tracker(self, *extra: str) -> Proc:
-        self.tracker_proc = self.cluster.start(["tracker.py", "0", *extra], "tracker")
+        """Start a tracker on a free port (a throw-away database unless ``--db`` is given)."""
+        db = [] if "--db" in extra else ["--db", ":memory:"]
+        self.tracker_proc = self.cluster.start(["tracker.py", "0", *db, *extra], "tracker")
         self.port = int(self.tracker_proc.expect(r"listening on [\d.]+:(\d+)").group(1))
         return self.tracker_proc
 

@@ -18,7 +18,9 @@ def test_course_demo(net: Tweeter) -> None:
 
     # register: SUCCESS above, FAILURE here (in a sixth process, which then leaves).
     late = net.user("@late")
-    late.fails("register @Ann", "DUPLICATE_HANDLE")
+    late.send("register @Ann")
+    late.send("a password")
+    late.fails("a password", "DUPLICATE_HANDLE")
     late.fails("register @b4d", "BAD_HANDLE")
 
     # query handles: SUCCESS from a user; FAILURE (malformed request) from a raw session.
@@ -53,7 +55,7 @@ def test_course_demo(net: Tweeter) -> None:
     # end-tweet: SUCCESS was sent by user.py itself; FAILURE when nothing runs.
     ann.expect(r"^SUCCESS: tweet #\d+ of @ann ended: 2 followers reached", since=0)
     raw_author = net.client()
-    raw_author.call("register", handle="@raw", ip="127.0.0.1", ports=[61100, 61101, 61102])
+    raw_author.register("@raw", [61100, 61101, 61102])
     reply = raw_author.call("end-tweet", handle="@raw", tid=1, reached=0, skipped=[])
     assert (reply["status"], reply["code"]) == ("FAILURE", "NO_TWEET_IN_PROGRESS")
 

@@ -11,7 +11,7 @@ PORTS = [61001, 61002, 61003]
 
 
 def register(client: RawClient, handle: str, ports: list[int] | None = None) -> dict:
-    return client.call("register", handle=handle, ip="127.0.0.1", ports=ports or PORTS)
+    return client.register(handle, ports or PORTS)
 
 
 def test_every_message_is_traced_in_and_out(net: Tweeter) -> None:
@@ -44,11 +44,13 @@ def test_register_failures_and_duplicate_is_case_insensitive(net: Tweeter) -> No
     assert dup["message"] == "@Alice is already registered"
     assert register(second, "@al1ce")["code"] == "BAD_HANDLE"
     assert register(second, "@" + "x" * 16)["code"] == "BAD_HANDLE"
-    assert second.call("register", handle="@bob", ip="300.1.1.1", ports=PORTS)["code"] \
+    assert second.call("register", handle="@bob", ip="300.1.1.1", ports=PORTS,
+                       password="x")["code"] \
         == "BAD_ADDRESS"
-    assert second.call("register", handle="@bob", ip="127.0.0.1", ports=[1, 2, 70000])["code"] \
+    assert second.call("register", handle="@bob", ip="127.0.0.1", ports=[1, 2, 70000],
+                       password="x")["code"] \
         == "BAD_PORT"
-    assert register(first, "@other")["code"] == "ALREADY_REGISTERED"
+    assert register(first, "@other")["code"] == "ALREADY_LOGGED_IN"
 
 
 def test_query_handles_is_alphabetical_and_allowed_before_register(net: Tweeter) -> None:
@@ -67,7 +69,7 @@ def test_unregistered_session_may_only_register_and_query(net: Tweeter) -> None:
                       ("drop", {"follower": "@a", "followee": "@b"}),
                       ("tweet", {"handle": "@a", "text": "hi"}),
                       ("exit", {"handle": "@a"})]:
-        assert client.call(cmd, **args)["code"] == "NOT_REGISTERED"
+        assert client.call(cmd, **args)["code"] == "NOT_LOGGED_IN"
 
 
 def test_follow_and_drop_codes(net: Tweeter) -> None:
@@ -161,7 +163,7 @@ def test_malformed_frames_get_a_reason_and_the_session_goes_on(net: Tweeter) -> 
     client.send_raw(b'{"id": 2, "cmd": "query-handles", "extra": 1}\n')
     assert client.read()["code"] == "BAD_REQUEST"
     client.send_raw(b'{"id": 3, "cmd": "register", "handle": "@a", "ip": "127.0.0.1", '
-                    b'"ports": "1 2 3"}\n')
+                    b'"ports": "1 2 3", "password": "x"}\n')
     assert client.read()["code"] == "BAD_REQUEST"
     assert client.call("query-handles")["status"] == "SUCCESS"
 

@@ -22,7 +22,9 @@ def setups_sent(user: User, start: int, ring: str) -> list[str]:
 
 def test_register_binds_three_ports_and_prints_them(net: Tweeter) -> None:
     alice = net.user("@alice")
-    reply = alice.ok("register @alice")
+    alice.send("register @alice")
+    alice.send("secret")
+    reply = alice.ok("secret")
     ports = alice.expect(r"^ports: left=(\d+) middle=(\d+) right=(\d+)$").groups()
     assert f"ports {' '.join(ports)}" in reply
     for port in ports:     # each is really bound by the user: binding it again fails
@@ -192,9 +194,9 @@ def test_shell_errors_are_one_clear_line(net: Tweeter) -> None:
     user.fails('tweet @a "unclosed', "BAD_SYNTAX")
     user.fails("follow @a", "USAGE")
     user.fails("query everything", "USAGE")
-    user.fails('tweet @a "too early"', "NOT_REGISTERED")
+    user.fails('tweet @a "too early"', "NOT_LOGGED_IN")
     user.register("@a")
-    user.fails("register @b", "ALREADY_REGISTERED")
+    user.fails("register @b", "ALREADY_LOGGED_IN")
     user.send("help tweet")
     user.expect(r"tweet @handle \"text\"")
     user.close_stdin()                       # Ctrl-D / end of input: a clean end
