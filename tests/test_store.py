@@ -1,0 +1,104 @@
+"""The Store contract: the SQLite store of tracker.py and the MemoryStore of protocol behave alike.
+
+Every test runs against both, so the in-memory reference used by the core's unit tests cannot
+drift from the store the tracker really uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from protocol.tracker_core import MemoryStore, Store
+from tracker import SqliteStore
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    yield MemoryStore() if request.param == "memory" else SqliteStore(str(tmp_path / "t.db"))
+
+
+def test_accounts_are_case_insensitive_and_shown_as_registered(store: Store) -> None:
+    assert store.create("@Alice", "h1", 1.0)
+    assert not store.create("@alice", "h2", 2.0)
+    assert store.find("@ALICE") == "@Alice" and store.find("@bob") is None
+    assert store.password_hash("@alice") == "h1" and store.password_hash("@bob") is None
+    store.create("@bob", "h", 1.0)
+    store.create("@Carl", "h", 1.0)
+    assert store.handles() == ["@Alice", "@bob", "@Carl"]
+
+
+def test_follows_in_both_directions(store: Store) -> None:
+    for handle in ("@a", "@B", "@c"):
+        store.create(handle, "h", 1.0)
+    assert store.follow("@c", "@a") and store.follow("@b", "@a") and store.follow("@a", "@c")
+    assert not store.follow("@C", "@A")
+    assert store.followers("@a") == ["@B", "@c"]
+    assert store.following("@a") == ["@c"]
+    assert store.unfollow("@b", "@a") and not store.unfollow("@b", "@a")
+    assert store.followers("@a") == ["@c"]
+
+
+def test_feed_is_own_and_followed_tweets_newest_first(store: Store) -> None:
+    for handle in ("@a", "@b", "@c"):
+        store.create(handle, "h", 1.0)
+    store.follow("@a", "@b")
+    ids = [store.add_tweet(author, f"t{i}", float(i)) for i, author in
+           enumerate(["@a", "@b", "@c", "@b", "@a"])]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    feed = store.feed("@a", 10)
+    assert [t.id for t in feed] == [ids[4], ids[3], ids[1], ids[0]]
+    assert [t.author for t in feed] == ["@a", "@b", "@b", "@a"]
+    assert [t.id for t in store.feed("@a", 2)] == [ids[4], ids[3]]
+    assert store.feed_count_after("@a", ids[1]) == 2
+    assert store.tweet(ids[2]).text == "t2" and store.tweet(999) is None  # type: ignore[union-attr]
+
+
+def test_last_seen_and_latest_id(store: Store) -> None:
+    store.create("@a", "h", 1.0)
+    assert store.latest_tweet_id() == 0 and store.last_seen("@a") == 0
+    tid = store.add_tweet("@a", "x", 1.0)
+    store.set_last_seen("@a", tid)
+    assert store.last_seen("@a") == tid == store.latest_tweet_id()
+
+
+def test_retweets_and_hashtags(store: Store) -> None:
+    store.create("@a", "h", 1.0)
+    first = store.add_tweet("@a", "hello #Demo and #x", 1.0)
+    second = store.add_tweet("@a", "RT @a: hello #Demo and #x", 2.0, retweet_of=first)
+    store.add_tweet("@a", "#demo again, not#this", 3.0)
+    assert store.tweet(second).retweet_of == first  # type: ignore[union-attr]
+    assert [t.id for t in store.search("DEMO", 10)] == [3, second, first]
+    assert store.search("this", 10) == []
+    assert store.trending(5) == [("demo", 3), ("x", 2)]
+    assert store.trending(1) == [("demo", 3)]
+
+
+def test_delete_removes_account_follows_and_tweets_ids_are_not_reused(store: Store) -> None:
+    for handle in ("@a", "@b"):
+        store.create(handle, "h", 1.0)
+    store.follow("@a", "@b")
+    store.follow("@b", "@a")
+    old = store.add_tweet("@a", "bye #gone", 1.0)
+    store.delete("@A")
+    assert store.find("@a") is None and store.handles() == ["@b"]
+    assert store.followers("@b") == [] and store.following("@b") == []
+    assert store.search("gone", 10) == [] and store.trending(5) == []
+    store.create("@a", "h2", 2.0)
+    assert store.add_tweet("@a", "new", 2.0) > old
+    assert store.followers("@a") == []
+
+
+def test_sqlite_store_keeps_everything_across_reopening(tmp_path: Path) -> None:
+    path = str(tmp_path / "keep.db")
+    first = SqliteStore(path)
+    first.create("@a", "hash", 1.0)
+    first.create("@b", "hash", 1.0)
+    first.follow("@b", "@a")
+    tid = first.add_tweet("@a", "kept #yes", 1.0)
+    again = SqliteStore(path)
+    assert again.followers("@a") == ["@b"]
+    assert [t.id for t in again.feed("@b", 5)] == [tid]
+    assert again.trending(5) == [("yes", 1)]
