@@ -224,12 +224,14 @@ class FrameAssembler:
             raise TtweetProtocolError(MALFORMED, "bytes follow the end of the frame")
         return bytes(self._buffer)
 
-    def close(self) -> None:
-        """The peer closed its side; raise ``INCOMPLETE`` unless a whole frame had arrived."""
+    def close(self) -> bytes:
+        """The peer closed its side: return the whole frame if it had arrived, else raise
+        ``INCOMPLETE``.  (Reading loops can then end on either event with one ``return``.)"""
         if self._frame_size is None or len(self._buffer) < self._frame_size:
             raise TtweetProtocolError(
                 INCOMPLETE, f"the connection closed after {len(self._buffer)} bytes, "
                             "before a whole frame")
+        return bytes(self._buffer)
 
 
 def _split_frame(frame: bytes) -> tuple[list[bytes], bytes]:
