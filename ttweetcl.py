@@ -1,0 +1,207 @@
+"""ttweetcl.py — the ttweet client: upload one message to a ttweet server, or download it.
+
+    python3 ttweetcl.py -u <server-ip> <server-port> "message" [--log PATH]
+    python3 ttweetcl.py -d <server-ip> <server-port> [--log PATH]
+
+How data flows through it:
+
+1. The arguments are checked before anything touches the network: the IPv4 address, the port
+   and, for an upload, the message's length (at most 150 characters).
+2. ``protocol.ttweet.encode_request`` turns the request into bytes: the header line
+   ``UPLOAD <n>`` followed by the message's ``n`` UTF-8 bytes, or just ``DOWNLOAD 0``.
+3. One TCP connection: ``connect``, ``sendall`` the request, then ``recv`` into
+   ``protocol.ttweet.FrameAssembler`` until the reply frame is whole.
+4. ``protocol.ttweet.decode_reply`` turns the reply into ``OkReply`` or ``ErrorReply``.  The
+   outcome is printed — text that came from the network with its control characters escaped,
+   so a newline in a message shows as ``\\n`` — and appended to the session log.
+
+Exit status: 0 done, 1 refused or failed, 2 bad arguments.  Start-up is kept lean (no imports
+beyond what the job needs): this program is benchmarked against ``python3 -c pass``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+
+from protocol.limits import TTWEET_IO_TIMEOUT
+from protocol.session_log import CLIENT, ERROR, GENERAL, report_line
+from protocol.text import escape_for_terminal
+from protocol.ttweet import (
+    TOO_LONG,
+    DownloadRequest,
+    ErrorReply,
+    FrameAssembler,
+    Reply,
+    Request,
+    TtweetProtocolError,
+    UploadRequest,
+    decode_reply,
+    encode_request,
+    is_ipv4_address,
+    message_length_problem,
+    parse_port,
+)
+
+RECV_SIZE = 4096
+
+# The user-facing lines of SPEC §5, word for word (the spelling of "Successfull" included).
+UPLOAD_DONE = "Transmission Successfull..."
+DOWNLOAD_DONE = "Received Message: "
+TOO_LONG_LINE = "message length illegal, connection refused."
+NOT_FOUND_LINE = "error: server not found, connection refused."
+BAD_IP_LINE = "error: server ip invalid, connection refused."
+BAD_PORT_LINE = "error: server port invalid, connection refused."
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class ServerNotFound(Exception):
+    """No TCP connection could be made to the server."""
+
+
+class ClientLog:
+    """Appends the client's report lines to the session log file."""
+
+    def __init__(self, path: str) -> None:
+        # O_APPEND and one os.write per line: the server and other clients may be writing to
+        # the same file at the same moment, and no line may be torn.
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def report(self, category: str, text: str) -> None:
+        try:
+            os.write(self._fd, report_line(CLIENT, category, text).encode("utf-8",
+                                                                          "backslashreplace"))
+        except OSError as error:
+            print(f"ttweetcl.py: cannot write the log: {error.strerror}", file=sys.stderr)
+
+
+def exchange(ip: str, port: int, request: bytes, timeout: float) -> Reply:
+    """Send one request and return the server's reply.
+
+    Raises ``ServerNotFound`` when no connection can be made, and ``OSError`` (a timeout
+    included) or ``TtweetProtocolError`` when the connection gives no valid reply.
+    """
+    try:
+        connection = socket.create_connection((ip, port), timeout=timeout)
+    except OSError as error:
+        raise ServerNotFound(error.strerror or str(error)) from None
+    with connection:
+        connection.sendall(request)
+        assembler = FrameAssembler()
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("timed out")
+            connection.settimeout(remaining)
+            chunk = connection.recv(RECV_SIZE)
+            frame = assembler.close() if not chunk else assembler.feed(chunk)
+            if frame is not None:
+                return decode_reply(frame)
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="ttweetcl.py",
+        usage='%(prog)s -u <server-ip> <server-port> "message" [--log PATH]\n'
+              "       %(prog)s -d <server-ip> <server-port> [--log PATH]",
+        description="Upload a message to a ttweet server (ttweetsrv.py), or download the one "
+                    "it holds.",
+        epilog="examples:\n"
+               '  python3 ttweetcl.py -u 127.0.0.1 13000 "Hello, #ttweet!"\n'
+               "  python3 ttweetcl.py -d 127.0.0.1 13000\n"
+               '  python3 ttweetcl.py -u 127.0.0.1 13000 ""      # back to "Empty Message"\n'
+               '  python3 ttweetcl.py -u 127.0.0.1 13000 -- "-5 degrees"   # leading dash\n'
+               "exit status: 0 done, 1 refused or failed, 2 bad arguments",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("-u", dest="upload", action="store_true",
+                      help="upload the message (at most 150 characters)")
+    mode.add_argument("-d", dest="download", action="store_true",
+                      help="download the stored message")
+    parser.add_argument("server_ip", metavar="server-ip", help="the server's IPv4 address")
+    parser.add_argument("server_port", metavar="server-port", help="the server's TCP port")
+    parser.add_argument("message", nargs="?", help="the message to upload (with -u only)")
+    parser.add_argument("--log", default="Sample.txt", metavar="PATH",
+                        help="session log to append to (default: Sample.txt)")
+    args = parser.parse_args(argv)
+    if args.upload and args.message is None:
+        parser.error('-u needs a message (an empty one, "", resets the server)')
+    if args.download and args.message is not None:
+        parser.error("-d takes no message")
+    if args.message is not None:
+        try:
+            args.message.encode("utf-8")
+        except UnicodeEncodeError:   # bytes in argv that are not UTF-8
+            parser.error("the message is not valid UTF-8 text")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    try:
+        log = ClientLog(args.log)
+    except OSError as error:
+        print(f"ttweetcl.py: error: cannot open log file {args.log!r}: {error.strerror}",
+              file=sys.stderr)
+        return EXIT_USAGE
+
+    def fail(line: str, detail: str, status: int) -> int:
+        # The log escapes control characters itself; the terminal gets them escaped here.
+        print(escape_for_terminal(line), file=sys.stderr)
+        log.report(ERROR, f"{line} ({detail})")
+        return status
+
+    ip = args.server_ip
+    if not is_ipv4_address(ip):
+        return fail(BAD_IP_LINE, f'"{ip}" is not an IPv4 address', EXIT_USAGE)
+    port = parse_port(args.server_port)
+    if port is None:
+        return fail(BAD_PORT_LINE, f'"{args.server_port}" is not a port from 1 to 65535',
+                    EXIT_USAGE)
+    server = f"{ip}:{port}"
+
+    request: Request
+    if args.upload:
+        log.report(GENERAL, f"upload of {len(args.message)} characters to {server} requested")
+        problem = message_length_problem(args.message)
+        if problem:   # refused here, before anything is sent
+            return fail(TOO_LONG_LINE, problem, EXIT_FAILED)
+        request = UploadRequest(args.message)
+    else:
+        log.report(GENERAL, f"download from {server} requested")
+        request = DownloadRequest()
+
+    try:
+        reply = exchange(ip, port, encode_request(request), TTWEET_IO_TIMEOUT)
+    except ServerNotFound as error:
+        return fail(NOT_FOUND_LINE, f"{server}: {error}", EXIT_FAILED)
+    except (OSError, TtweetProtocolError) as error:
+        detail = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        return fail("error: no valid reply from the server.", f"{server}: {detail}",
+                    EXIT_FAILED)
+
+    if isinstance(reply, ErrorReply):
+        if reply.code == TOO_LONG:
+            return fail(TOO_LONG_LINE, f"the server says: {reply.reason}", EXIT_FAILED)
+        return fail(f"error: the server refused the request: {reply.code}: {reply.reason}",
+                    server, EXIT_FAILED)
+    line = UPLOAD_DONE if args.upload else DOWNLOAD_DONE + reply.message
+    print(escape_for_terminal(line))   # a message's newline shows as \n: never interpreted
+    log.report(GENERAL, line)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:   # Ctrl-C while waiting for the server
+        print("ttweetcl.py: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,290 @@
+"""ttweetsrv.py — the ttweet server: room for exactly one message, shared by every client.
+
+    python3 ttweetsrv.py <port> [--log PATH] [--timeout SECONDS]
+
+How data flows through it:
+
+1. ``main`` opens the session log (``Sample.txt`` unless ``--log`` says otherwise), writes a
+   session header, binds a TCP socket on every IPv4 interface at ``<port>`` and listens.
+2. For every accepted connection ``socketserver`` starts a thread that runs
+   ``TtweetHandler.handle`` — so one slow client never holds up the others.
+3. ``handle`` reads with ``recv`` and feeds the bytes to ``protocol.ttweet.FrameAssembler``
+   until one whole request frame is there.  A frame that cannot be one (garbage, too large,
+   bytes after its end), a client that closes half-way and a client that stays silent past the
+   timeout all end in an ``ERROR`` reply and a log line; the server carries on.
+4. ``protocol.ttweet.decode_request`` turns the frame into an upload or a download request.
+5. Holding the slot's lock, ``protocol.ttweet.serve`` gives the slot's new content and the reply,
+   so a download never sees half of an upload.
+6. The reply goes back with ``sendall``; the connection then closes — one request per connection.
+
+Every status line is printed and appended to the session log (see ``protocol/session_log.py``).
+Ctrl-C (or SIGTERM) stops the server cleanly; the stored message is not kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+
+from protocol.limits import (
+    LISTEN_BACKLOG,
+    TTWEET_DRAIN_MAX,
+    TTWEET_DRAIN_TIMEOUT,
+    TTWEET_EMPTY,
+    TTWEET_IO_TIMEOUT,
+    TTWEET_REQUEST_MAX,
+)
+from protocol.session_log import CONNECTION, ERROR, GENERAL, SERVER, report_line, session_header
+from protocol.ttweet import (
+    INCOMPLETE,
+    INTERNAL,
+    TIMEOUT,
+    ErrorReply,
+    FrameAssembler,
+    Reply,
+    TtweetProtocolError,
+    UploadRequest,
+    decode_request,
+    encode_reply,
+    parse_port,
+    serve,
+)
+
+RECV_SIZE = 4096
+
+
+class SessionLog:
+    """Prints the server's status lines and appends them to the session log file."""
+
+    def __init__(self, path: str) -> None:
+        # O_APPEND: every os.write lands whole at the end of the file, even when client
+        # processes append to the same file at the same moment.
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._lock = threading.Lock()   # keeps the printed order the same as the logged order
+
+    def _write(self, line: str, echo: bool) -> None:
+        with self._lock:
+            try:
+                os.write(self._fd, line.encode("utf-8", "backslashreplace"))
+            except OSError as error:   # a full disk must not stop the server
+                print(f"ttweetsrv.py: cannot write the log: {error.strerror}", file=sys.stderr)
+            if echo:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+
+    def header(self, text: str) -> None:
+        """Open a new session section."""
+        self._write(session_header(text, after_earlier=os.fstat(self._fd).st_size > 0), True)
+
+    def report(self, category: str, text: str, echo: bool = True) -> None:
+        self._write(report_line(SERVER, category, text), echo)
+
+
+class TtweetServer(socketserver.ThreadingTCPServer):
+    """A threaded TCP server that holds the one message slot and its lock."""
+
+    daemon_threads = True           # a hung client never keeps the process alive at Ctrl-C
+    block_on_close = False
+    allow_reuse_address = True      # restart at once on the same port after a stop
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(self, port: int, log: SessionLog, io_timeout: float) -> None:
+        self.log = log
+        self.io_timeout = io_timeout
+        self.slot = TTWEET_EMPTY
+        self.slot_lock = threading.Lock()
+        super().__init__(("", port), TtweetHandler)
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        # socketserver would print a traceback here; report the failure as one line instead.
+        error = sys.exc_info()[1]
+        self.log.report(ERROR, f"{peer_name(client_address)} failed unexpectedly: "
+                               f"{type(error).__name__}: {error}")
+
+
+def peer_name(address: tuple[str, int]) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+def quoted(message: str) -> str:
+    return f'"{message}"'
+
+
+class TtweetHandler(socketserver.BaseRequestHandler):
+    """Serves one connection: one request, one reply."""
+
+    server: TtweetServer
+    request: socket.socket
+
+    def handle(self) -> None:
+        try:
+            self.serve_connection()
+        except Exception as error:   # a bug must cost one connection, never the server
+            reason = f"{type(error).__name__}: {error}"
+            self.server.log.report(
+                ERROR, f"{peer_name(self.client_address)} failed unexpectedly: {reason}")
+            self.refuse(ErrorReply(INTERNAL, "the server failed to handle the request"))
+
+    def serve_connection(self) -> None:
+        log = self.server.log
+        peer = peer_name(self.client_address)
+        log.report(CONNECTION, f"{peer} connected")
+        try:
+            request = decode_request(self.receive_frame())
+        except TtweetProtocolError as error:
+            category = CONNECTION if error.code == INCOMPLETE else ERROR
+            log.report(category, f"{peer} refused: {error.code}: {error.reason}")
+            self.refuse(ErrorReply(error.code, error.reason))
+            return
+        except TimeoutError:
+            reason = f"no whole request within {self.server.io_timeout:g} s"
+            log.report(ERROR, f"{peer} refused: {TIMEOUT}: {reason}")
+            self.refuse(ErrorReply(TIMEOUT, reason))
+            return
+        except OSError as error:
+            log.report(CONNECTION, f"{peer} connection failed: {error.strerror or error}")
+            return
+
+        with self.server.slot_lock:
+            self.server.slot, reply = serve(self.server.slot, request)
+            # Logged under the lock, so the log shows uploads in the order the slot saw them,
+            # and before the reply, so the log shows the server's side before the client's.
+            if isinstance(request, UploadRequest) and not request.message:
+                log.report(GENERAL, f"{peer} upload: empty message, the slot is reset to "
+                                    f"{quoted(self.server.slot)}")
+            elif isinstance(request, UploadRequest):
+                log.report(GENERAL, f"{peer} upload: stored {quoted(self.server.slot)} "
+                                    f"({len(request.message)} characters)")
+            else:
+                log.report(GENERAL, f"{peer} download: sent {quoted(reply.message)}")
+        try:
+            self.send(reply)
+        except OSError as error:
+            log.report(CONNECTION, f"{peer} left before the reply: {error.strerror or error}")
+
+    def receive_frame(self) -> bytes:
+        """The bytes of one whole request, read before the deadline.
+
+        Raises ``TtweetProtocolError`` (bad bytes, or the client closed half-way),
+        ``TimeoutError`` (the client was too slow) or ``OSError`` (the connection broke).
+        """
+        assembler = FrameAssembler(TTWEET_REQUEST_MAX)
+        # One deadline for the whole request, so trickling a byte at a time does not extend it.
+        deadline = time.monotonic() + self.server.io_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self.request.settimeout(remaining)
+            chunk = self.request.recv(RECV_SIZE)
+            if not chunk:
+                return assembler.close()
+            frame = assembler.feed(chunk)
+            if frame is not None:
+                return frame
+
+    def send(self, reply: Reply) -> None:
+        self.request.settimeout(self.server.io_timeout)
+        self.request.sendall(encode_reply(reply))
+
+    def refuse(self, reply: ErrorReply) -> None:
+        """Send an error reply, then read and discard what the client is still sending.
+
+        Closing a socket with unread bytes makes the kernel answer with a reset, which can
+        destroy the reply before the client reads it; draining (bounded in bytes and time)
+        lets the reply arrive.
+        """
+        try:
+            self.send(reply)
+            self.request.shutdown(socket.SHUT_WR)
+            self.request.settimeout(TTWEET_DRAIN_TIMEOUT)
+            drained = 0
+            while drained < TTWEET_DRAIN_MAX:
+                chunk = self.request.recv(RECV_SIZE)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except OSError:
+            pass   # the client is gone or silent: nothing more to tell it
+
+
+# --- command line -----------------------------------------------------------------------------
+def port_argument(text: str) -> int:
+    port = parse_port(text)
+    if port is None:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: give a number from 1 to 65535")
+    return port
+
+
+def seconds_argument(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: give a positive number")
+    return seconds
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="ttweetsrv.py",
+        description="The ttweet server: holds one message (initially \"Empty Message\") that "
+                    "ttweetcl.py uploads and downloads, one request per connection.",
+        epilog="examples:\n"
+               "  python3 ttweetsrv.py 13000\n"
+               "  python3 ttweetsrv.py 13000 --log session.txt\n"
+               "Ctrl-C stops the server.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("port", type=port_argument, help="TCP port to listen on (1-65535)")
+    parser.add_argument("--log", default="Sample.txt", metavar="PATH",
+                        help="session log to append to (default: Sample.txt)")
+    parser.add_argument("--timeout", type=seconds_argument, default=TTWEET_IO_TIMEOUT,
+                        metavar="SECONDS",
+                        help="how long a client may take to send its request "
+                             f"(default: {TTWEET_IO_TIMEOUT:g})")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
+    try:
+        log = SessionLog(args.log)
+    except OSError as error:
+        print(f"ttweetsrv.py: error: cannot open log file {args.log!r}: {error.strerror}",
+              file=sys.stderr)
+        return 2
+    log.header(f"ttweet server on port {args.port}")
+    try:
+        server = TtweetServer(args.port, log, args.timeout)
+    except OSError as error:
+        reason = f"cannot listen on port {args.port}: {error.strerror or error}"
+        log.report(ERROR, reason, echo=False)
+        print(f"ttweetsrv.py: error: {reason}", file=sys.stderr)
+        return 1
+    # SIGTERM ends the server the way Ctrl-C does: through KeyboardInterrupt, below.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with server:
+        try:
+            log.report(GENERAL, f"listening on port {args.port}, the slot holds "
+                                f"{quoted(TTWEET_EMPTY)}")
+            server.serve_forever()
+        except KeyboardInterrupt:
+            log.report(GENERAL, "stopped; the stored message is discarded")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:   # Ctrl-C before the server was serving: nothing to clean up
+        sys.exit(130)
