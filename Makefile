@@ -4,6 +4,7 @@ VENV   := .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 13000
+DB     ?= tracker.db
 
 .PHONY: run test lint sample demo bench clean
 
@@ -13,7 +14,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 run: $(STAMP)            ## the tracker on the default port
-	$(VPY) tracker.py $(PORT)
+	$(VPY) tracker.py $(PORT) --db $(DB)
 
 test: $(STAMP)           ## the whole suite (what CI runs)
 	$(VPY) -m pytest

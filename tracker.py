@@ -29,15 +29,24 @@ import re
 import socket
 import socketserver
 import sqlite3
+import struct
 import sys
 import threading
 from collections.abc import Iterator
 
 from protocol import limits
 from protocol.accounts import LoginThrottle
-from protocol.tracker_core import Session, TrackerCore, Tweet
+from protocol.tracker_core import Message, Session, TrackerCore, Tweet
 from protocol.validate import handle_key, hashtags
-from protocol.wire import ProtocolError, Reply, decode_request, encode_reply, failure
+from protocol.wire import (
+    ProtocolError,
+    Push,
+    Reply,
+    decode_request,
+    encode_push,
+    encode_reply,
+    failure,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -67,6 +76,20 @@ CREATE TABLE IF NOT EXISTS hashtags (
     PRIMARY KEY (tag, tweet_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS hashtags_by_tweet ON hashtags (tweet_id);
+CREATE TABLE IF NOT EXISTS blocks (
+    blocker TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
+    blocked TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
+    PRIMARY KEY (blocker, blocked)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender    TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
+    recipient TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
+    text      TEXT NOT NULL,
+    created   REAL NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0     -- 0: waiting for the recipient's next login
+);
+CREATE INDEX IF NOT EXISTS messages_waiting ON messages (recipient, delivered, id);
 """
 
 TWEET_COLUMNS = "t.id, a.handle, t.text, t.created, t.retweet_of"
@@ -202,6 +225,51 @@ class SqliteStore:
             "ORDER BY uses DESC, tag LIMIT ?", (count,))]
 
 
+    def block(self, blocker: str, blocked: str) -> bool:
+        with self._change() as db:
+            cursor = db.execute("INSERT OR IGNORE INTO blocks (blocker, blocked) VALUES (?, ?)",
+                                (handle_key(blocker), handle_key(blocked)))
+            db.execute("DELETE FROM follows WHERE followee = ? AND follower = ?",
+                       (handle_key(blocker), handle_key(blocked)))
+        return cursor.rowcount == 1
+
+    def unblock(self, blocker: str, blocked: str) -> bool:
+        with self._change() as db:
+            cursor = db.execute("DELETE FROM blocks WHERE blocker = ? AND blocked = ?",
+                                (handle_key(blocker), handle_key(blocked)))
+        return cursor.rowcount == 1
+
+    def is_blocked(self, blocker: str, blocked: str) -> bool:
+        return self._one("SELECT 1 FROM blocks WHERE blocker = ? AND blocked = ?",
+                         handle_key(blocker), handle_key(blocked)) is not None
+
+    def add_message(self, sender: str, recipient: str, text: str, when: float,
+                    delivered: bool) -> int:
+        with self._change() as db:
+            cursor = db.execute("INSERT INTO messages (sender, recipient, text, created, delivered)"
+                                " VALUES (?, ?, ?, ?, ?)", (handle_key(sender),
+                                                           handle_key(recipient), text, when,
+                                                           int(delivered)))
+        return int(cursor.lastrowid or 0)
+
+    def set_delivered(self, message_id: int, sender: str, delivered: bool) -> bool:
+        with self._change() as db:
+            cursor = db.execute("UPDATE messages SET delivered = ? WHERE id = ? AND sender = ?",
+                                (int(delivered), message_id, handle_key(sender)))
+        return cursor.rowcount == 1
+
+    def take_undelivered(self, recipient: str) -> list[Message]:
+        with self._change() as db:
+            rows = db.execute(
+                "SELECT m.id, s.handle, r.handle, m.text, m.created FROM messages m "
+                "JOIN accounts s ON s.key = m.sender JOIN accounts r ON r.key = m.recipient "
+                "WHERE m.recipient = ? AND m.delivered = 0 ORDER BY m.id",
+                (handle_key(recipient),)).fetchall()
+            db.executemany("UPDATE messages SET delivered = 1 WHERE id = ?",
+                           [(row[0],) for row in rows])
+        return [Message(*row) for row in rows]
+
+
 _PASSWORD_FIELD = re.compile(rb'("password"\s*:\s*)"(?:[^"\\]|\\.)*"')
 
 
@@ -238,10 +306,17 @@ class SessionHandler(socketserver.StreamRequestHandler):
     def setup(self) -> None:
         super().setup()
         host, port = self.client_address[:2]
-        self.session = Session(f"{host}:{port}")
+        self.session = Session(f"{host}:{port}", deliver=self.send_push)
+        self.send_lock = threading.Lock()
+        # A recipient that stops reading must not hold a sender's thread for long: a send
+        # timeout in the kernel (a socket timeout would cut idle reads short as well).
+        seconds = int(limits.SEND_TIMEOUT)
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                                   struct.pack("ll", seconds, 0))
 
     def handle(self) -> None:
-        while True:
+        self.send_push(self.server.core.welcome())
+        while not self.session.closing:
             frame = self.rfile.readline(limits.FRAME_MAX + 1)
             if not frame:
                 return                                  # the user closed the connection
@@ -253,6 +328,7 @@ class SessionHandler(socketserver.StreamRequestHandler):
                 continue
             self.server.trace.frame("<-", self.session, frame)
             self.send(self.answer(frame))
+            self.server.deliver_pushes()
 
     def answer(self, frame: bytes) -> Reply:
         try:
@@ -263,12 +339,19 @@ class SessionHandler(socketserver.StreamRequestHandler):
         return Reply(request.id, reply.status, reply.message, reply.code, reply.data)
 
     def send(self, reply: Reply) -> None:
-        data = encode_reply(reply)
+        self.write(encode_reply(reply))
+
+    def send_push(self, push: Push) -> None:
+        self.write(encode_push(push))
+
+    def write(self, data: bytes) -> None:
         self.server.trace.frame("->", self.session, data)
-        self.wfile.write(data)
+        with self.send_lock:
+            self.wfile.write(data)
 
     def finish(self) -> None:
         self.server.core.disconnect(self.session)
+        self.server.deliver_pushes()
         self.server.trace.line(f"[tracker] -- {self.session.name} closed")
         with contextlib.suppress(OSError):      # the peer is gone; nothing to flush to
             super().finish()
@@ -282,6 +365,17 @@ class TrackerServer(socketserver.ThreadingTCPServer):
     def __init__(self, address: tuple[str, int], core: TrackerCore, trace: Trace) -> None:
         self.core, self.trace = core, trace
         super().__init__(address, SessionHandler)
+
+    def deliver_pushes(self) -> None:
+        """Send the notices the core queued; a recipient that cannot take one is skipped."""
+        for session, push in self.core.take_pushes():
+            if session.deliver is None:
+                continue
+            try:
+                session.deliver(push)
+            except OSError as error:
+                self.trace.line(f"[tracker] !! push to {session.name} dropped: {error!r}",
+                                always=True)
 
     def handle_error(self, request: socket.socket | tuple[bytes, socket.socket],
                      client_address: object) -> None:
@@ -312,6 +406,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="SQLite database (default tracker.db; :memory: for a throw-away one)")
     parser.add_argument("--tweet-timeout", type=float, default=limits.TWEET_TIMEOUT,
                         help="seconds before a tweet without end-tweet is ended")
+    parser.add_argument("--password", metavar="SECRET",
+                        help="admit only sessions that give this server password first")
     parser.add_argument("--login-window", type=float, default=limits.LOGIN_WINDOW,
                         help=f"seconds in which {limits.LOGIN_FAILURES} failed logins of a handle"
                              " make further logins THROTTLED")
@@ -328,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     core = TrackerCore(store=store, tweet_timeout=args.tweet_timeout,
                        log=lambda text: trace.line(f"[tracker] {text}", always=True),
-                       throttle=LoginThrottle(window=args.login_window))
+                       throttle=LoginThrottle(window=args.login_window),
+                       server_password=args.password)
     try:
         server = TrackerServer((args.host, args.port), core, trace)
     except OSError as error:

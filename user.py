@@ -41,7 +41,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from protocol import datagrams, limits
-from protocol.datagrams import Ack, Datagram, DatagramError, SetupMsg, TeardownMsg, TweetMsg
+from protocol.datagrams import (
+    Ack,
+    Datagram,
+    DatagramError,
+    DirectMsg,
+    SetupMsg,
+    TeardownMsg,
+    TweetMsg,
+)
 from protocol.ring import FollowerRing, Membership, Peer, ring_order
 from protocol.text import escape_for_terminal
 from protocol.validate import check_handle, check_ipv4, handle_key
@@ -57,6 +65,16 @@ from protocol.wire import (
 
 REPLY_MAX = 1 << 20                 # bytes in one line from the tracker (lists can be long)
 REQUEST_TIMEOUT = limits.EXIT_WAIT_TIMEOUT + 10
+
+
+def clock_time(seconds: object) -> str:
+    """Seconds since the epoch, from the tracker, as local date and time ("?" if not a number)."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return "?"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+    except (OverflowError, OSError, ValueError):
+        return "?"
 
 
 class Console:
@@ -100,7 +118,14 @@ class TrackerLink:
         self._send_lock = threading.Lock()
         self._waiting: dict[int, tuple[threading.Event, list[Reply]]] = {}
         self._closed = threading.Event()
+        self._welcomed = threading.Event()
+        self.welcome: Push | None = None
         threading.Thread(target=self._read, name="tracker-reader", daemon=True).start()
+
+    def wait_welcome(self, timeout: float = 10.0) -> Push | None:
+        """The tracker's first frame (it says whether a server password is needed)."""
+        self._welcomed.wait(timeout)
+        return self.welcome
 
     @property
     def closed(self) -> bool:
@@ -135,7 +160,11 @@ class TrackerLink:
                     self.console.trace(f"dropped a bad frame from the tracker: {error.message}")
                     continue
                 if isinstance(frame, Push):
-                    self.on_push(frame)
+                    if frame.kind == "welcome" and not self._welcomed.is_set():
+                        self.welcome = frame
+                        self._welcomed.set()
+                    else:
+                        self.on_push(frame)
                     continue
                 if frame.re is None:        # an answer to a frame it could not read
                     self.console.say(f"FAILURE {frame.code}: {escape_for_terminal(frame.message)}")
@@ -148,6 +177,7 @@ class TrackerLink:
             pass                            # the connection broke: same as closed
         finally:
             self._closed.set()
+            self._welcomed.set()
             for done, _box in list(self._waiting.values()):
                 done.set()
 
@@ -181,6 +211,7 @@ class PeerNode:
         self.sockets: dict[str, socket.socket] = {}
         self.own_ring = FollowerRing()
         self.memberships: dict[str, Membership] = {}
+        # (ring, tweet id) and ("message", id) already shown, oldest first, bounded
         self._seen: collections.OrderedDict[tuple[str, int], None] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._seq = itertools.count(random.randrange(1, 2**31))
@@ -287,6 +318,10 @@ class PeerNode:
             self._on_teardown(message, sender)
         elif isinstance(message, TweetMsg) and role == "left":
             self._on_tweet(message, sender)
+        elif isinstance(message, DirectMsg) and role == "middle":
+            self._ack("middle", message.seq, sender)
+            if self._first_time(("message", message.id)):
+                self.console.say(f"[message] {message.sender}: {escape_for_terminal(message.text)}")
         else:
             self.console.trace(f"dropped {type(message).__name__} on the {role} port from {where}")
 
@@ -327,16 +362,27 @@ class PeerNode:
                                " not my left neighbour in a ring I belong to")
             return
         self._ack("left", message.seq, sender)
-        tweet_key = (handle_key(message.ring), message.tid)
-        with self._lock:
-            if tweet_key in self._seen:
-                return                          # a resend whose first ack was lost
-            self._seen[tweet_key] = None
-            while len(self._seen) > 4096:
-                self._seen.popitem(last=False)
+        if not self._first_time((handle_key(message.ring), message.tid)):
+            return                              # a resend whose first ack was lost
         self.console.say(f"tweet #{message.tid} by {message.ring} via {message.prev}: "
                          f"{escape_for_terminal(message.text)}")
         threading.Thread(target=self._forward, args=(message, member), daemon=True).start()
+
+    def _first_time(self, key: tuple[str, int]) -> bool:
+        """True the first time ``key`` is seen: duplicates (resends) are shown once."""
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen[key] = None
+            while len(self._seen) > 4096:
+                self._seen.popitem(last=False)
+            return True
+
+    def send_direct(self, to: Peer, message_id: int, text: str) -> bool:
+        """A direct message to ``to``'s middle port; False if it never answered."""
+        me = self.handle
+        return self.send_reliably("middle", to, to.middle,
+                                  lambda seq: DirectMsg(seq, message_id, me, text))
 
     def _forward(self, message: TweetMsg, member: Membership) -> None:
         onward = replace(message, prev=self.handle, hops=message.hops + 1)
@@ -512,6 +558,19 @@ class UserShell(cmd.Cmd):
         return sorted(h for h in self.known_handles if h.lower().startswith(text.lower()))
 
     # ---- commands --------------------------------------------------------------------------
+    def admit(self, password_file: str | None) -> bool:
+        """Give the tracker its server password: from the file, or asked (masked)."""
+        if password_file:
+            try:
+                with open(password_file, encoding="utf-8") as handle:
+                    password: str | None = handle.readline().rstrip("\n")
+            except OSError as error:
+                self.console.say(f"FAILURE NO_PASSWORD_FILE: {password_file}: {error.strerror}")
+                return False
+        else:
+            password = self.read_password("server password: ")
+        return self.show(self.link.request("auth", password=password or "")).ok
+
     def read_password(self, prompt: str) -> str | None:
         """A password: masked on a terminal, the next input line otherwise (None at its end)."""
         if not self.console.interactive:
@@ -704,8 +763,7 @@ class UserShell(cmd.Cmd):
 
     def show_tweets(self, reply: Reply) -> None:
         for tid, author, created, text, _retweet_of in reply.data.get("tweets", []):
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(created))
-            self.console.say(f"  #{tid} {when} {escape_for_terminal(author)}: "
+            self.console.say(f"  #{tid} {clock_time(created)} {escape_for_terminal(author)}: "
                              f"{escape_for_terminal(text)}")
 
     def do_feed(self, arg: str) -> bool:
@@ -729,6 +787,65 @@ class UserShell(cmd.Cmd):
         for tag, uses in reply.data.get("tags", []):
             self.console.say(f"  {escape_for_terminal(tag)} {uses}")
         return False
+
+    def do_say(self, arg: str) -> bool:
+        """say "text" — a chat-room line to everyone online now."""
+        words = self.words(arg)
+        if words is None:
+            return False
+        if not words:
+            return self.usage('say "text"')
+        self.show(self.link.request("say", text=" ".join(words)))
+        return False
+
+    def do_message(self, arg: str) -> bool:
+        """message @handle "text" — a direct message, peer to peer; kept by the tracker when
+        @handle is offline, and delivered at its next login."""
+        words = self.words(arg)
+        if words is None:
+            return False
+        if len(words) < 2:
+            return self.usage('message @handle "text"')
+        text = " ".join(words[1:])
+        reply = self.show(self.link.request("message", to=words[0], text=text))
+        if not reply.ok or "peer" not in reply.data:
+            return False
+        peer = Peer.from_list(reply.data["peer"])
+        if self.node.send_direct(peer, int(reply.data["id"]), text):
+            self.console.say(f"message #{reply.data['id']} delivered to {peer.handle}")
+        else:
+            self.show(self.link.request("message-undelivered", id=int(reply.data["id"])))
+        return False
+
+    def do_block(self, arg: str) -> bool:
+        """block @handle — @handle stops following you and cannot follow or message you."""
+        if len(arg.split()) != 1:
+            return self.usage("block @handle")
+        self.show(self.link.request("block", handle=arg.strip()))
+        return False
+
+    def do_unblock(self, arg: str) -> bool:
+        """unblock @handle — @handle may follow and message you again."""
+        if len(arg.split()) != 1:
+            return self.usage("unblock @handle")
+        self.show(self.link.request("unblock", handle=arg.strip()))
+        return False
+
+    def on_push(self, push: Push) -> None:
+        """A notice from the tracker, shown above the prompt; network text always escaped."""
+        data = {key: escape_for_terminal(str(value)) for key, value in push.data.items()}
+        if push.kind == "presence":
+            state = "is online" if push.data.get("online") else "went offline"
+            self.console.say(f"[notice] {data.get('handle')} {state}")
+        elif push.kind == "followed":
+            self.console.say(f"[notice] you were followed by {data.get('by')}")
+        elif push.kind == "say":
+            self.console.say(f"[say] {data.get('sender')}: {data.get('text')}")
+        elif push.kind == "message":
+            self.console.say(f"[message] {data.get('sender')}: {data.get('text')} "
+                             f"(kept by the tracker, sent {clock_time(push.data.get('created'))})")
+        else:
+            self.console.trace(f"unknown notice {escape_for_terminal(push.kind)}")
 
     def do_rings(self, arg: str) -> bool:
         """rings — the rings this user belongs to, as this user keeps them."""
@@ -771,6 +888,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="resends before a peer is given up as dead")
     parser.add_argument("--tweet-timeout", type=float, default=limits.TWEET_TIMEOUT,
                         help="seconds to wait for a tweet to come back")
+    parser.add_argument("--server-password-file", metavar="PATH",
+                        help="file whose first line is the tracker's password (else it is asked)")
     args = parser.parse_args(argv)
     if check_ipv4(args.tracker_ip):
         parser.error(f"{args.tracker_ip!r} is not an IPv4 address")
@@ -785,15 +904,24 @@ def main(argv: list[str] | None = None) -> int:
     if interactive:
         import readline  # noqa: F401  (line editing and history for cmd.Cmd)
     console = Console(interactive, args.quiet)
+    pushes: list[Callable[[Push], None]] = []       # the shell, once it exists
     try:
         link = TrackerLink(args.tracker_ip, args.tracker_port, console,
-                           on_push=lambda push: console.say(f"[notice] {push.kind}"))
+                           on_push=lambda push: pushes[0](push) if pushes else None)
     except OSError as error:
         print(f"user.py: cannot reach the tracker at {args.tracker_ip}:{args.tracker_port}: "
               f"{error.strerror or error}", file=sys.stderr)
         return 1
     node = PeerNode(console, args.hop_timeout, args.hop_retries)
     shell = UserShell(link, node, console, args.tweet_timeout)
+    pushes.append(shell.on_push)
+    welcome = link.wait_welcome()
+    if welcome is None:
+        print("user.py: the tracker did not greet; is it a Tweeter tracker?", file=sys.stderr)
+        return 1
+    if welcome.data.get("password_required") and not shell.admit(args.server_password_file):
+        link.close()
+        return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         shell.cmdloop()

@@ -11,10 +11,13 @@ setup      middle       ring (author handle), author, left, right (tuples [h, ip
 teardown   middle       ring
 tweet      left         ring, tid, text, prev (handle of the previous hop), hops, skipped
 detour     author left  as tweet, plus dead: the follower that did not answer
+message    middle       id (the tracker's message id), sender, text: a direct message
 ack        back         seq
 ========== ============ ======================================================================
 
-``decode`` raises only :class:`DatagramError`.
+A text may hold control characters: the receiver never trusts the sender's checks, and shows
+every text escaped (``protocol.text.escape_for_terminal``).  ``decode`` raises only
+:class:`DatagramError`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 from protocol import limits
 from protocol.ring import Peer
-from protocol.validate import check_ipv4, check_port, check_text, is_handle
+from protocol.validate import check_ipv4, check_port, is_handle
 
 
 class DatagramError(Exception):
@@ -68,7 +71,15 @@ class TweetMsg:
         return self.dead is not None
 
 
-Datagram = Ack | SetupMsg | TeardownMsg | TweetMsg
+@dataclass(frozen=True)
+class DirectMsg:
+    seq: int
+    id: int
+    sender: str
+    text: str
+
+
+Datagram = Ack | SetupMsg | TeardownMsg | TweetMsg | DirectMsg
 
 
 def _int(obj: dict[str, Any], name: str, low: int = 0, high: int = 2**53) -> int:
@@ -82,6 +93,17 @@ def _handle(value: object, name: str) -> str:
     if not is_handle(value):
         raise DatagramError(f"{name!r} must be a handle")
     return value  # type: ignore[return-value]
+
+
+def _text(value: object) -> str:
+    """Any text of 1 to RING_TEXT_MAX characters that UTF-8 can carry (no lone surrogates)."""
+    if not isinstance(value, str) or not 0 < len(value) <= limits.RING_TEXT_MAX:
+        raise DatagramError(f"'text' must be 1 to {limits.RING_TEXT_MAX} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DatagramError("'text' is not valid Unicode") from None
+    return value
 
 
 def _peer(value: object, name: str) -> Peer:
@@ -106,6 +128,9 @@ def decode(data: bytes) -> Datagram:
     kind, seq = obj.get("kind"), _int(obj, "seq")
     if kind == "ack":
         return Ack(seq)
+    if kind == "message":
+        return DirectMsg(seq, _int(obj, "id"), _handle(obj.get("sender"), "sender"),
+                         _text(obj.get("text")))
     ring = _handle(obj.get("ring"), "ring")
     if kind == "setup":
         return SetupMsg(seq, ring, _peer(obj.get("author"), "author"),
@@ -113,9 +138,7 @@ def decode(data: bytes) -> Datagram:
     if kind == "teardown":
         return TeardownMsg(seq, ring)
     if kind in ("tweet", "detour"):
-        text, skipped = obj.get("text"), obj.get("skipped")
-        if check_text(text, most=limits.RING_TEXT_MAX):
-            raise DatagramError("'text' must be a valid tweet")
+        text, skipped = _text(obj.get("text")), obj.get("skipped")
         if not isinstance(skipped, list) or len(skipped) > 4096:
             raise DatagramError("'skipped' must be a list of handles")
         dead = _handle(obj.get("dead"), "dead") if kind == "detour" else None
@@ -134,6 +157,9 @@ def encode(message: Datagram) -> bytes:
                "right": message.right.as_list()}
     elif isinstance(message, TeardownMsg):
         obj = {"kind": "teardown", "seq": message.seq, "ring": message.ring}
+    elif isinstance(message, DirectMsg):
+        obj = {"kind": "message", "seq": message.seq, "id": message.id,
+               "sender": message.sender, "text": message.text}
     else:
         obj = {"kind": "detour" if message.is_detour else "tweet", "seq": message.seq,
                "ring": message.ring, "tid": message.tid, "text": message.text,
@@ -152,6 +178,8 @@ def summary(message: Datagram) -> str:
                 f"right={message.right.handle} seq={message.seq}")
     if isinstance(message, TeardownMsg):
         return f"teardown ring={message.ring} seq={message.seq}"
+    if isinstance(message, DirectMsg):
+        return f"message id={message.id} sender={message.sender} seq={message.seq}"
     kind = f"detour dead={message.dead}" if message.is_detour else "tweet"
     return (f"{kind} ring={message.ring} tid={message.tid} prev={message.prev} "
             f"hops={message.hops} seq={message.seq}")

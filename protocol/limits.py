@@ -7,6 +7,7 @@ timeouts so that fault scenarios run quickly.
 # --- tracker wire ---------------------------------------------------------------------------
 FRAME_MAX = 4096                # bytes in one tracker frame, newline included
 LISTEN_BACKLOG = 128
+SEND_TIMEOUT = 5.0              # seconds a frame to one user may take before it is dropped
 DEFAULT_TRACKER_PORT = 13000
 TWEET_TIMEOUT = 60.0            # seconds a tweet may run before the tracker ends it
 EXIT_WAIT_TIMEOUT = 30.0        # seconds `exit` waits for running tweets that involve the handle

@@ -14,6 +14,7 @@ everyone else), and the wait of ``exit`` for running tweets (on the lock's condi
 
 from __future__ import annotations
 
+import hmac
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,13 +34,13 @@ from protocol.validate import (
     handle_key,
     hashtags,
 )
-from protocol.wire import Reply, Request, failure, success
+from protocol.wire import Push, Reply, Request, failure, success
 
 # The argument that names who acts: it must be the session's own handle (NOT_YOUR_HANDLE).
 ACTOR_ARGUMENT = {"follow": "follower", "drop": "follower", "tweet": "handle",
                   "end-tweet": "handle", "exit": "handle", "exit-complete": "handle"}
 # Commands a session may send before it has a handle.
-ANONYMOUS_COMMANDS = {"register", "login", "query-handles", "online"}
+ANONYMOUS_COMMANDS = {"auth", "register", "login", "query-handles", "online"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,15 @@ class Tweet:
 
     def as_list(self) -> list[Any]:
         return [self.id, self.author, self.created, self.text, self.retweet_of]
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    sender: str
+    recipient: str
+    text: str
+    created: float
 
 
 class Store(Protocol):
@@ -81,6 +91,16 @@ class Store(Protocol):
     def latest_tweet_id(self) -> int: ...
     def search(self, tag: str, count: int) -> list[Tweet]: ...
     def trending(self, count: int) -> list[tuple[str, int]]: ...
+    def block(self, blocker: str, blocked: str) -> bool:
+        """Record the block and end ``blocked``'s following of ``blocker``; False if known."""
+    def unblock(self, blocker: str, blocked: str) -> bool: ...
+    def is_blocked(self, blocker: str, blocked: str) -> bool: ...
+    def add_message(self, sender: str, recipient: str, text: str, when: float,
+                    delivered: bool) -> int: ...
+    def set_delivered(self, message_id: int, sender: str, delivered: bool) -> bool:
+        """Mark a message of ``sender``; False if it has no such message."""
+    def take_undelivered(self, recipient: str) -> list[Message]:
+        """The messages waiting for ``recipient``, oldest first, now marked delivered."""
 
 
 def by_name(handles: Iterable[str]) -> list[str]:
@@ -96,6 +116,8 @@ class MemoryStore:
         self._followers: dict[str, set[str]] = {}
         self._tweets: dict[int, Tweet] = {}
         self._next_id = 1
+        self._blocks: set[tuple[str, str]] = set()
+        self._messages: dict[int, tuple[Message, bool]] = {}
 
     def find(self, handle: str) -> str | None:
         account = self._accounts.get(handle_key(handle))
@@ -120,6 +142,9 @@ class MemoryStore:
         for followers in self._followers.values():
             followers.discard(key)
         self._tweets = {i: t for i, t in self._tweets.items() if handle_key(t.author) != key}
+        self._blocks = {pair for pair in self._blocks if key not in pair}
+        self._messages = {i: (m, d) for i, (m, d) in self._messages.items()
+                          if key not in (handle_key(m.sender), handle_key(m.recipient))}
 
     def handles(self) -> list[str]:
         return by_name(account["handle"] for account in self._accounts.values())
@@ -190,6 +215,46 @@ class MemoryStore:
                 uses[tag] = uses.get(tag, 0) + 1
         return sorted(uses.items(), key=lambda item: (-item[1], item[0]))[:count]
 
+    def block(self, blocker: str, blocked: str) -> bool:
+        pair = (handle_key(blocker), handle_key(blocked))
+        if pair in self._blocks:
+            return False
+        self._blocks.add(pair)
+        self._followers[pair[0]].discard(pair[1])
+        return True
+
+    def unblock(self, blocker: str, blocked: str) -> bool:
+        pair = (handle_key(blocker), handle_key(blocked))
+        if pair not in self._blocks:
+            return False
+        self._blocks.discard(pair)
+        return True
+
+    def is_blocked(self, blocker: str, blocked: str) -> bool:
+        return (handle_key(blocker), handle_key(blocked)) in self._blocks
+
+    def add_message(self, sender: str, recipient: str, text: str, when: float,
+                    delivered: bool) -> int:
+        message_id = max(self._messages, default=0) + 1
+        self._messages[message_id] = (Message(message_id, self.find(sender) or sender,
+                                              self.find(recipient) or recipient, text, when),
+                                      delivered)
+        return message_id
+
+    def set_delivered(self, message_id: int, sender: str, delivered: bool) -> bool:
+        found = self._messages.get(message_id)
+        if not found or handle_key(found[0].sender) != handle_key(sender):
+            return False
+        self._messages[message_id] = (found[0], delivered)
+        return True
+
+    def take_undelivered(self, recipient: str) -> list[Message]:
+        waiting = [m for m, delivered in self._messages.values()
+                   if not delivered and handle_key(m.recipient) == handle_key(recipient)]
+        for message in waiting:
+            self._messages[message.id] = (message, True)
+        return sorted(waiting, key=lambda m: m.id)
+
 
 @dataclass(eq=False)
 class Session:
@@ -198,6 +263,9 @@ class Session:
     name: str                       # how traces name the connection, e.g. "127.0.0.1:40512"
     handle: str | None = None
     exiting: bool = False           # `exit` answered, `exit-complete` not yet received
+    admitted: bool = False          # gave the server password (or none is needed)
+    closing: bool = False           # the tracker closes the connection after this reply
+    deliver: Callable[[Push], None] | None = None   # set by the I/O shell; the core never calls it
 
 
 @dataclass
@@ -225,16 +293,20 @@ class TrackerCore:
     session_max: int = limits.SESSION_MAX
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    server_password: str | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Condition()
         self._online: dict[str, _Online] = {}
         self._running: dict[str, RunningTweet] = {}
+        self._pushes: list[tuple[Session, Push]] = []
 
     # ---- entry points ------------------------------------------------------------------------
     def execute(self, session: Session, request: Request) -> Reply:
         handler = getattr(self, "_cmd_" + request.cmd.replace("-", "_"))
         with self._lock:
+            if not session.admitted and self.server_password is not None:
+                return self._admit(session, request)
             if request.cmd not in ANONYMOUS_COMMANDS and session.handle is None:
                 return failure("NOT_LOGGED_IN", f"register or log in first: {request.cmd} "
                                                 "needs a handle")
@@ -274,7 +346,19 @@ class TrackerCore:
                     entry.lost = True
                     self.log(f"{session.handle} lost its connection; listed until a ring "
                              "skips it or it logs in again")
+            self._announce(session.handle, online=False)
             self._go_offline(session, still_listed=True)
+
+    def take_pushes(self) -> list[tuple[Session, Push]]:
+        """The notices produced since the last call, for the I/O shell to send."""
+        with self._lock:
+            pushes, self._pushes = self._pushes, []
+            return pushes
+
+    def welcome(self) -> Push:
+        """The first frame of every connection: says whether a server password is needed."""
+        return Push("welcome", {"server": "tweeter",
+                                "password_required": self.server_password is not None})
 
     def online_handles(self) -> list[str]:
         with self._lock:
@@ -292,6 +376,29 @@ class TrackerCore:
             if now - running.started > self.tweet_timeout:
                 self._end_tweet(key, f"tweet #{running.tid} of {running.author} ended: "
                                      f"no end-tweet within {self.tweet_timeout:g}s")
+
+    def _admit(self, session: Session, request: Request) -> Reply:
+        """Before anything else, a session must give the server password (SPEC §4)."""
+        session.closing = True      # unless the password is right, the connection is closed
+        if request.cmd != "auth":
+            return failure("SERVER_PASSWORD_REQUIRED", "this tracker wants its password first")
+        given = request.args.get("password", "")
+        if not hmac.compare_digest(str(given).encode("utf-8"),
+                                   str(self.server_password).encode("utf-8")):
+            return failure("WRONG_SERVER_PASSWORD", "wrong server password")
+        session.admitted, session.closing = True, False
+        return success("welcome")
+
+    def _push(self, recipient: str, kind: str, /, **data: Any) -> None:
+        """Queue a notice for ``recipient`` if it is online in a live session."""
+        entry = self._online.get(handle_key(recipient))
+        if entry and not entry.lost and entry.session.handle is not None:
+            self._pushes.append((entry.session, Push(kind, data)))
+
+    def _announce(self, handle: str, online: bool) -> None:
+        """Tell the online followers of ``handle`` that it came online or went offline."""
+        for follower in self.store.followers(handle):
+            self._push(follower, "presence", handle=handle, online=online)
 
     def _known(self, handle: object) -> str | Reply:
         """The handle's registered spelling, or the FAILURE to answer."""
@@ -392,11 +499,17 @@ class TrackerCore:
             self.throttle.succeeded(handle_key(name))
             new = self.store.feed_count_after(name, self.store.last_seen(name))
             self._go_online(session, name, ip, ports)
+            self._announce(name, online=True)
+            for message in self.store.take_undelivered(name):   # kept while it was offline
+                self._push(name, "message", id=message.id, sender=message.sender,
+                           text=message.text, created=message.created, kept=True)
         return success(f"{name} logged in at {ip} ports {ports[0]} {ports[1]} {ports[2]}; "
                        f"{new} new tweets since the last session", handle=name, new=new)
 
     def _cmd_logout(self, session: Session) -> Reply:
         me = session.handle
+        assert me is not None
+        self._announce(me, online=False)
         self._go_offline(session)
         return success(f"{me} logged out; everything is kept")
 
@@ -412,8 +525,11 @@ class TrackerCore:
         me = session.handle or follower
         if handle_key(target) == handle_key(me):
             return failure("SELF_FOLLOW", f"{me} cannot follow itself")
+        if self.store.is_blocked(target, me):
+            return failure("BLOCKED", f"{target} has blocked {me}")
         if not self.store.follow(me, target):
             return failure("ALREADY_FOLLOWING", f"{me} already follows {target}")
+        self._push(target, "followed", by=me)
         return success(f"{me} now follows {target}")
 
     def _cmd_drop(self, session: Session, follower: str, followee: str) -> Reply:
@@ -441,6 +557,8 @@ class TrackerCore:
                 if isinstance(name, str) and handle_key(name) in running.involved]
         for name in gone:   # a follower that did not answer is taken offline (SPEC §3.3)
             entry = self._online.pop(handle_key(name), None)
+            if entry:
+                self._announce(entry.peer.handle, online=False)
             if entry and entry.session.handle is not None:
                 self.store.set_last_seen(entry.session.handle, self.store.latest_tweet_id())
                 entry.session.handle = None
@@ -467,6 +585,7 @@ class TrackerCore:
         me = session.handle or handle
         if not session.exiting:
             return failure("EXIT_NOT_STARTED", f"send exit {me} first")
+        self._announce(me, online=False)
         self.store.delete(me)
         self._online.pop(handle_key(me), None)
         session.handle, session.exiting = None, False
@@ -523,3 +642,70 @@ class TrackerCore:
         top = self.store.trending(limits.TRENDING_COUNT)
         return success(f"{len(top)} trending hashtags", count=len(top),
                        tags=[[f"#{tag}", uses] for tag, uses in top])
+
+    # ---- live features ---------------------------------------------------------------------------
+    def _cmd_auth(self, session: Session, password: str) -> Reply:
+        return success("no server password is needed")     # admitted already (see execute)
+
+    def _cmd_say(self, session: Session, text: str, **ignored: Any) -> Reply:
+        """Chat-room broadcast.  The sender is the session's handle, whatever else was sent."""
+        problem = check_text(text, "say")
+        if problem:
+            return failure(*problem)
+        me = session.handle
+        assert me is not None
+        listeners = [entry.peer.handle for entry in self._online.values()
+                     if not entry.lost and handle_key(entry.peer.handle) != handle_key(me)]
+        for listener in listeners:
+            self._push(listener, "say", sender=me, text=text)
+        return success(f"said to {len(listeners)} users online", count=len(listeners))
+
+    def _cmd_message(self, session: Session, to: str, text: str) -> Reply:
+        """A direct message: sent peer to peer when ``to`` is online, else kept for its login."""
+        problem = check_text(text, "message")
+        if problem:
+            return failure(*problem)
+        target = self._known(to)
+        if isinstance(target, Reply):
+            return target
+        me = session.handle
+        assert me is not None
+        if self.store.is_blocked(target, me):
+            return failure("BLOCKED", f"{target} has blocked {me}")
+        entry = self._online.get(handle_key(target))
+        online = entry is not None and not entry.lost
+        message_id = self.store.add_message(me, target, text, time.time(), delivered=online)
+        if online and entry is not None:
+            return success(f"message #{message_id} to {target}: send it peer to peer",
+                           id=message_id, to=target, peer=entry.peer.as_list())
+        return success(f"message #{message_id} kept for {target}, who is offline",
+                       id=message_id, to=target)
+
+    def _cmd_message_undelivered(self, session: Session, id: int) -> Reply:
+        """The peer-to-peer send failed: keep the message for the recipient's next login."""
+        assert session.handle is not None
+        if not self.store.set_delivered(id, session.handle, delivered=False):
+            return failure("UNKNOWN_MESSAGE", f"{session.handle} sent no message #{id}")
+        return success(f"message #{id} kept for the recipient's next login")
+
+    def _cmd_block(self, session: Session, handle: str) -> Reply:
+        target = self._known(handle)
+        if isinstance(target, Reply):
+            return target
+        me = session.handle
+        assert me is not None
+        if handle_key(target) == handle_key(me):
+            return failure("SELF_BLOCK", f"{me} cannot block itself")
+        if not self.store.block(me, target):
+            return failure("ALREADY_BLOCKED", f"{me} has already blocked {target}")
+        return success(f"{me} blocked {target}: it no longer follows or messages {me}")
+
+    def _cmd_unblock(self, session: Session, handle: str) -> Reply:
+        target = self._known(handle)
+        if isinstance(target, Reply):
+            return target
+        me = session.handle
+        assert me is not None
+        if not self.store.unblock(me, target):
+            return failure("NOT_BLOCKED", f"{me} has not blocked {target}")
+        return success(f"{me} unblocked {target}")

@@ -44,6 +44,13 @@ COMMANDS: dict[str, dict[str, type]] = {
     "retweet": {"tid": int},
     "search": {"tag": str},
     "trending": {},
+    "auth": {"password": str},
+    # `from` is accepted and ignored: the tracker always names the session's own handle.
+    "say": {"text": str, "from?": str},
+    "message": {"to": str, "text": str},
+    "message-undelivered": {"id": int},
+    "block": {"handle": str},
+    "unblock": {"handle": str},
 }
 
 

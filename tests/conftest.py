@@ -226,20 +226,41 @@ class User(Proc):
 
 
 class RawClient:
-    """A bare TCP session with the tracker that speaks the wire protocol directly."""
+    """A bare TCP session with the tracker that speaks the wire protocol directly.
+
+    ``read`` returns the next reply; pushes that arrive meanwhile are kept in ``pushes`` (the
+    first is always the tracker's ``welcome``).
+    """
 
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=DEFAULT_TIMEOUT)
         self.reader = self.sock.makefile("rb")
         self.next_id = 1
+        self.pushes: list[dict] = []
+        self.welcome = self.read_push()
+        assert self.welcome["push"] == "welcome", self.welcome
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def read(self) -> dict:
+    def _frame(self) -> dict:
         line = self.reader.readline()
         assert line, "the tracker closed the connection"
         return json.loads(line)
+
+    def read(self) -> dict:
+        """The next reply; pushes on the way are kept in ``pushes``."""
+        while "push" in (frame := self._frame()):
+            self.pushes.append(frame)
+        return frame
+
+    def read_push(self) -> dict:
+        """The next push (one already received first)."""
+        if self.pushes:
+            return self.pushes.pop(0)
+        frame = self._frame()
+        assert "push" in frame, f"a reply where a push was expected: {frame}"
+        return frame
 
     def register(self, handle: str, ports: list[int], password: str | None = None) -> dict:
         return self.call("register", handle=handle, ip="127.0.0.1", ports=ports,

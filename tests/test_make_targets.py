@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 from conftest import ROOT, Proc, User, free_port
 
 
-def test_make_run_starts_a_tracker_that_user_py_can_register_with(cluster) -> None:
+def test_make_run_starts_a_tracker_that_user_py_can_register_with(cluster,
+                                                                   tmp_path: Path) -> None:
     port = free_port()
-    make = subprocess.Popen(["make", "-s", "run", f"PORT={port}"], cwd=ROOT, text=True,
+    make = subprocess.Popen(["make", "-s", "run", f"PORT={port}", f"DB={tmp_path / 't.db'}"],
+                            cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True, stdin=subprocess.DEVNULL)
     try:
