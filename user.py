@@ -320,7 +320,7 @@ class PeerNode:
             self._on_tweet(message, sender)
         elif isinstance(message, DirectMsg) and role == "middle":
             self._ack("middle", message.seq, sender)
-            if self._first_time(("message", message.id)):
+            if self.first_time(("message", message.id)):
                 self.console.say(f"[message] {message.sender}: {escape_for_terminal(message.text)}")
         else:
             self.console.trace(f"dropped {type(message).__name__} on the {role} port from {where}")
@@ -362,13 +362,13 @@ class PeerNode:
                                " not my left neighbour in a ring I belong to")
             return
         self._ack("left", message.seq, sender)
-        if not self._first_time((handle_key(message.ring), message.tid)):
+        if not self.first_time((handle_key(message.ring), message.tid)):
             return                              # a resend whose first ack was lost
         self.console.say(f"tweet #{message.tid} by {message.ring} via {message.prev}: "
                          f"{escape_for_terminal(message.text)}")
         threading.Thread(target=self._forward, args=(message, member), daemon=True).start()
 
-    def _first_time(self, key: tuple[str, int]) -> bool:
+    def first_time(self, key: tuple[str, int]) -> bool:
         """True the first time ``key`` is seen: duplicates (resends) are shown once."""
         with self._lock:
             if key in self._seen:
@@ -408,6 +408,9 @@ class PeerNode:
         if active is None or active[0] != message.tid or active[1].is_set():
             return                              # late or repeated: the round is over
         if message.is_detour and message.dead:
+            if self.own_ring.member(message.dead) is None:
+                self.console.trace(f"dropped detour around {message.dead}: not in my ring")
+                return
             threading.Thread(target=self._deliver, args=(message, message.dead),
                              daemon=True).start()
         else:
@@ -810,11 +813,11 @@ class UserShell(cmd.Cmd):
         reply = self.show(self.link.request("message", to=words[0], text=text))
         if not reply.ok or "peer" not in reply.data:
             return False
-        peer = Peer.from_list(reply.data["peer"])
-        if self.node.send_direct(peer, int(reply.data["id"]), text):
-            self.console.say(f"message #{reply.data['id']} delivered to {peer.handle}")
+        peer, message_id = Peer.from_list(reply.data["peer"]), int(reply.data["message_id"])
+        if self.node.send_direct(peer, message_id, text):
+            self.console.say(f"message #{message_id} delivered to {peer.handle}")
         else:
-            self.show(self.link.request("message-undelivered", id=int(reply.data["id"])))
+            self.show(self.link.request("message-undelivered", message_id=message_id))
         return False
 
     def do_block(self, arg: str) -> bool:
@@ -842,6 +845,8 @@ class UserShell(cmd.Cmd):
         elif push.kind == "say":
             self.console.say(f"[say] {data.get('sender')}: {data.get('text')}")
         elif push.kind == "message":
+            if not self.node.first_time(("message", int(push.data.get("id", 0)))):
+                return          # it came peer to peer after all; show it once
             self.console.say(f"[message] {data.get('sender')}: {data.get('text')} "
                              f"(kept by the tracker, sent {clock_time(push.data.get('created'))})")
         else:

@@ -389,6 +389,10 @@ class TrackerCore:
         session.admitted, session.closing = True, False
         return success("welcome")
 
+    def _live_sessions(self) -> int:
+        """Handles online in a connected session (lost ones do not count toward the cap)."""
+        return sum(1 for entry in self._online.values() if not entry.lost)
+
     def _push(self, recipient: str, kind: str, /, **data: Any) -> None:
         """Queue a notice for ``recipient`` if it is online in a live session."""
         entry = self._online.get(handle_key(recipient))
@@ -460,7 +464,7 @@ class TrackerCore:
         with self._lock:
             if session.handle is not None:
                 return failure("ALREADY_LOGGED_IN", f"this session is already {session.handle}")
-            if len(self._online) >= self.session_max:
+            if self._live_sessions() >= self.session_max:
                 return failure("SERVER_FULL", f"the tracker has {self.session_max} users online")
             if not self.store.create(handle, digest, time.time()):
                 return failure("DUPLICATE_HANDLE",
@@ -494,7 +498,7 @@ class TrackerCore:
                 return failure("ALREADY_ONLINE", f"{name} is online in another session")
             if self.store.find(name) is None:       # deleted while the hash was checked
                 return failure("UNKNOWN_HANDLE", f"{handle} is not registered")
-            if entry is None and len(self._online) >= self.session_max:
+            if entry is None and self._live_sessions() >= self.session_max:
                 return failure("SERVER_FULL", f"the tracker has {self.session_max} users online")
             self.throttle.succeeded(handle_key(name))
             new = self.store.feed_count_after(name, self.store.last_seen(name))
@@ -553,8 +557,8 @@ class TrackerCore:
         running = self._running.get(handle_key(me))
         if running is None or running.tid != tid:
             return failure("NO_TWEET_IN_PROGRESS", f"{me} has no tweet #{tid} in progress")
-        gone = [name for name in skipped
-                if isinstance(name, str) and handle_key(name) in running.involved]
+        gone = [name for name in skipped if isinstance(name, str)
+                and handle_key(name) in running.involved - {handle_key(me)}]
         for name in gone:   # a follower that did not answer is taken offline (SPEC §3.3)
             entry = self._online.pop(handle_key(name), None)
             if entry:
@@ -629,8 +633,11 @@ class TrackerCore:
         if original.retweet_of is not None:     # retweet the original, not "RT @x: RT @y: …"
             original = self.store.tweet(original.retweet_of) or original
         assert session.handle is not None
-        return self._start_tweet(session.handle, f"RT {original.author}: {original.text}",
-                                 retweet_of=original.id)
+        text = f"RT {original.author}: {original.text}"
+        if len(text) > limits.RING_TEXT_MAX:    # a retweet whose original was deleted
+            return failure("TOO_LONG", f"the retweet would have {len(text)} characters; "
+                                       f"a ring carries at most {limits.RING_TEXT_MAX}")
+        return self._start_tweet(session.handle, text, retweet_of=original.id)
 
     def _cmd_search(self, session: Session, tag: str) -> Reply:
         problem = check_tag(tag)
@@ -677,16 +684,16 @@ class TrackerCore:
         message_id = self.store.add_message(me, target, text, time.time(), delivered=online)
         if online and entry is not None:
             return success(f"message #{message_id} to {target}: send it peer to peer",
-                           id=message_id, to=target, peer=entry.peer.as_list())
+                           message_id=message_id, to=target, peer=entry.peer.as_list())
         return success(f"message #{message_id} kept for {target}, who is offline",
-                       id=message_id, to=target)
+                       message_id=message_id, to=target)
 
-    def _cmd_message_undelivered(self, session: Session, id: int) -> Reply:
+    def _cmd_message_undelivered(self, session: Session, message_id: int) -> Reply:
         """The peer-to-peer send failed: keep the message for the recipient's next login."""
         assert session.handle is not None
-        if not self.store.set_delivered(id, session.handle, delivered=False):
-            return failure("UNKNOWN_MESSAGE", f"{session.handle} sent no message #{id}")
-        return success(f"message #{id} kept for the recipient's next login")
+        if not self.store.set_delivered(message_id, session.handle, delivered=False):
+            return failure("UNKNOWN_MESSAGE", f"{session.handle} sent no message #{message_id}")
+        return success(f"message #{message_id} kept for the recipient's next login")
 
     def _cmd_block(self, session: Session, handle: str) -> Reply:
         target = self._known(handle)

@@ -111,9 +111,11 @@ class Proc:
         return code
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig``; for a signal that ends the process, wait until it has ended."""
         if self.popen.poll() is None:
             self.popen.send_signal(sig)
-            self.popen.wait(DEFAULT_TIMEOUT)
+            if sig not in (signal.SIGSTOP, signal.SIGCONT):
+                self.popen.wait(DEFAULT_TIMEOUT)
 
     def stop(self) -> None:
         """End the process however it is doing; used by fixtures at teardown."""
