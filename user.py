@@ -163,8 +163,11 @@ class TrackerLink:
                     if frame.kind == "welcome" and not self._welcomed.is_set():
                         self.welcome = frame
                         self._welcomed.set()
-                    else:
+                        continue
+                    try:
                         self.on_push(frame)
+                    except (TypeError, ValueError, KeyError) as error:
+                        self.console.trace(f"dropped a malformed {frame.kind!r} notice: {error}")
                     continue
                 if frame.re is None:        # an answer to a frame it could not read
                     self.console.say(f"FAILURE {frame.code}: {escape_for_terminal(frame.message)}")
@@ -845,7 +848,8 @@ class UserShell(cmd.Cmd):
         elif push.kind == "say":
             self.console.say(f"[say] {data.get('sender')}: {data.get('text')}")
         elif push.kind == "message":
-            if not self.node.first_time(("message", int(push.data.get("id", 0)))):
+            message_id = push.data.get("id")
+            if isinstance(message_id, int) and not self.node.first_time(("message", message_id)):
                 return          # it came peer to peer after all; show it once
             self.console.say(f"[message] {data.get('sender')}: {data.get('text')} "
                              f"(kept by the tracker, sent {clock_time(push.data.get('created'))})")
