@@ -85,11 +85,15 @@ def exchange(ip: str, port: int, request: bytes, timeout: float) -> Reply:
     Raises ``ServerNotFound`` when no connection can be made, and ``OSError`` (a timeout
     included) or ``TtweetProtocolError`` when the connection gives no valid reply.
     """
-    try:
-        connection = socket.create_connection((ip, port), timeout=timeout)
-    except OSError as error:
-        raise ServerNotFound(error.strerror or str(error)) from None
+    # A plain IPv4 socket: the address is a checked dotted quad, so no name lookup is needed
+    # (socket.create_connection would run getaddrinfo and import the IDNA codec for nothing).
+    connection = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     with connection:
+        connection.settimeout(timeout)
+        try:
+            connection.connect((ip, port))
+        except OSError as error:
+            raise ServerNotFound(error.strerror or str(error)) from None
         connection.sendall(request)
         assembler = FrameAssembler()
         deadline = time.monotonic() + timeout
