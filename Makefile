@@ -22,6 +22,12 @@ test: $(STAMP)           ## the whole suite (what CI runs)
 lint: $(STAMP)
 	$(VPY) -m ruff check .
 
+demo: $(STAMP)           ## the course demo in one terminal, ending with its Mermaid diagram
+	$(VPY) tools/demo.py
+
+bench: $(STAMP)          ## the SPEC §9 figures, each beside its baseline
+	$(VPY) tools/bench.py
+
 sample: $(STAMP)         ## regenerate Sample.txt from the standard ttweet scenario
 	$(VPY) tools/sample.py Sample.txt
 

@@ -36,6 +36,7 @@ from collections.abc import Iterator
 
 from protocol import limits
 from protocol.accounts import LoginThrottle
+from protocol.trace import TraceWriter
 from protocol.tracker_core import Message, Session, TrackerCore, Tweet
 from protocol.validate import handle_key, hashtags
 from protocol.wire import (
@@ -279,10 +280,12 @@ def redact(frame: bytes) -> bytes:
 
 
 class Trace:
-    """Prints one labelled line per frame, unless quiet; safe from many threads."""
+    """The trace: a labelled console line per frame (unless quiet) and, with ``--trace-file``,
+    a JSON record per frame.  Safe from many threads."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, records: TraceWriter | None = None) -> None:
         self.quiet = quiet
+        self.records = records or TraceWriter(None, "tracker")
         self._lock = threading.Lock()
 
     def line(self, text: str, always: bool = False) -> None:
@@ -291,11 +294,16 @@ class Trace:
         with self._lock:
             print(text, flush=True)
 
-    def frame(self, arrow: str, session: Session, data: bytes) -> None:
+    def frame(self, arrow: str, session: Session, data: bytes, kind: str) -> None:
+        shown = redact(data).decode("utf-8", "backslashreplace").rstrip("\n")
+        who = session.handle or session.name
+        if arrow == "<-":
+            self.records.recv(who, kind, shown)
+        else:
+            self.records.send(who, kind, shown)
         if not self.quiet:
-            who = f"{session.handle} " if session.handle else ""
-            shown = redact(data).decode("utf-8", "backslashreplace").rstrip("\n")
-            self.line(f"[tracker] {arrow} {who}{session.name} {shown}")
+            label = f"{session.handle} " if session.handle else ""
+            self.line(f"[tracker] {arrow} {label}{session.name} {shown}")
 
 
 class SessionHandler(socketserver.StreamRequestHandler):
@@ -321,31 +329,37 @@ class SessionHandler(socketserver.StreamRequestHandler):
             if not frame:
                 return                                  # the user closed the connection
             if len(frame) > limits.FRAME_MAX:
-                self.server.trace.frame("<-", self.session, frame[:80] + b"...")
+                self.server.trace.frame("<-", self.session, frame[:80] + b"...", "TOO_LARGE")
                 self.send(failure("TOO_LARGE", f"a frame has at most {limits.FRAME_MAX} bytes"))
                 return                                  # the rest of the line is not read
             if not frame.strip():
                 continue
-            self.server.trace.frame("<-", self.session, frame)
             self.send(self.answer(frame))
             self.server.deliver_pushes()
 
     def answer(self, frame: bytes) -> Reply:
+        trace = self.server.trace
         try:
             request = decode_request(frame)
         except ProtocolError as error:
+            trace.frame("<-", self.session, frame, error.code)
             return failure(error.code, error.message)
+        trace.frame("<-", self.session, frame, request.cmd)
+        had_handle = self.session.handle is not None
         reply = self.server.core.execute(self.session, request)
+        if not had_handle and self.session.handle:     # this connection's lifeline has a name now
+            trace.records.record("send", self.session.name, self.session.handle, "alias")
         return Reply(request.id, reply.status, reply.message, reply.code, reply.data)
 
     def send(self, reply: Reply) -> None:
-        self.write(encode_reply(reply))
+        kind = reply.status if reply.ok else f"{reply.status} {reply.code}"
+        self.write(encode_reply(reply), kind)
 
     def send_push(self, push: Push) -> None:
-        self.write(encode_push(push))
+        self.write(encode_push(push), f"push:{push.kind}")
 
-    def write(self, data: bytes) -> None:
-        self.server.trace.frame("->", self.session, data)
+    def write(self, data: bytes, kind: str) -> None:
+        self.server.trace.frame("->", self.session, data, kind)
         with self.send_lock:
             self.wfile.write(data)
 
@@ -406,6 +420,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="SQLite database (default tracker.db; :memory: for a throw-away one)")
     parser.add_argument("--tweet-timeout", type=float, default=limits.TWEET_TIMEOUT,
                         help="seconds before a tweet without end-tweet is ended")
+    parser.add_argument("--trace-file", metavar="PATH",
+                        help="append a JSON record of every frame in and out (SPEC §7)")
     parser.add_argument("--password", metavar="SECRET",
                         help="admit only sessions that give this server password first")
     parser.add_argument("--login-window", type=float, default=limits.LOGIN_WINDOW,
@@ -414,25 +430,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def fail_to_start(what: str) -> int:
+    print(f"tracker.py: {what}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    trace = Trace(args.quiet)
-    try:
-        store = SqliteStore(args.db)
-    except sqlite3.Error as error:
-        print(f"tracker.py: cannot open the database {args.db}: {error}", file=sys.stderr)
-        return 1
-    core = TrackerCore(store=store, tweet_timeout=args.tweet_timeout,
-                       log=lambda text: trace.line(f"[tracker] {text}", always=True),
-                       throttle=LoginThrottle(window=args.login_window),
-                       server_password=args.password)
-    try:
-        server = TrackerServer((args.host, args.port), core, trace)
-    except OSError as error:
-        print(f"tracker.py: cannot listen on {args.host}:{args.port}: {error.strerror}",
-              file=sys.stderr)
-        return 1
-    with server:
+    with contextlib.ExitStack() as stack:
+        trace_stream = None
+        if args.trace_file:
+            try:
+                trace_stream = stack.enter_context(open(args.trace_file, "a", encoding="utf-8"))
+            except OSError as error:
+                return fail_to_start(f"cannot write the trace file {args.trace_file}: "
+                                     f"{error.strerror}")
+        trace = Trace(args.quiet, TraceWriter(trace_stream, "tracker"))
+        try:
+            store = SqliteStore(args.db)
+        except sqlite3.Error as error:
+            return fail_to_start(f"cannot open the database {args.db}: {error}")
+        core = TrackerCore(store=store, tweet_timeout=args.tweet_timeout,
+                           log=lambda text: trace.line(f"[tracker] {text}", always=True),
+                           throttle=LoginThrottle(window=args.login_window),
+                           server_password=args.password)
+        try:
+            server = stack.enter_context(TrackerServer((args.host, args.port), core, trace))
+        except OSError as error:
+            return fail_to_start(f"cannot listen on {args.host}:{args.port}: {error.strerror}")
         host, port = server.server_address[:2]
         trace.line(f"[tracker] listening on {host}:{port}", always=True)
         try:

@@ -52,6 +52,7 @@ from protocol.datagrams import (
 )
 from protocol.ring import FollowerRing, Membership, Peer, ring_order
 from protocol.text import escape_for_terminal
+from protocol.trace import TraceWriter
 from protocol.validate import check_handle, check_ipv4, handle_key
 from protocol.wire import (
     ProtocolError,
@@ -84,8 +85,10 @@ class Console:
     above the prompt, and the prompt with whatever the user had typed is drawn again.
     """
 
-    def __init__(self, interactive: bool, quiet: bool) -> None:
+    def __init__(self, interactive: bool, quiet: bool,
+                 records: TraceWriter | None = None) -> None:
         self.interactive, self.quiet = interactive, quiet
+        self.records = records or TraceWriter(None, "user")   # --trace-file, if given
         self.prompt = ""
         self.at_prompt = False
         self._lock = threading.Lock()
@@ -113,6 +116,8 @@ class TrackerLink:
         self.console, self.on_push = console, on_push
         self.sock = socket.create_connection((host, port), timeout=5)
         self.sock.settimeout(None)
+        local = self.sock.getsockname()
+        console.records.owner = f"{local[0]}:{local[1]}"    # as the tracker names this session
         self.reader = self.sock.makefile("rb")
         self._ids = itertools.count(1)
         self._send_lock = threading.Lock()
@@ -135,6 +140,8 @@ class TrackerLink:
         if self.closed:
             return failure("NO_TRACKER", "the connection to the tracker is closed")
         request = Request(next(self._ids), cmd_name, args)
+        shown = {key: ("***" if key == "password" else value) for key, value in args.items()}
+        self.console.records.send("tracker", cmd_name, f"{cmd_name} {shown}")
         done, box = threading.Event(), []
         self._waiting[request.id] = (done, box)
         try:
@@ -159,6 +166,9 @@ class TrackerLink:
                 except ProtocolError as error:
                     self.console.trace(f"dropped a bad frame from the tracker: {error.message}")
                     continue
+                kind = (f"push:{frame.kind}" if isinstance(frame, Push) else
+                        frame.status if frame.ok else f"{frame.status} {frame.code}")
+                self.console.records.recv("tracker", kind, line.decode("utf-8", "replace")[:200])
                 if isinstance(frame, Push):
                     if frame.kind == "welcome" and not self._welcomed.is_set():
                         self.welcome = frame
@@ -194,6 +204,7 @@ class TrackerLink:
 @dataclass
 class _Outgoing:
     done: threading.Event
+    to: str                 # the handle it was sent to, so its ack can be traced by name
 
 
 @dataclass
@@ -202,6 +213,17 @@ class TweetResult:
     skipped: list[str]
     seconds: float
     completed: bool
+
+
+def sender_name(message: Datagram) -> str:
+    """The lifeline a datagram comes from, as the datagram itself names it."""
+    if isinstance(message, (SetupMsg, TeardownMsg)):
+        return message.ring
+    if isinstance(message, TweetMsg):
+        return message.prev
+    if isinstance(message, DirectMsg):
+        return message.sender
+    return "?"
 
 
 class PeerNode:
@@ -257,9 +279,12 @@ class PeerNode:
         self.own_ring = FollowerRing()
 
     # ---- sending ---------------------------------------------------------------------------
-    def _send(self, role: str, to: tuple[str, int], message: Datagram, label: str) -> None:
-        self.console.trace(f"{self.handle} -> {label} {to[0]}:{to[1]} "
-                           f"{datagrams.summary(message)}")
+    def _send(self, role: str, to: tuple[str, int], message: Datagram, label: str,
+              handle: str) -> None:
+        summary = datagrams.summary(message)
+        self.console.records.send(handle, summary.split()[0], summary)
+        if not isinstance(message, Ack):
+            self.console.trace(f"{self.handle} -> {label} {to[0]}:{to[1]} {summary}")
         try:
             self.sockets[role].sendto(datagrams.encode(message), to)
         except (OSError, KeyError) as error:
@@ -270,12 +295,12 @@ class PeerNode:
         """Send until acknowledged; False if ``to`` never answered."""
         seq = next(self._seq)
         message = build(seq)
-        waiter = _Outgoing(threading.Event())
+        waiter = _Outgoing(threading.Event(), to.handle)
         self._outgoing[seq] = waiter
         try:
             for attempt in range(self.hop_retries + 1):
                 label = to.handle if attempt == 0 else f"{to.handle} (again, {attempt})"
-                self._send(role, (to.ip, port), message, label)
+                self._send(role, (to.ip, port), message, label, to.handle)
                 if waiter.done.wait(self.hop_timeout):
                     return True
             self.console.trace(f"{to.handle} did not answer seq={seq}")
@@ -312,9 +337,12 @@ class PeerNode:
         if isinstance(message, Ack):
             waiter = self._outgoing.get(message.seq)
             if waiter:
+                self.console.records.recv(waiter.to, "ack", datagrams.summary(message))
                 waiter.done.set()
             return
-        self.console.trace(f"{self.handle} <- {where} {datagrams.summary(message)}")
+        summary = datagrams.summary(message)
+        self.console.records.recv(sender_name(message), summary.split()[0], summary)
+        self.console.trace(f"{self.handle} <- {where} {summary}")
         if isinstance(message, SetupMsg) and role == "middle":
             self._on_setup(message, sender)
         elif isinstance(message, TeardownMsg) and role == "middle":
@@ -322,15 +350,15 @@ class PeerNode:
         elif isinstance(message, TweetMsg) and role == "left":
             self._on_tweet(message, sender)
         elif isinstance(message, DirectMsg) and role == "middle":
-            self._ack("middle", message.seq, sender)
+            self._ack("middle", message, sender)
             if self.first_time(("message", message.id)):
                 self.console.say(f"[message] {message.sender}: {escape_for_terminal(message.text)}")
         else:
             self.console.trace(f"dropped {type(message).__name__} on the {role} port from {where}")
 
-    def _ack(self, role: str, seq: int, sender: tuple[str, int]) -> None:
-        with contextlib.suppress(OSError, KeyError):
-            self.sockets[role].sendto(datagrams.encode(Ack(seq)), sender)
+    def _ack(self, role: str, message: Datagram, sender: tuple[str, int]) -> None:
+        assert not isinstance(message, Ack)
+        self._send(role, sender, Ack(message.seq), "", sender_name(message))
 
     def _on_setup(self, message: SetupMsg, sender: tuple[str, int]) -> None:
         author = message.author
@@ -341,7 +369,7 @@ class PeerNode:
         with self._lock:
             self.memberships[handle_key(message.ring)] = Membership(
                 author, message.left, message.right)
-        self._ack("middle", message.seq, sender)
+        self._ack("middle", message, sender)
 
     def _on_teardown(self, message: TeardownMsg, sender: tuple[str, int]) -> None:
         with self._lock:
@@ -350,7 +378,7 @@ class PeerNode:
                 self.console.trace(f"dropped teardown of {message.ring}: not from its author")
                 return
             self.memberships.pop(handle_key(message.ring), None)
-        self._ack("middle", message.seq, sender)
+        self._ack("middle", message, sender)
 
     def _on_tweet(self, message: TweetMsg, sender: tuple[str, int]) -> None:
         if self.me and handle_key(message.ring) == self.me.key:
@@ -364,7 +392,7 @@ class PeerNode:
             self.console.trace(f"dropped tweet of {message.ring} from {sender[0]}:{sender[1]}:"
                                " not my left neighbour in a ring I belong to")
             return
-        self._ack("left", message.seq, sender)
+        self._ack("left", message, sender)
         if not self.first_time((handle_key(message.ring), message.tid)):
             return                              # a resend whose first ack was lost
         self.console.say(f"tweet #{message.tid} by {message.ring} via {message.prev}: "
@@ -406,7 +434,7 @@ class PeerNode:
         if not any(sender == (p.ip, p.right) for p in self.own_ring.followers):
             self.console.trace(f"dropped own tweet from {sender[0]}:{sender[1]}: not a member")
             return
-        self._ack("left", message.seq, sender)
+        self._ack("left", message, sender)
         active = self._active_tweet
         if active is None or active[0] != message.tid or active[1].is_set():
             return                              # late or repeated: the round is over
@@ -629,6 +657,10 @@ class UserShell(cmd.Cmd):
         if reply.ok:
             self.handle = reply.data.get("handle", words[0])
             self.node.me = replace(me, handle=self.handle)
+            records = self.console.records
+            if records.owner != self.handle:        # this lifeline has a name now
+                records.record("send", records.owner, self.handle, "alias")
+                records.owner = self.handle
             self.console.say(f"ports: left={me.left} middle={me.middle} right={me.right}")
         else:
             self.node.close()
@@ -897,6 +929,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="resends before a peer is given up as dead")
     parser.add_argument("--tweet-timeout", type=float, default=limits.TWEET_TIMEOUT,
                         help="seconds to wait for a tweet to come back")
+    parser.add_argument("--trace-file", metavar="PATH",
+                        help="append a JSON record of every message in and out (SPEC §7)")
     parser.add_argument("--server-password-file", metavar="PATH",
                         help="file whose first line is the tracker's password (else it is asked)")
     args = parser.parse_args(argv)
@@ -909,10 +943,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        trace_stream = None
+        if args.trace_file:
+            try:
+                trace_stream = stack.enter_context(open(args.trace_file, "a", encoding="utf-8"))
+            except OSError as error:
+                print(f"user.py: cannot write the trace file {args.trace_file}: "
+                      f"{error.strerror}", file=sys.stderr)
+                return 1
+        return run(args, TraceWriter(trace_stream, "user"))
+    return 1        # not reached: the with block returns
+
+
+def run(args: argparse.Namespace, records: TraceWriter) -> int:
+    """Connect, greet the tracker, and run the shell until the user leaves."""
     interactive = sys.stdin.isatty()
     if interactive:
         import readline  # noqa: F401  (line editing and history for cmd.Cmd)
-    console = Console(interactive, args.quiet)
+    console = Console(interactive, args.quiet, records)
     pushes: list[Callable[[Push], None]] = []       # the shell, once it exists
     try:
         link = TrackerLink(args.tracker_ip, args.tracker_port, console,
