@@ -76,8 +76,11 @@ class SessionLog:
             except OSError as error:   # a full disk must not stop the server
                 print(f"ttweetsrv.py: cannot write the log: {error.strerror}", file=sys.stderr)
             if echo:
-                sys.stdout.write(line)
-                sys.stdout.flush()
+                try:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+                except (OSError, ValueError):   # stdout closed or a broken pipe: log only
+                    pass
 
     def header(self, text: str) -> None:
         """Open a new session section."""
