@@ -323,6 +323,10 @@ class SessionHandler(socketserver.StreamRequestHandler):
                                    struct.pack("ll", seconds, 0))
 
     def handle(self) -> None:
+        if not self.server.admit(self):
+            self.send(failure("SERVER_FULL", f"the tracker serves {self.server.max_sessions} "
+                                             "sessions at most; try again later"))
+            return
         self.send_push(self.server.core.welcome())
         while not self.session.closing:
             frame = self.rfile.readline(limits.FRAME_MAX + 1)
@@ -363,7 +367,20 @@ class SessionHandler(socketserver.StreamRequestHandler):
         with self.send_lock:
             self.wfile.write(data)
 
+    def close_now(self, reason: str) -> None:
+        """Called by the reaper thread: say why, then end this connection (SPEC §6)."""
+        message = {"REGISTER_TIMEOUT": "register or log in within "
+                                       f"{self.server.core.register_timeout:g}s",
+                   "IDLE_TIMEOUT": "nothing received for "
+                                   f"{self.server.core.idle_timeout:g}s: you are offline"}[reason]
+        self.server.core.time_out(self.session, reason)
+        with contextlib.suppress(OSError):
+            self.send(failure(reason, message))
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)   # wakes the handler's blocked read
+
     def finish(self) -> None:
+        self.server.release(self)
         self.server.core.disconnect(self.session)
         self.server.deliver_pushes()
         self.server.trace.line(f"[tracker] -- {self.session.name} closed")
@@ -376,9 +393,45 @@ class TrackerServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     request_queue_size = limits.LISTEN_BACKLOG
 
-    def __init__(self, address: tuple[str, int], core: TrackerCore, trace: Trace) -> None:
-        self.core, self.trace = core, trace
+    def __init__(self, address: tuple[str, int], core: TrackerCore, trace: Trace,
+                 max_sessions: int = limits.SESSION_MAX,
+                 backlog: int = limits.LISTEN_BACKLOG) -> None:
+        self.core, self.trace, self.max_sessions = core, trace, max_sessions
+        self.request_queue_size = backlog
+        self.handlers: set[SessionHandler] = set()
+        self._handlers_lock = threading.Lock()
+        self._stopping = threading.Event()
         super().__init__(address, SessionHandler)
+        threading.Thread(target=self._reap, name="reaper", daemon=True).start()
+
+    def admit(self, handler: SessionHandler) -> bool:
+        """Count a new connection in; False when the tracker is full."""
+        with self._handlers_lock:
+            if len(self.handlers) >= self.max_sessions:
+                return False
+            self.handlers.add(handler)
+            return True
+
+    def release(self, handler: SessionHandler) -> None:
+        with self._handlers_lock:
+            self.handlers.discard(handler)
+
+    def _reap(self) -> None:
+        """Close connections that never logged in, and sessions that fell silent."""
+        period = min(self.core.register_timeout, self.core.idle_timeout) / 4
+        while not self._stopping.wait(min(max(period, 0.05), 1.0)):
+            with self._handlers_lock:
+                handlers = list(self.handlers)
+            for handler in handlers:
+                reason = self.core.expired(handler.session)
+                if reason and not handler.session.closing:
+                    self.trace.line(f"[tracker] -- {handler.session.name} {reason}", always=True)
+                    handler.close_now(reason)
+            self.deliver_pushes()
+
+    def server_close(self) -> None:
+        self._stopping.set()
+        super().server_close()
 
     def deliver_pushes(self) -> None:
         """Send the notices the core queued; a recipient that cannot take one is skipped."""
@@ -424,6 +477,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="append a JSON record of every frame in and out (SPEC §7)")
     parser.add_argument("--password", metavar="SECRET",
                         help="admit only sessions that give this server password first")
+    parser.add_argument("--register-timeout", type=float, default=limits.REGISTER_TIMEOUT,
+                        help="seconds a connection may stay without registering or logging in")
+    parser.add_argument("--idle-timeout", type=float, default=limits.IDLE_TIMEOUT,
+                        help="seconds a logged-in session may be silent before it goes offline")
+    parser.add_argument("--max-sessions", type=int, default=limits.SESSION_MAX,
+                        help="connections served at once; more get SERVER_FULL")
+    parser.add_argument("--flood-burst", type=int, default=limits.FLOOD_BURST,
+                        help="commands a session may send at once before THROTTLED")
+    parser.add_argument("--flood-rate", type=float, default=limits.FLOOD_RATE,
+                        help="commands a second a session may send after its burst")
+    parser.add_argument("--backlog", type=int, default=limits.LISTEN_BACKLOG,
+                        help="listen backlog")
     parser.add_argument("--login-window", type=float, default=limits.LOGIN_WINDOW,
                         help=f"seconds in which {limits.LOGIN_FAILURES} failed logins of a handle"
                              " make further logins THROTTLED")
@@ -453,9 +518,13 @@ def main(argv: list[str] | None = None) -> int:
         core = TrackerCore(store=store, tweet_timeout=args.tweet_timeout,
                            log=lambda text: trace.line(f"[tracker] {text}", always=True),
                            throttle=LoginThrottle(window=args.login_window),
-                           server_password=args.password)
+                           server_password=args.password, session_max=args.max_sessions,
+                           register_timeout=args.register_timeout,
+                           idle_timeout=args.idle_timeout, flood_burst=args.flood_burst,
+                           flood_rate=args.flood_rate)
         try:
-            server = stack.enter_context(TrackerServer((args.host, args.port), core, trace))
+            server = stack.enter_context(TrackerServer((args.host, args.port), core, trace,
+                                                       args.max_sessions, args.backlog))
         except OSError as error:
             return fail_to_start(f"cannot listen on {args.host}:{args.port}: {error.strerror}")
         host, port = server.server_address[:2]

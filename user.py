@@ -535,18 +535,67 @@ class PeerNode:
 class UserShell(cmd.Cmd):
     intro = "Tweeter — type help for the commands, quit to leave."
 
-    def __init__(self, link: TrackerLink, node: PeerNode, console: Console,
-                 tweet_timeout: float) -> None:
+    def __init__(self, connect: Callable[[], TrackerLink], node: PeerNode, console: Console,
+                 args: argparse.Namespace) -> None:
         super().__init__()
-        self.link, self.node, self.console = link, node, console
-        self.tweet_timeout = tweet_timeout
+        self.connect_link, self.node, self.console = connect, node, console
+        self.link: TrackerLink | None = None
+        self.tweet_timeout = args.tweet_timeout
+        self.password_file: str | None = args.server_password_file
         self.handle: str | None = None
         self.known_handles: set[str] = set()
+        self._stop_heartbeat = threading.Event()
+        threading.Thread(target=self._heartbeat, args=(args.heartbeat,), name="heartbeat",
+                         daemon=True).start()
         if console.interactive:
             self.prompt = "tweeter> "
         else:
             self.prompt, self.intro, self.use_rawinput = "", None, False
         console.prompt = self.prompt
+
+    # ---- the tracker session ---------------------------------------------------------------
+    def connect(self) -> bool:
+        """Open the session: connect, read the welcome, give the server password if asked."""
+        try:
+            self.link = self.connect_link()
+        except OSError as error:
+            self.console.say(f"FAILURE NO_TRACKER: cannot reach the tracker: "
+                             f"{error.strerror or error}")
+            return False
+        welcome = self.link.wait_welcome()
+        if welcome is None:
+            self.console.say("FAILURE NO_TRACKER: the tracker did not greet")
+            return False
+        if welcome.data.get("password_required"):
+            return self.admit()
+        return True
+
+    def request(self, cmd_name: str, **args: Any) -> Reply:
+        """Ask the tracker; if it had closed the session, open a new one first."""
+        if self.link is None or self.link.closed:
+            if self.handle:
+                self.console.say(f"[notice] the tracker closed the session of {self.handle}; "
+                                 "log in again")
+                self.leave_rings()
+            if not self.connect():
+                return failure("NO_TRACKER", "the connection to the tracker is closed")
+        assert self.link is not None
+        return self.link.request(cmd_name, **args)
+
+    def _heartbeat(self, interval: float) -> None:
+        """While logged in, tell the tracker now and then that this session is alive."""
+        while not self._stop_heartbeat.wait(interval):
+            link = self.link
+            if self.handle and link is not None and not link.closed:
+                reply = link.request("heartbeat")
+                if not reply.ok and reply.code != "NO_TRACKER":
+                    self.show(reply)
+
+    def close(self) -> None:
+        self._stop_heartbeat.set()
+        if self.link is not None:
+            self.link.close()
+        self.node.close()
 
     # ---- plumbing --------------------------------------------------------------------------
     def preloop(self) -> None:
@@ -592,17 +641,19 @@ class UserShell(cmd.Cmd):
         return sorted(h for h in self.known_handles if h.lower().startswith(text.lower()))
 
     # ---- commands --------------------------------------------------------------------------
-    def admit(self, password_file: str | None) -> bool:
+    def admit(self) -> bool:
         """Give the tracker its server password: from the file, or asked (masked)."""
-        if password_file:
+        if self.password_file:
             try:
-                with open(password_file, encoding="utf-8") as handle:
+                with open(self.password_file, encoding="utf-8") as handle:
                     password: str | None = handle.readline().rstrip("\n")
             except OSError as error:
-                self.console.say(f"FAILURE NO_PASSWORD_FILE: {password_file}: {error.strerror}")
+                self.console.say(f"FAILURE NO_PASSWORD_FILE: {self.password_file}: "
+                                 f"{error.strerror}")
                 return False
         else:
             password = self.read_password("server password: ")
+        assert self.link is not None
         return self.show(self.link.request("auth", password=password or "")).ok
 
     def read_password(self, prompt: str) -> str | None:
@@ -652,7 +703,7 @@ class UserShell(cmd.Cmd):
         if not password:
             self.node.close()
             return self.fail("BAD_PASSWORD", "a password is needed; nothing was sent")
-        reply = self.show(self.link.request(cmd_name, handle=words[0], ip=ip, password=password,
+        reply = self.show(self.request(cmd_name, handle=words[0], ip=ip, password=password,
                                             ports=[me.left, me.middle, me.right]))
         if reply.ok:
             self.handle = reply.data.get("handle", words[0])
@@ -679,7 +730,7 @@ class UserShell(cmd.Cmd):
 
     def do_logout(self, arg: str) -> bool:
         """logout — go offline; your account, follows and tweets are kept."""
-        if self.show(self.link.request("logout")).ok:
+        if self.show(self.request("logout")).ok:
             self.leave_rings()
         return False
 
@@ -691,7 +742,7 @@ class UserShell(cmd.Cmd):
         """query handles — how many handles are registered, and which, alphabetically."""
         if arg.strip() != "handles":
             return self.usage("query handles")
-        reply = self.show(self.link.request("query-handles"))
+        reply = self.show(self.request("query-handles"))
         if reply.ok:
             handles = reply.data.get("handles", [])
             self.known_handles.update(handles)
@@ -705,7 +756,7 @@ class UserShell(cmd.Cmd):
             return False
         if len(words) != 2:
             return self.usage(f"{name} @follower @followee")
-        reply = self.show(self.link.request(name, follower=words[0], followee=words[1]))
+        reply = self.show(self.request(name, follower=words[0], followee=words[1]))
         if reply.ok and name == "drop":
             self.node.forget(words[1])     # a follower that left a ring keeps nothing of it
         return False
@@ -725,14 +776,14 @@ class UserShell(cmd.Cmd):
             return False
         if len(words) < 2:
             return self.usage('tweet @handle "text"')
-        self.run_ring(self.link.request("tweet", handle=words[0], text=" ".join(words[1:])))
+        self.run_ring(self.request("tweet", handle=words[0], text=" ".join(words[1:])))
         return False
 
     def do_retweet(self, arg: str) -> bool:
         """retweet <id> — send "RT @author: text" of tweet <id> around your own ring."""
         if not arg.strip().isdigit():
             return self.usage("retweet <id>")
-        self.run_ring(self.link.request("retweet", tid=int(arg)))
+        self.run_ring(self.request("retweet", tid=int(arg)))
         return False
 
     def run_ring(self, reply: Reply) -> None:
@@ -742,7 +793,7 @@ class UserShell(cmd.Cmd):
         tid, text = int(reply.data["tid"]), str(reply.data["text"])
         followers = [Peer.from_list(row) for row in reply.data.get("followers", [])]
         result = self.node.run_tweet(tid, text, followers, self.tweet_timeout)
-        self.show(self.link.request("end-tweet", handle=self.handle, tid=tid,
+        self.show(self.request("end-tweet", handle=self.handle, tid=tid,
                                     reached=result.reached, skipped=result.skipped))
         if not result.completed:
             self.console.say(f"tweet #{tid} did not come back within {self.tweet_timeout:g}s")
@@ -758,7 +809,7 @@ class UserShell(cmd.Cmd):
             return False
         if len(words) != 1:
             return self.usage("exit @handle")
-        if not self.show(self.link.request("exit", handle=words[0])).ok:
+        if not self.show(self.request("exit", handle=words[0])).ok:
             return False
         followers = list(self.node.own_ring.followers)
         silent = self.node.teardown(followers)
@@ -766,14 +817,14 @@ class UserShell(cmd.Cmd):
             self.console.say(f"teardown not acknowledged by {' '.join(silent)}")
         self.console.say(f"ring of {self.handle} torn down ({len(followers) - len(silent)} "
                          f"of {len(followers)} followers acknowledged)")
-        if self.show(self.link.request("exit-complete", handle=words[0])).ok:
+        if self.show(self.request("exit-complete", handle=words[0])).ok:
             self.console.say("bye")
             return True
         return False
 
     def do_online(self, arg: str) -> bool:
         """online — who is online now; the handles you follow are marked."""
-        reply = self.show(self.link.request("online"))
+        reply = self.show(self.request("online"))
         for name, followed in reply.data.get("online", []):
             self.known_handles.add(name)
             self.console.say(f"  {escape_for_terminal(name)}{'  (following)' if followed else ''}")
@@ -785,7 +836,7 @@ class UserShell(cmd.Cmd):
             return False
         if len(words) > 1:
             return self.usage(f"{cmd_name} [@handle]")
-        reply = self.show(self.link.request(cmd_name, **({"handle": words[0]} if words else {})))
+        reply = self.show(self.request(cmd_name, **({"handle": words[0]} if words else {})))
         if reply.ok:
             self.known_handles.update(reply.data.get("handles", []))
             self.console.say("  " + escape_for_terminal(" ".join(reply.data.get("handles", []))))
@@ -809,19 +860,19 @@ class UserShell(cmd.Cmd):
         if arg.strip() and not arg.strip().isdigit():
             return self.usage("feed [n]")
         args = {"count": int(arg)} if arg.strip() else {}
-        self.show_tweets(self.show(self.link.request("feed", **args)))
+        self.show_tweets(self.show(self.request("feed", **args)))
         return False
 
     def do_search(self, arg: str) -> bool:
         """search #tag — the tweets carrying #tag, newest first."""
         if len(arg.split()) != 1:
             return self.usage("search #tag")
-        self.show_tweets(self.show(self.link.request("search", tag=arg.strip())))
+        self.show_tweets(self.show(self.request("search", tag=arg.strip())))
         return False
 
     def do_trending(self, arg: str) -> bool:
         """trending — the five most used hashtags, with how often each was used."""
-        reply = self.show(self.link.request("trending"))
+        reply = self.show(self.request("trending"))
         for tag, uses in reply.data.get("tags", []):
             self.console.say(f"  {escape_for_terminal(tag)} {uses}")
         return False
@@ -833,7 +884,7 @@ class UserShell(cmd.Cmd):
             return False
         if not words:
             return self.usage('say "text"')
-        self.show(self.link.request("say", text=" ".join(words)))
+        self.show(self.request("say", text=" ".join(words)))
         return False
 
     def do_message(self, arg: str) -> bool:
@@ -845,28 +896,28 @@ class UserShell(cmd.Cmd):
         if len(words) < 2:
             return self.usage('message @handle "text"')
         text = " ".join(words[1:])
-        reply = self.show(self.link.request("message", to=words[0], text=text))
+        reply = self.show(self.request("message", to=words[0], text=text))
         if not reply.ok or "peer" not in reply.data:
             return False
         peer, message_id = Peer.from_list(reply.data["peer"]), int(reply.data["message_id"])
         if self.node.send_direct(peer, message_id, text):
             self.console.say(f"message #{message_id} delivered to {peer.handle}")
         else:
-            self.show(self.link.request("message-undelivered", message_id=message_id))
+            self.show(self.request("message-undelivered", message_id=message_id))
         return False
 
     def do_block(self, arg: str) -> bool:
         """block @handle — @handle stops following you and cannot follow or message you."""
         if len(arg.split()) != 1:
             return self.usage("block @handle")
-        self.show(self.link.request("block", handle=arg.strip()))
+        self.show(self.request("block", handle=arg.strip()))
         return False
 
     def do_unblock(self, arg: str) -> bool:
         """unblock @handle — @handle may follow and message you again."""
         if len(arg.split()) != 1:
             return self.usage("unblock @handle")
-        self.show(self.link.request("unblock", handle=arg.strip()))
+        self.show(self.request("unblock", handle=arg.strip()))
         return False
 
     def on_push(self, push: Push) -> None:
@@ -903,7 +954,7 @@ class UserShell(cmd.Cmd):
 
     def do_quit(self, arg: str) -> bool:
         """quit — log out and end (Ctrl-D does the same); nothing is deleted."""
-        if self.handle and self.show(self.link.request("logout")).ok:
+        if self.handle and self.show(self.request("logout")).ok:
             self.leave_rings()
         return True
 
@@ -929,6 +980,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="resends before a peer is given up as dead")
     parser.add_argument("--tweet-timeout", type=float, default=limits.TWEET_TIMEOUT,
                         help="seconds to wait for a tweet to come back")
+    parser.add_argument("--heartbeat", type=float, default=limits.HEARTBEAT_INTERVAL,
+                        help="seconds between heartbeats to the tracker while logged in")
     parser.add_argument("--trace-file", metavar="PATH",
                         help="append a JSON record of every message in and out (SPEC §7)")
     parser.add_argument("--server-password-file", metavar="PATH",
@@ -962,23 +1015,16 @@ def run(args: argparse.Namespace, records: TraceWriter) -> int:
     if interactive:
         import readline  # noqa: F401  (line editing and history for cmd.Cmd)
     console = Console(interactive, args.quiet, records)
-    pushes: list[Callable[[Push], None]] = []       # the shell, once it exists
-    try:
-        link = TrackerLink(args.tracker_ip, args.tracker_port, console,
-                           on_push=lambda push: pushes[0](push) if pushes else None)
-    except OSError as error:
-        print(f"user.py: cannot reach the tracker at {args.tracker_ip}:{args.tracker_port}: "
-              f"{error.strerror or error}", file=sys.stderr)
-        return 1
     node = PeerNode(console, args.hop_timeout, args.hop_retries)
-    shell = UserShell(link, node, console, args.tweet_timeout)
-    pushes.append(shell.on_push)
-    welcome = link.wait_welcome()
-    if welcome is None:
-        print("user.py: the tracker did not greet; is it a Tweeter tracker?", file=sys.stderr)
-        return 1
-    if welcome.data.get("password_required") and not shell.admit(args.server_password_file):
-        link.close()
+    shell: UserShell | None = None
+
+    def connect() -> TrackerLink:
+        return TrackerLink(args.tracker_ip, args.tracker_port, console,
+                           on_push=lambda push: shell.on_push(push) if shell else None)
+
+    shell = UserShell(connect, node, console, args)
+    if not shell.connect():
+        shell.close()
         return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
@@ -987,8 +1033,7 @@ def run(args: argparse.Namespace, records: TraceWriter) -> int:
         print()
         shell.do_quit("")       # Ctrl-C ends like quit: logged out, nothing deleted
     finally:
-        link.close()
-        node.close()
+        shell.close()
     return 0
 
 

@@ -40,4 +40,9 @@ TTWEET_DRAIN_MAX = 65536        # bytes the server reads and discards after refu
 TTWEET_DRAIN_TIMEOUT = 1.0      # seconds it waits for them, so the refusal is not lost to a reset
 
 # --- sessions -------------------------------------------------------------------------------
-SESSION_MAX = 4096              # sessions online at once before SERVER_FULL
+SESSION_MAX = 4096              # connections at once before SERVER_FULL
+REGISTER_TIMEOUT = 30.0         # seconds a connection may stay without registering or logging in
+IDLE_TIMEOUT = 90.0             # seconds a logged-in session may be silent before it goes offline
+HEARTBEAT_INTERVAL = 30.0       # seconds between user.py's heartbeats while logged in
+FLOOD_BURST = 20                # commands a session may send at once ...
+FLOOD_RATE = 10.0               # ... and then per second, before THROTTLED

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from protocol import limits
 from protocol.accounts import LoginThrottle, PasswordHasher, check_password
+from protocol.flood import TokenBucket
 from protocol.ring import Peer
 from protocol.validate import (
     check_count,
@@ -41,6 +42,8 @@ ACTOR_ARGUMENT = {"follow": "follower", "drop": "follower", "tweet": "handle",
                   "end-tweet": "handle", "exit": "handle", "exit-complete": "handle"}
 # Commands a session may send before it has a handle.
 ANONYMOUS_COMMANDS = {"auth", "register", "login", "query-handles", "online"}
+# Housekeeping that user.py sends by itself: never refused by flood control.
+UNTHROTTLED_COMMANDS = {"heartbeat", "end-tweet", "exit-complete", "logout"}
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,9 @@ class Session:
     admitted: bool = False          # gave the server password (or none is needed)
     closing: bool = False           # the tracker closes the connection after this reply
     deliver: Callable[[Push], None] | None = None   # set by the I/O shell; the core never calls it
+    started: float = field(default_factory=time.monotonic)      # when the connection opened
+    last_active: float = field(default_factory=time.monotonic)  # when it last sent a frame
+    bucket: TokenBucket | None = None                           # flood control, set by the core
 
 
 @dataclass
@@ -294,6 +300,10 @@ class TrackerCore:
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     server_password: str | None = None
+    register_timeout: float = limits.REGISTER_TIMEOUT
+    idle_timeout: float = limits.IDLE_TIMEOUT
+    flood_burst: int = limits.FLOOD_BURST
+    flood_rate: float = limits.FLOOD_RATE
 
     def __post_init__(self) -> None:
         self._lock = threading.Condition()
@@ -305,6 +315,12 @@ class TrackerCore:
     def execute(self, session: Session, request: Request) -> Reply:
         handler = getattr(self, "_cmd_" + request.cmd.replace("-", "_"))
         with self._lock:
+            session.last_active = self.clock()
+            if session.bucket is None:
+                session.bucket = TokenBucket(self.flood_burst, self.flood_rate, self.clock)
+            if request.cmd not in UNTHROTTLED_COMMANDS and not session.bucket.take():
+                return failure("THROTTLED", f"at most {self.flood_burst} commands at once and "
+                                            f"{self.flood_rate:g} a second; slow down")
             if not session.admitted and self.server_password is not None:
                 return self._admit(session, request)
             if request.cmd not in ANONYMOUS_COMMANDS and session.handle is None:
@@ -348,6 +364,26 @@ class TrackerCore:
                              "skips it or it logs in again")
             self._announce(session.handle, online=False)
             self._go_offline(session, still_listed=True)
+
+    def expired(self, session: Session) -> str | None:
+        """Why the tracker should close this connection now (SPEC §6), or None."""
+        now = self.clock()
+        with self._lock:
+            if session.handle is None and not session.exiting \
+                    and now - session.started > self.register_timeout:
+                return "REGISTER_TIMEOUT"
+            if session.handle is not None and now - session.last_active > self.idle_timeout:
+                return "IDLE_TIMEOUT"
+        return None
+
+    def time_out(self, session: Session, reason: str) -> None:
+        """Close a session the tracker gave up on: a silent handle goes offline (not lost)."""
+        with self._lock:
+            if session.handle is not None:
+                self.log(f"{session.handle} sent nothing for {self.idle_timeout:g}s: offline")
+                self._announce(session.handle, online=False)
+                self._go_offline(session)
+            session.closing = True
 
     def take_pushes(self) -> list[tuple[Session, Push]]:
         """The notices produced since the last call, for the I/O shell to send."""
@@ -716,3 +752,6 @@ class TrackerCore:
         if not self.store.unblock(me, target):
             return failure("NOT_BLOCKED", f"{me} has not blocked {target}")
         return success(f"{me} unblocked {target}")
+
+    def _cmd_heartbeat(self, session: Session) -> Reply:
+        return success("still here")        # last_active was updated in execute

@@ -45,6 +45,7 @@ COMMANDS: dict[str, dict[str, type]] = {
     "search": {"tag": str},
     "trending": {},
     "auth": {"password": str},
+    "heartbeat": {},
     # `from` is accepted and ignored: the tracker always names the session's own handle.
     "say": {"text": str, "from?": str},
     "message": {"to": str, "text": str},

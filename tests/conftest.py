@@ -8,6 +8,7 @@ timeout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -111,11 +112,30 @@ class Proc:
         return code
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig``; for a signal that ends the process, wait until it has ended."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            if sig not in (signal.SIGSTOP, signal.SIGCONT):
-                self.popen.wait(DEFAULT_TIMEOUT)
+        """Send ``sig`` and wait until it took effect: the process ended, or (SIGSTOP) every
+        thread of it is stopped."""
+        if self.popen.poll() is not None:
+            return
+        self.popen.send_signal(sig)
+        if sig == signal.SIGSTOP:
+            self.wait_state("T")
+        elif sig != signal.SIGCONT:
+            self.popen.wait(DEFAULT_TIMEOUT)
+
+    def wait_state(self, state: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Wait until every thread's state in /proc is ``state`` (e.g. "T": stopped)."""
+        deadline = time.monotonic() + timeout
+        tasks = Path(f"/proc/{self.popen.pid}/task")
+        while True:
+            states = set()
+            for task in tasks.iterdir():
+                with contextlib.suppress(OSError):
+                    states.add((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+            if states == {state}:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: state {states}, not {state}")
+            time.sleep(0.005)   # polling the kernel's view, bounded by the deadline
 
     def stop(self) -> None:
         """End the process however it is doing; used by fixtures at teardown."""

@@ -231,4 +231,5 @@ def test_user_without_a_tracker_says_so(cluster) -> None:
     done = subprocess.run([PYTHON, "user.py", "127.0.0.1", str(port)], cwd=ROOT,
                           capture_output=True, text=True, timeout=15, stdin=subprocess.DEVNULL)
     assert done.returncode == 1
-    assert "cannot reach the tracker" in done.stderr and "Traceback" not in done.stderr
+    assert "FAILURE NO_TRACKER: cannot reach the tracker" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
