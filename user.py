@@ -1012,6 +1012,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, records: TraceWriter) -> int:
     """Connect, greet the tracker, and run the shell until the user leaves."""
     interactive = sys.stdin.isatty()
+    with contextlib.suppress(AttributeError, ValueError):   # bytes that are not UTF-8 typed in
+        sys.stdin.reconfigure(errors="replace")             # become U+FFFD, not a traceback
     if interactive:
         import readline  # noqa: F401  (line editing and history for cmd.Cmd)
     console = Console(interactive, args.quiet, records)

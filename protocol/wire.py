@@ -144,7 +144,12 @@ def decode_server_frame(frame: bytes) -> Reply | Push:
 
 
 def _dump(obj: dict[str, Any]) -> bytes:
-    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    try:
+        return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (JSON can carry one in, e.g. echoed in a FAILURE message) has no
+        # UTF-8 form: JSON's own \uXXXX escapes carry it out again.
+        return (json.dumps(obj, separators=(",", ":")) + "\n").encode("ascii")
 
 
 def encode_request(request: Request) -> bytes:
