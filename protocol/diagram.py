@@ -141,7 +141,7 @@ def short_summary(kind: str, summary: str) -> str:
             return str(obj.get("message", ""))
         if "push" in obj:
             return _pairs(obj, ("push",))
-        return _pairs(obj, ("id", "cmd"))
+        return _pairs(obj, ("id", "cmd") if obj.get("cmd") == kind else ("id",))
     if text.startswith(kind):
         text = text[len(kind):].strip()
     if text.startswith("{"):
