@@ -323,6 +323,11 @@ class SessionHandler(socketserver.StreamRequestHandler):
                                    struct.pack("ll", seconds, 0))
 
     def handle(self) -> None:
+        # A user that goes away mid-frame (reset, broken pipe) has simply closed its session.
+        with contextlib.suppress(ConnectionError):
+            self.serve()
+
+    def serve(self) -> None:
         if not self.server.admit(self):
             self.send(failure("SERVER_FULL", f"the tracker serves {self.server.max_sessions} "
                                              "sessions at most; try again later"))
