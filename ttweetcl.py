@@ -26,6 +26,7 @@ import os
 import socket
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from protocol.limits import TTWEET_IO_TIMEOUT
 from protocol.session_log import CLIENT, ERROR, GENERAL, report_line
@@ -45,6 +46,9 @@ from protocol.ttweet import (
     message_length_problem,
     parse_port,
 )
+
+if TYPE_CHECKING:
+    from protocol.trace import TraceWriter
 
 RECV_SIZE = 4096
 
@@ -79,8 +83,9 @@ class ClientLog:
             print(f"ttweetcl.py: cannot write the log: {error.strerror}", file=sys.stderr)
 
 
-def exchange(ip: str, port: int, request: bytes, timeout: float) -> Reply:
-    """Send one request and return the server's reply.
+def exchange(ip: str, port: int, request: bytes, timeout: float,
+             records: TraceWriter | None = None) -> Reply:
+    """Send one request and return the server's reply (traced to ``records``, if given).
 
     Raises ``ServerNotFound`` when no connection can be made, and ``OSError`` (a timeout
     included) or ``TtweetProtocolError`` when the connection gives no valid reply.
@@ -94,6 +99,11 @@ def exchange(ip: str, port: int, request: bytes, timeout: float) -> Reply:
             connection.connect((ip, port))
         except OSError as error:
             raise ServerNotFound(error.strerror or str(error)) from None
+        if records is not None:
+            local = connection.getsockname()
+            records.owner = f"ttweetcl {local[0]}:{local[1]}"   # as the server names it
+            records.send("ttweetsrv", request.split(b" ", 1)[0].decode("ascii", "replace"),
+                         request[:80].decode("utf-8", "replace"))
         connection.sendall(request)
         assembler = FrameAssembler()
         deadline = time.monotonic() + timeout
@@ -105,7 +115,11 @@ def exchange(ip: str, port: int, request: bytes, timeout: float) -> Reply:
             chunk = connection.recv(RECV_SIZE)
             frame = assembler.close() if not chunk else assembler.feed(chunk)
             if frame is not None:
-                return decode_reply(frame)
+                reply = decode_reply(frame)
+                if records is not None:
+                    kind = f"ERROR {reply.code}" if isinstance(reply, ErrorReply) else "OK"
+                    records.recv("ttweetsrv", kind, frame[:80].decode("utf-8", "replace"))
+                return reply
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -130,6 +144,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("server_ip", metavar="server-ip", help="the server's IPv4 address")
     parser.add_argument("server_port", metavar="server-port", help="the server's TCP port")
     parser.add_argument("message", nargs="?", help="the message to upload (with -u only)")
+    parser.add_argument("--trace-file", metavar="PATH",
+                        help="append a JSON record of the request and the reply (SPEC §7)")
     parser.add_argument("--log", default="Sample.txt", metavar="PATH",
                         help="session log to append to (default: Sample.txt)")
     args = parser.parse_args(argv)
@@ -183,8 +199,17 @@ def main(argv: list[str] | None = None) -> int:
         log.report(GENERAL, f"download from {server} requested")
         request = DownloadRequest()
 
+    records = None
+    if args.trace_file:
+        from protocol.trace import TraceWriter  # only when asked: start-up time counts
+        try:
+            records = TraceWriter(open(args.trace_file, "a", encoding="utf-8"),  # noqa: SIM115
+                                  "ttweetcl")     # closed when the process ends
+        except OSError as error:
+            return fail(f"error: cannot write the trace file {args.trace_file}.",
+                        error.strerror or str(error), EXIT_USAGE)
     try:
-        reply = exchange(ip, port, encode_request(request), TTWEET_IO_TIMEOUT)
+        reply = exchange(ip, port, encode_request(request), TTWEET_IO_TIMEOUT, records)
     except ServerNotFound as error:
         return fail(NOT_FOUND_LINE, f"{server}: {error}", EXIT_FAILED)
     except (OSError, TtweetProtocolError) as error:

@@ -42,6 +42,7 @@ from protocol.limits import (
     TTWEET_REQUEST_MAX,
 )
 from protocol.session_log import CONNECTION, ERROR, GENERAL, SERVER, report_line, session_header
+from protocol.trace import TraceWriter
 from protocol.ttweet import (
     INCOMPLETE,
     INTERNAL,
@@ -98,9 +99,11 @@ class TtweetServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True      # restart at once on the same port after a stop
     request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, port: int, log: SessionLog, io_timeout: float) -> None:
+    def __init__(self, port: int, log: SessionLog, io_timeout: float,
+                 records: TraceWriter | None = None) -> None:
         self.log = log
         self.io_timeout = io_timeout
+        self.records = records or TraceWriter(None, "ttweetsrv")
         self.slot = TTWEET_EMPTY
         self.slot_lock = threading.Lock()
         super().__init__(("", port), TtweetHandler)
@@ -139,9 +142,14 @@ class TtweetHandler(socketserver.BaseRequestHandler):
         log = self.server.log
         peer = peer_name(self.client_address)
         log.report(CONNECTION, f"{peer} connected")
+        client = f"ttweetcl {peer}"     # the lifeline the client's own trace uses
         try:
-            request = decode_request(self.receive_frame())
+            frame = self.receive_frame()
+            request = decode_request(frame)
+            self.server.records.recv(client, frame.split(b" ", 1)[0].decode("ascii", "replace"),
+                                     frame[:80].decode("utf-8", "replace"))
         except TtweetProtocolError as error:
+            self.server.records.recv(client, error.code, error.reason)
             category = CONNECTION if error.code == INCOMPLETE else ERROR
             log.report(category, f"{peer} refused: {error.code}: {error.reason}")
             self.refuse(ErrorReply(error.code, error.reason))
@@ -194,8 +202,12 @@ class TtweetHandler(socketserver.BaseRequestHandler):
                 return frame
 
     def send(self, reply: Reply) -> None:
+        data = encode_reply(reply)
+        kind = f"ERROR {reply.code}" if isinstance(reply, ErrorReply) else "OK"
+        self.server.records.send(f"ttweetcl {peer_name(self.client_address)}", kind,
+                                 data[:80].decode("utf-8", "replace"))
         self.request.settimeout(self.server.io_timeout)
-        self.request.sendall(encode_reply(reply))
+        self.request.sendall(data)
 
     def refuse(self, reply: ErrorReply) -> None:
         """Send an error reply, then read and discard what the client is still sending.
@@ -247,6 +259,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                "Ctrl-C stops the server.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("port", type=port_argument, help="TCP port to listen on (1-65535)")
+    parser.add_argument("--trace-file", metavar="PATH",
+                        help="append a JSON record of every request and reply (SPEC §7)")
     parser.add_argument("--log", default="Sample.txt", metavar="PATH",
                         help="session log to append to (default: Sample.txt)")
     parser.add_argument("--timeout", type=seconds_argument, default=TTWEET_IO_TIMEOUT,
@@ -267,8 +281,17 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     log.header(f"ttweet server on port {args.port}")
+    trace_stream = None
     try:
-        server = TtweetServer(args.port, log, args.timeout)
+        if args.trace_file:     # open for the life of the process
+            trace_stream = open(args.trace_file, "a", encoding="utf-8")  # noqa: SIM115
+    except OSError as error:
+        print(f"ttweetsrv.py: error: cannot write the trace file {args.trace_file!r}: "
+              f"{error.strerror}", file=sys.stderr)
+        return 2
+    try:
+        server = TtweetServer(args.port, log, args.timeout,
+                              TraceWriter(trace_stream, "ttweetsrv"))
     except OSError as error:
         reason = f"cannot listen on port {args.port}: {error.strerror or error}"
         log.report(ERROR, reason, echo=False)

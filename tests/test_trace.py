@@ -1,0 +1,110 @@
+"""Trace files (SPEC §7): the record format, and what every program writes with --trace-file."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import PYTHON, ROOT, Cluster, Tweeter, free_port
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol.trace import TraceError, TraceRecord, TraceWriter
+
+
+def records(path: Path) -> list[TraceRecord]:
+    return [TraceRecord.from_json(line) for line in path.read_text("utf-8").splitlines()]
+
+
+def test_record_round_trip_and_writer() -> None:
+    stream = io.StringIO()
+    writer = TraceWriter(stream, "@a")
+    writer.send("@b", "tweet", "tweet ring=@a")
+    writer.recv("tracker", "SUCCESS", "ok")
+    sent, received = (TraceRecord.from_json(line) for line in stream.getvalue().splitlines())
+    assert (sent.at, sent.dir, sent.src, sent.dst, sent.kind) == ("@a", "send", "@a", "@b",
+                                                                   "tweet")
+    assert (received.dir, received.src, received.dst) == ("recv", "tracker", "@a")
+    assert TraceRecord.from_json(sent.to_json()) == sent
+    TraceWriter(None, "nobody").send("x", "y")           # no file: nothing happens
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=200),
+                 st.dictionaries(st.sampled_from(["t", "at", "dir", "from", "to", "kind"]),
+                                 st.one_of(st.none(), st.integers(), st.text(max_size=5),
+                                           st.lists(st.integers(), max_size=2))).map(json.dumps)))
+def test_any_line_is_a_record_or_a_trace_error(line: str) -> None:
+    with contextlib.suppress(TraceError):       # anything else would fail the test
+        TraceRecord.from_json(line)
+
+
+@pytest.mark.parametrize("line", ['{"t": 1, "at": "a", "dir": "sideways", "from": "a", '
+                                  '"to": "b", "kind": "k"}', "[]", '{"t": "soon"}', ""])
+def test_bad_records_are_refused(line: str) -> None:
+    with pytest.raises(TraceError):
+        TraceRecord.from_json(line)
+
+
+def test_tracker_and_users_trace_every_message_both_ways(cluster: Cluster,
+                                                         tmp_path: Path) -> None:
+    net = Tweeter(cluster)
+    net.tracker("--trace-file", str(tmp_path / "tracker.jsonl"))
+    users = {}
+    for handle in ("@a", "@b"):
+        users[handle] = net.user(handle, "--trace-file", str(tmp_path / f"{handle[1:]}.jsonl"))
+        users[handle].register(handle)
+    users["@b"].ok("follow @b @a")
+    users["@a"].tweet("@a", "traced")
+    for user in users.values():
+        user.send("quit")
+        assert user.wait() == 0
+    tracker_records = records(tmp_path / "tracker.jsonl")
+    a_records, b_records = records(tmp_path / "a.jsonl"), records(tmp_path / "b.jsonl")
+    assert {r.at for r in tracker_records} == {"tracker"}
+    # Every user's register request was traced under its address, then renamed to its handle.
+    for handle, own in (("@a", a_records), ("@b", b_records)):
+        alias = [r for r in own if r.kind == "alias"]
+        assert len(alias) == 1 and alias[0].dst == handle
+        assert any(r.kind == "alias" and r.dst == handle for r in tracker_records)
+    # The tweet: a tracker request, a ring hop each way with acks, end-tweet.
+    kinds_a = [(r.dir, r.kind, r.dst if r.dir == "send" else r.src) for r in a_records
+               if r.at == "@a"]
+    for step in [("send", "tweet", "tracker"), ("send", "tweet", "@b"), ("recv", "ack", "@b"),
+                 ("recv", "tweet", "@b"), ("send", "ack", "@b"), ("send", "end-tweet", "tracker"),
+                 ("recv", "SUCCESS", "tracker")]:
+        assert step in kinds_a, step
+    # What one side sent, the other received: requests and datagrams match up in count.
+    sent_to_tracker = [r for r in a_records if r.dir == "send" and r.dst == "tracker"]
+    got_from_a = [r for r in tracker_records if r.dir == "recv" and r.src in ("@a",)]
+    assert len(got_from_a) >= len(sent_to_tracker) - 1       # register came in as an address
+    b_got = [r.kind for r in b_records if r.dir == "recv" and r.src == "@a"]
+    a_sent = [r.kind for r in a_records if r.dir == "send" and r.dst == "@b"]
+    assert sorted(b_got) == sorted(a_sent)
+    assert all("pw-" not in r.summary for r in tracker_records + a_records + b_records)
+
+
+def test_ttweet_programs_trace_their_exchange(cluster: Cluster, tmp_path: Path) -> None:
+    port = free_port()
+    log, server_trace, client_trace = (tmp_path / name for name in
+                                       ("log.txt", "srv.jsonl", "cl.jsonl"))
+    server = cluster.start(["ttweetsrv.py", str(port), "--log", str(log), "--trace-file",
+                            str(server_trace)], "ttweetsrv")
+    server.expect(r"listening on port")
+    for args in (["-u", "127.0.0.1", str(port), "hello"], ["-d", "127.0.0.1", str(port)]):
+        done = subprocess.run([PYTHON, "ttweetcl.py", *args, "--log", str(log),
+                               "--trace-file", str(client_trace)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=15)
+        assert done.returncode == 0, done.stderr
+    server.stop()
+    server_records, client_records = records(server_trace), records(client_trace)
+    assert [(r.dir, r.kind) for r in server_records] == [
+        ("recv", "UPLOAD"), ("send", "OK"), ("recv", "DOWNLOAD"), ("send", "OK")]
+    assert [(r.dir, r.kind) for r in client_records] == [
+        ("send", "UPLOAD"), ("recv", "OK"), ("send", "DOWNLOAD"), ("recv", "OK")]
+    # Both sides name each client by the same lifeline.
+    assert {r.at for r in client_records} == {r.src for r in server_records if r.dir == "recv"}
