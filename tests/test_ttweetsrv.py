@@ -295,5 +295,7 @@ def test_a_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
 def test_help_shows_the_form_and_an_example() -> None:
     done = run_server_briefly("-h")
     assert done.returncode == 0
-    assert "usage: ttweetsrv.py [-h] [--log PATH] [--timeout SECONDS] port" in done.stdout
+    usage = " ".join(done.stdout.split("\n\n")[0].split())     # argparse may wrap the line
+    assert usage == ("usage: ttweetsrv.py [-h] [--trace-file PATH] [--log PATH] "
+                     "[--timeout SECONDS] port")
     assert "python3 ttweetsrv.py 13000" in done.stdout
