@@ -367,3 +367,46 @@ def test_a_tweet_whose_author_dies_mid_ring_is_ended(net: Tweeter) -> None:
     reply = again.ok('tweet @a "back again"')
     assert "goes to" in reply
     again.expect(r"^tweet #\d+ reached 0 followers")     # @b was skipped, then offline
+
+
+def test_peers_accept_ring_traffic_only_from_the_expected_neighbour(net: Tweeter) -> None:
+    users = net.users("@a", "@b", "@c")
+    users["@b"].ok("follow @b @a")
+    users["@c"].ok("follow @c @a")
+    users["@a"].tweet("@a", "set the ring up")
+    b_left, b_middle, _ = user_ports(users["@b"])
+    a_ports = user_ports(users["@a"])
+    fake_author = ["@a", "127.0.0.1", *a_ports]
+    forged = [
+        # a setup for @a's ring that does not come from @a's middle port
+        (b_middle, {"kind": "setup", "seq": 1, "ring": "@a", "author": fake_author,
+                    "left": fake_author, "right": fake_author}),
+        # a tweet for @a's ring from a stranger's address
+        (b_left, {"kind": "tweet", "seq": 2, "ring": "@a", "tid": 999, "text": "forged",
+                  "prev": "@a", "hops": 0, "skipped": []}),
+        # a tweet for a ring @b does not belong to
+        (b_left, {"kind": "tweet", "seq": 3, "ring": "@zed", "tid": 1, "text": "forged",
+                  "prev": "@zed", "hops": 0, "skipped": []}),
+        # ring traffic on the wrong port
+        (b_middle, {"kind": "tweet", "seq": 4, "ring": "@a", "tid": 998, "text": "forged",
+                    "prev": "@a", "hops": 0, "skipped": []}),
+    ]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+        stranger.bind(("127.0.0.1", 0))
+        stranger.settimeout(0.5)
+        for port, datagram in forged:
+            stranger.sendto(json.dumps(datagram).encode(), ("127.0.0.1", port))
+        for expected in (r"dropped setup for @a: not from its author",
+                         r"dropped tweet of @a from .*: not my left neighbour",
+                         r"dropped tweet of @zed from .*: not my left neighbour",
+                         r"dropped TweetMsg on the middle port"):
+            users["@b"].expect(expected, since=0)      # the sockets are read in any order
+        try:
+            stranger.recv(100)
+            raise AssertionError("a forged datagram was acknowledged")
+        except TimeoutError:
+            pass                                # nothing forged was acknowledged
+    assert "forged" not in users["@b"].text().replace("text", "")
+    users["@b"].send("rings")
+    users["@b"].expect(r"^ring @a: left @a, right @c$")   # the real ring is unchanged
+    assert users["@a"].tweet("@a", "still fine")["reached"] == "2"
