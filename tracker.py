@@ -36,6 +36,7 @@ from collections.abc import Iterator
 
 from protocol import limits
 from protocol.accounts import LoginThrottle
+from protocol.text import escape_for_terminal
 from protocol.trace import TraceWriter
 from protocol.tracker_core import Message, Session, TrackerCore, Tweet
 from protocol.validate import handle_key, hashtags
@@ -295,7 +296,7 @@ class Trace:
             print(text, flush=True)
 
     def frame(self, arrow: str, session: Session, data: bytes, kind: str) -> None:
-        shown = redact(data).decode("utf-8", "backslashreplace").rstrip("\n")
+        shown = escape_for_terminal(redact(data).decode("utf-8", "backslashreplace").rstrip("\n"))
         who = session.handle or session.name
         if arrow == "<-":
             self.records.recv(who, kind, shown)
@@ -344,6 +345,8 @@ class SessionHandler(socketserver.StreamRequestHandler):
             if not frame.strip():
                 continue
             self.send(self.answer(frame))
+            while self.session.after_reply:     # e.g. messages kept for a login: after its reply
+                self.send_push(self.session.after_reply.pop(0))
             self.server.deliver_pushes()
 
     def answer(self, frame: bytes) -> Reply:
@@ -370,7 +373,14 @@ class SessionHandler(socketserver.StreamRequestHandler):
     def write(self, data: bytes, kind: str) -> None:
         self.server.trace.frame("->", self.session, data, kind)
         with self.send_lock:
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except OSError:
+                # Part of the frame may be on the wire: nothing more can follow it on this
+                # connection, so end it (its handler thread then sees the end).
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                raise
 
     def close_now(self, reason: str) -> None:
         """Called by the reaper thread: say why, then end this connection (SPEC §6)."""

@@ -53,7 +53,7 @@ from protocol.datagrams import (
 from protocol.ring import FollowerRing, Membership, Peer, ring_order
 from protocol.text import escape_for_terminal
 from protocol.trace import TraceWriter
-from protocol.validate import check_handle, check_ipv4, handle_key
+from protocol.validate import check_handle, check_ipv4, handle_key, is_handle
 from protocol.wire import (
     ProtocolError,
     Push,
@@ -91,6 +91,7 @@ class Console:
         self.records = records or TraceWriter(None, "user")   # --trace-file, if given
         self.prompt = ""
         self.at_prompt = False
+        self._held: list[str] | None = None     # notices kept back while a command runs
         self._lock = threading.Lock()
 
     def say(self, text: str) -> None:
@@ -106,6 +107,25 @@ class Console:
     def trace(self, text: str) -> None:
         if not self.quiet:
             self.say(f"[trace] {text}")
+
+    def notice(self, text: str) -> None:
+        """A line from the tracker that is no answer: shown now, or after the running command's
+        own lines (a message kept for a login is pushed right behind the login's reply)."""
+        with self._lock:
+            if self._held is not None:
+                self._held.append(text)
+                return
+        self.say(text)
+
+    def hold(self) -> None:
+        with self._lock:
+            self._held = []
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held or [], None
+        for text in held:
+            self.say(text)
 
 
 class TrackerLink:
@@ -180,7 +200,8 @@ class TrackerLink:
                         self.console.trace(f"dropped a malformed {frame.kind!r} notice: {error}")
                     continue
                 if frame.re is None:        # an answer to a frame it could not read
-                    self.console.say(f"FAILURE {frame.code}: {escape_for_terminal(frame.message)}")
+                    self.console.notice(f"FAILURE {escape_for_terminal(str(frame.code))}: "
+                                        f"{escape_for_terminal(frame.message)}")
                     continue
                 done, box = self._waiting.pop(frame.re, (None, None))
                 if done is not None and box is not None:
@@ -205,6 +226,7 @@ class TrackerLink:
 class _Outgoing:
     done: threading.Event
     to: str                 # the handle it was sent to, so its ack can be traced by name
+    address: tuple[str, int]    # where it was sent: only an ack from there counts
 
 
 @dataclass
@@ -242,8 +264,9 @@ class PeerNode:
         self._seq = itertools.count(random.randrange(1, 2**31))
         self._outgoing: dict[int, _Outgoing] = {}
         self._active_tweet: tuple[int, threading.Event, list[TweetMsg]] | None = None
-        self._selector = selectors.DefaultSelector()
-        self._running = False
+        self.following: set[str] = set()     # keys of the authors whose rings it may join
+        self._stop = threading.Event()
+        self._selector_thread: threading.Thread | None = None
 
     # ---- life ------------------------------------------------------------------------------
     def bind(self, ip: str, ports: Sequence[int], handle: str) -> Peer:
@@ -261,22 +284,29 @@ class PeerNode:
         self.sockets = bound
         ports = (bound[role].getsockname()[1] for role in ("left", "middle", "right"))
         self.me = Peer(handle, ip, *ports)
+        if self.own_ring.author and self.own_ring.author.key != self.me.key:
+            self.own_ring = FollowerRing()     # another handle: the old ring is not its own
+        selector = selectors.DefaultSelector()
         for role, sock in bound.items():
-            self._selector.register(sock, selectors.EVENT_READ, role)
-        self._running = True
-        threading.Thread(target=self._serve, name="peer-selector", daemon=True).start()
+            selector.register(sock, selectors.EVENT_READ, role)
+        self._stop = threading.Event()          # one selector thread per binding
+        self._selector_thread = threading.Thread(target=self._serve, args=(selector, self._stop),
+                                                 name="peer-selector", daemon=True)
+        self._selector_thread.start()
         return self.me
 
     def close(self) -> None:
-        self._running = False
+        """Stop receiving and release the ports.  The author's own ring is kept: a later
+        login of the same handle plans its next setup from it (and `exit` tears it down)."""
+        self._stop.set()
+        if self._selector_thread is not None:
+            self._selector_thread.join(2.0)     # it wakes from select() within 0.5 s
+            self._selector_thread = None
         for sock in self.sockets.values():
-            with contextlib.suppress(KeyError, ValueError):
-                self._selector.unregister(sock)
             sock.close()
         self.sockets = {}
         self.me = None
         self.memberships.clear()
-        self.own_ring = FollowerRing()
 
     # ---- sending ---------------------------------------------------------------------------
     def _send(self, role: str, to: tuple[str, int], message: Datagram, label: str,
@@ -295,7 +325,7 @@ class PeerNode:
         """Send until acknowledged; False if ``to`` never answered."""
         seq = next(self._seq)
         message = build(seq)
-        waiter = _Outgoing(threading.Event(), to.handle)
+        waiter = _Outgoing(threading.Event(), to.handle, (to.ip, port))
         self._outgoing[seq] = waiter
         try:
             for attempt in range(self.hop_retries + 1):
@@ -313,19 +343,22 @@ class PeerNode:
         return self.me.handle if self.me else "?"
 
     # ---- receiving -------------------------------------------------------------------------
-    def _serve(self) -> None:
-        while self._running:
-            try:
-                events = self._selector.select(timeout=0.5)
-            except (OSError, ValueError):
-                return
-            for key, _mask in events:
+    def _serve(self, selector: selectors.BaseSelector, stop: threading.Event) -> None:
+        with selector:
+            while not stop.is_set():
                 try:
-                    data, sender = key.fileobj.recvfrom(  # type: ignore[union-attr]
-                        limits.DATAGRAM_MAX + 1)
-                except OSError:
-                    continue
-                self._receive(key.data, data, sender)
+                    events = selector.select(timeout=0.5)
+                except (OSError, ValueError):
+                    return
+                for key, _mask in events:
+                    if stop.is_set():
+                        return
+                    try:
+                        data, sender = key.fileobj.recvfrom(  # type: ignore[union-attr]
+                            limits.DATAGRAM_MAX + 1)
+                    except OSError:
+                        continue
+                    self._receive(key.data, data, sender)
 
     def _receive(self, role: str, data: bytes, sender: tuple[str, int]) -> None:
         where = f"{sender[0]}:{sender[1]}"
@@ -336,7 +369,7 @@ class PeerNode:
             return
         if isinstance(message, Ack):
             waiter = self._outgoing.get(message.seq)
-            if waiter:
+            if waiter and waiter.address == sender:
                 self.console.records.recv(waiter.to, "ack", datagrams.summary(message))
                 waiter.done.set()
             return
@@ -365,6 +398,9 @@ class PeerNode:
         if handle_key(author.handle) != handle_key(message.ring) \
                 or sender != (author.ip, author.middle):
             self.console.trace(f"dropped setup for {message.ring}: not from its author")
+            return
+        if handle_key(message.ring) not in self.following:
+            self.console.trace(f"dropped setup for {message.ring}: not a handle I follow")
             return
         with self._lock:
             self.memberships[handle_key(message.ring)] = Membership(
@@ -423,7 +459,8 @@ class PeerNode:
         if handle_key(right.handle) == handle_key(member.author.handle):
             self.console.trace(f"the author {right.handle} is gone; the tweet ends here")
             return
-        detour = replace(onward, dead=right.handle, skipped=(*onward.skipped, right.handle))
+        detour = replace(onward, dead=right.handle,
+                         skipped=(*onward.skipped, right.handle)[:limits.SKIPPED_MAX])
         author = member.author
         if not self.send_reliably("right", author, author.left,
                                   lambda seq: replace(detour, seq=seq)):
@@ -455,7 +492,8 @@ class PeerNode:
             hop = replace(message, dead=None)
             if self.send_reliably("right", nxt, nxt.left, lambda seq, h=hop: replace(h, seq=seq)):
                 return
-            message = replace(message, skipped=(*message.skipped, nxt.handle))
+            message = replace(message,
+                              skipped=(*message.skipped, nxt.handle)[:limits.SKIPPED_MAX])
             nxt = self.own_ring.successor(nxt.handle)
         active = self._active_tweet
         if active and active[0] == message.tid:
@@ -598,14 +636,27 @@ class UserShell(cmd.Cmd):
         self.node.close()
 
     # ---- plumbing --------------------------------------------------------------------------
+    def onecmd(self, line: str) -> bool:
+        """Run one command.  Replies are checked where they are used; a reply too malformed
+        for that (a tracker that is not Tweeter's, or a broken one) ends the command here
+        with one line, never a traceback."""
+        try:
+            return bool(super().onecmd(line))
+        except (KeyError, ValueError, TypeError, IndexError) as error:
+            self.console.say(f"FAILURE BAD_REPLY: the tracker's answer was not understood "
+                             f"({escape_for_terminal(type(error).__name__)})")
+            return False
+
     def preloop(self) -> None:
         self.console.at_prompt = True
 
     def precmd(self, line: str) -> str:
         self.console.at_prompt = False
+        self.console.hold()
         return line
 
     def postcmd(self, stop: bool, line: str) -> bool:
+        self.console.release()
         self.console.at_prompt = not stop
         return stop
 
@@ -626,7 +677,8 @@ class UserShell(cmd.Cmd):
 
     def show(self, reply: Reply) -> Reply:
         text = escape_for_terminal(reply.message)
-        self.console.say(f"SUCCESS: {text}" if reply.ok else f"FAILURE {reply.code}: {text}")
+        self.console.say(f"SUCCESS: {text}" if reply.ok
+                         else f"FAILURE {escape_for_terminal(str(reply.code))}: {text}")
         return reply
 
     def usage(self, form: str) -> bool:
@@ -706,13 +758,19 @@ class UserShell(cmd.Cmd):
         reply = self.show(self.request(cmd_name, handle=words[0], ip=ip, password=password,
                                             ports=[me.left, me.middle, me.right]))
         if reply.ok:
-            self.handle = reply.data.get("handle", words[0])
+            named = reply.data.get("handle")
+            self.handle = named if is_handle(named) else words[0]
             self.node.me = replace(me, handle=self.handle)
+
             records = self.console.records
             if records.owner != self.handle:        # this lifeline has a name now
                 records.record("send", records.owner, self.handle, "alias")
                 records.owner = self.handle
             self.console.say(f"ports: left={me.left} middle={me.middle} right={me.right}")
+            follows = self.request("following") if cmd_name == "login" else None
+            self.node.following = {handle_key(h) for h in (follows.data.get("handles", [])
+                                                           if follows and follows.ok else [])
+                                   if is_handle(h)}
         else:
             self.node.close()
         return False
@@ -757,7 +815,10 @@ class UserShell(cmd.Cmd):
         if len(words) != 2:
             return self.usage(f"{name} @follower @followee")
         reply = self.show(self.request(name, follower=words[0], followee=words[1]))
-        if reply.ok and name == "drop":
+        if reply.ok and name == "follow":
+            self.node.following.add(handle_key(words[1]))
+        elif reply.ok:
+            self.node.following.discard(handle_key(words[1]))
             self.node.forget(words[1])     # a follower that left a ring keeps nothing of it
         return False
 
@@ -781,7 +842,7 @@ class UserShell(cmd.Cmd):
 
     def do_retweet(self, arg: str) -> bool:
         """retweet <id> — send "RT @author: text" of tweet <id> around your own ring."""
-        if not arg.strip().isdigit():
+        if not arg.strip().isdecimal() or not arg.strip().isascii():
             return self.usage("retweet <id>")
         self.run_ring(self.request("retweet", tid=int(arg)))
         return False
@@ -809,9 +870,15 @@ class UserShell(cmd.Cmd):
             return False
         if len(words) != 1:
             return self.usage("exit @handle")
-        if not self.show(self.request("exit", handle=words[0])).ok:
+        reply = self.show(self.request("exit", handle=words[0]))
+        if not reply.ok:
             return False
-        followers = list(self.node.own_ring.followers)
+        # Those this process set up, and those an earlier process of the handle may have.
+        followers = {peer.key: peer for peer in self.node.own_ring.followers}
+        for row in reply.data.get("followers", []):
+            peer = Peer.from_list(row)
+            followers.setdefault(peer.key, peer)
+        followers = list(followers.values())
         silent = self.node.teardown(followers)
         if silent:
             self.console.say(f"teardown not acknowledged by {' '.join(silent)}")
@@ -857,7 +924,7 @@ class UserShell(cmd.Cmd):
 
     def do_feed(self, arg: str) -> bool:
         """feed [n] — the newest n (default 20) tweets by you and the handles you follow."""
-        if arg.strip() and not arg.strip().isdigit():
+        if arg.strip() and not (arg.strip().isdecimal() and arg.strip().isascii()):
             return self.usage("feed [n]")
         args = {"count": int(arg)} if arg.strip() else {}
         self.show_tweets(self.show(self.request("feed", **args)))
@@ -925,16 +992,20 @@ class UserShell(cmd.Cmd):
         data = {key: escape_for_terminal(str(value)) for key, value in push.data.items()}
         if push.kind == "presence":
             state = "is online" if push.data.get("online") else "went offline"
-            self.console.say(f"[notice] {data.get('handle')} {state}")
+            self.console.notice(f"[notice] {data.get('handle')} {state}")
+        elif push.kind == "offline":
+            self.console.notice(f"[notice] the tracker took {self.handle} offline: "
+                             f"{data.get('reason')}")
+            self.leave_rings()
         elif push.kind == "followed":
-            self.console.say(f"[notice] you were followed by {data.get('by')}")
+            self.console.notice(f"[notice] you were followed by {data.get('by')}")
         elif push.kind == "say":
-            self.console.say(f"[say] {data.get('sender')}: {data.get('text')}")
+            self.console.notice(f"[say] {data.get('sender')}: {data.get('text')}")
         elif push.kind == "message":
             message_id = push.data.get("id")
             if isinstance(message_id, int) and not self.node.first_time(("message", message_id)):
                 return          # it came peer to peer after all; show it once
-            self.console.say(f"[message] {data.get('sender')}: {data.get('text')} "
+            self.console.notice(f"[message] {data.get('sender')}: {data.get('text')} "
                              f"(kept by the tracker, sent {clock_time(push.data.get('created'))})")
         else:
             self.console.trace(f"unknown notice {escape_for_terminal(push.kind)}")

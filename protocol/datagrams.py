@@ -28,7 +28,7 @@ from typing import Any
 
 from protocol import limits
 from protocol.ring import Peer
-from protocol.validate import check_ipv4, check_port, is_handle
+from protocol.validate import is_handle
 
 
 class DatagramError(Exception):
@@ -107,13 +107,10 @@ def _text(value: object) -> str:
 
 
 def _peer(value: object, name: str) -> Peer:
-    if not isinstance(value, list) or len(value) != 5:
-        raise DatagramError(f"{name!r} must be [handle, ip, left, middle, right]")
-    handle, ip, *ports = value
-    _handle(handle, name)
-    if check_ipv4(ip) or any(check_port(port) for port in ports):
-        raise DatagramError(f"{name!r} has a bad address")
-    return Peer.from_list(value)
+    try:
+        return Peer.from_list(value)
+    except ValueError:
+        raise DatagramError(f"{name!r} must be [handle, ip, left, middle, right]") from None
 
 
 def decode(data: bytes) -> Datagram:

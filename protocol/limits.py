@@ -30,6 +30,7 @@ LOGIN_WINDOW = 60.0             # ... in this many seconds before THROTTLED
 DATAGRAM_MAX = 2048             # bytes in one UDP datagram between peers
 HOP_TIMEOUT = 0.25              # seconds before a datagram is sent again
 HOP_RETRIES = 4                 # sends after the first before a peer is given up as dead
+SKIPPED_MAX = 50                # handles a tweet datagram names as skipped (keeps it < 2 KiB)
 
 # --- ttweet ---------------------------------------------------------------------------------
 TTWEET_MAX = 150                # characters in the one stored message

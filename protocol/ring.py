@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from protocol.validate import check_ipv4, check_port, is_handle
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -34,9 +36,14 @@ class Peer:
         return [self.handle, self.ip, self.left, self.middle, self.right]
 
     @classmethod
-    def from_list(cls, row: Sequence[object]) -> Peer:
-        handle, ip, left, middle, right = row
-        return cls(str(handle), str(ip), int(left), int(middle), int(right))  # type: ignore[call-overload]
+    def from_list(cls, row: object) -> Peer:
+        """A peer from its wire form; ValueError if it is not [handle, ipv4, port, port, port]."""
+        if not isinstance(row, list) or len(row) != 5:
+            raise ValueError("a peer is [handle, ip, left, middle, right]")
+        handle, ip, *ports = row
+        if not is_handle(handle) or check_ipv4(ip) or any(check_port(p) for p in ports):
+            raise ValueError(f"not a valid peer: {row!r:.80}")
+        return cls(handle, ip, *ports)
 
 
 @dataclass(frozen=True)

@@ -272,6 +272,7 @@ class Session:
     started: float = field(default_factory=time.monotonic)      # when the connection opened
     last_active: float = field(default_factory=time.monotonic)  # when it last sent a frame
     bucket: TokenBucket | None = None                           # flood control, set by the core
+    after_reply: list[Push] = field(default_factory=list)  # pushes to send right after the reply
 
 
 @dataclass
@@ -280,6 +281,7 @@ class RunningTweet:
     author: str
     involved: set[str]              # handle keys of the author and the followers it was given
     started: float
+    handed_out: dict[str, Peer] = field(default_factory=dict)  # follower key -> tuple given
 
 
 @dataclass
@@ -331,7 +333,7 @@ class TrackerCore:
                     and handle_key(actor) != handle_key(session.handle):
                 return failure("NOT_YOUR_HANDLE",
                                f"this session acts for {session.handle}, not {actor}")
-            if session.exiting and request.cmd != "exit-complete":
+            if session.exiting and request.cmd not in ("exit-complete", "heartbeat"):
                 return failure("EXITING",
                                f"{session.handle} is exiting: only exit-complete is left")
             if request.cmd in ("register", "login"):
@@ -440,6 +442,12 @@ class TrackerCore:
         for follower in self.store.followers(handle):
             self._push(follower, "presence", handle=handle, online=online)
 
+    @staticmethod
+    def _me(session: Session) -> str:
+        """The session's handle; `execute` has already refused sessions without one."""
+        assert session.handle is not None
+        return session.handle
+
     def _known(self, handle: object) -> str | Reply:
         """The handle's registered spelling, or the FAILURE to answer."""
         problem = check_handle(handle)
@@ -465,6 +473,7 @@ class TrackerCore:
             del self._online[key]
         self.store.set_last_seen(session.handle, self.store.latest_tweet_id())
         session.handle = None
+        session.started = self.clock()     # a connection that stays may log in again in time
 
     def _start_tweet(self, me: str, text: str, retweet_of: int | None = None) -> Reply:
         if handle_key(me) in self._running:
@@ -475,7 +484,8 @@ class TrackerCore:
                      and not entry.session.exiting]
         tid = self.store.add_tweet(me, text, time.time(), retweet_of)
         self._running[handle_key(me)] = RunningTweet(
-            tid, me, {handle_key(me), *(peer.key for peer in followers)}, self.clock())
+            tid, me, {handle_key(me), *(peer.key for peer in followers)}, self.clock(),
+            {peer.key: peer for peer in followers})
         return success(f"tweet #{tid} of {me} goes to {len(followers)} followers",
                        tid=tid, text=text, count=len(followers),
                        followers=[peer.as_list() for peer in followers])
@@ -521,11 +531,12 @@ class TrackerCore:
                 return failure("UNKNOWN_HANDLE", f"{handle} is not registered")
             if self.throttle.blocked(handle_key(name)):
                 return failure("THROTTLED", f"too many failed logins for {name}; wait a minute")
+            # Counted as failed until proven right: parallel guesses cannot outrun the count.
+            self.throttle.failed(handle_key(name))
             stored = self.store.password_hash(name) or ""
         good = isinstance(password, str) and self.hasher.verify(password, stored)
         with self._lock:
             if not good:
-                self.throttle.failed(handle_key(name))
                 return failure("WRONG_PASSWORD", f"wrong password for {name}")
             if session.handle is not None:
                 return failure("ALREADY_LOGGED_IN", f"this session is already {session.handle}")
@@ -541,8 +552,9 @@ class TrackerCore:
             self._go_online(session, name, ip, ports)
             self._announce(name, online=True)
             for message in self.store.take_undelivered(name):   # kept while it was offline
-                self._push(name, "message", id=message.id, sender=message.sender,
-                           text=message.text, created=message.created, kept=True)
+                session.after_reply.append(Push("message", {
+                    "id": message.id, "sender": message.sender, "text": message.text,
+                    "created": message.created, "kept": True}))
         return success(f"{name} logged in at {ip} ports {ports[0]} {ports[1]} {ports[2]}; "
                        f"{new} new tweets since the last session", handle=name, new=new)
 
@@ -562,7 +574,7 @@ class TrackerCore:
         target = self._known(followee)
         if isinstance(target, Reply):
             return target
-        me = session.handle or follower
+        me = self._me(session)
         if handle_key(target) == handle_key(me):
             return failure("SELF_FOLLOW", f"{me} cannot follow itself")
         if self.store.is_blocked(target, me):
@@ -576,7 +588,7 @@ class TrackerCore:
         target = self._known(followee)
         if isinstance(target, Reply):
             return target
-        me = session.handle or follower
+        me = self._me(session)
         if not self.store.unfollow(me, target):
             return failure("NOT_FOLLOWING", f"{me} does not follow {target}")
         return success(f"{me} no longer follows {target}")
@@ -585,30 +597,43 @@ class TrackerCore:
         problem = check_text(text)
         if problem:
             return failure(*problem)
-        return self._start_tweet(session.handle or handle, text)
+        return self._start_tweet(self._me(session), text)
 
     def _cmd_end_tweet(self, session: Session, handle: str, tid: int, reached: int,
                        skipped: list[object]) -> Reply:
-        me = session.handle or handle
+        me = self._me(session)
         running = self._running.get(handle_key(me))
         if running is None or running.tid != tid:
             return failure("NO_TWEET_IN_PROGRESS", f"{me} has no tweet #{tid} in progress")
-        gone = [name for name in skipped if isinstance(name, str)
-                and handle_key(name) in running.involved - {handle_key(me)}]
-        for name in gone:   # a follower that did not answer is taken offline (SPEC §3.3)
-            entry = self._online.pop(handle_key(name), None)
-            if entry:
-                self._announce(entry.peer.handle, online=False)
-            if entry and entry.session.handle is not None:
-                self.store.set_last_seen(entry.session.handle, self.store.latest_tweet_id())
-                entry.session.handle = None
+        gone = [running.handed_out[handle_key(name)].handle for name in skipped
+                if isinstance(name, str) and handle_key(name) in running.handed_out]
+        for name in gone:
+            self._take_offline_skipped(name, running.handed_out[handle_key(name)])
         note = f", skipped {' '.join(gone)}" if gone else ""
         self._end_tweet(handle_key(me), f"tweet #{tid} of {me} ended: reached {reached}{note}")
         return success(f"tweet #{tid} of {me} ended: {reached} followers reached{note}",
                        reached=reached, skipped=gone)
 
+    def _take_offline_skipped(self, name: str, handed_out: Peer) -> None:
+        """A follower did not answer its neighbour: the tracker takes it offline (SPEC §3.3).
+
+        Only the address the ring was given counts (the handle may have logged in again
+        elsewhere since), and a session in the middle of `exit` is left to finish it.
+        """
+        entry = self._online.get(handle_key(name))
+        if entry is None or entry.peer != handed_out or entry.session.exiting:
+            return
+        if entry.lost:                      # already announced when its connection closed
+            del self._online[handle_key(name)]
+            return
+        self.log(f"{name} did not answer its ring neighbour: offline")
+        self._announce(name, online=False)
+        self._pushes.append((entry.session, Push("offline", {
+            "reason": "your ring ports did not answer; log in again"})))
+        self._go_offline(entry.session)
+
     def _cmd_exit(self, session: Session, handle: str) -> Reply:
-        me = session.handle or handle
+        me = self._me(session)
         key = handle_key(me)
         session.exiting = True      # from now on no new tweet involves the handle
         deadline = self.clock() + self.exit_wait
@@ -619,10 +644,15 @@ class TrackerCore:
                 return failure("BUSY", f"a tweet involving {me} is still running; try again")
             self._lock.wait(min(remaining, 0.5))
             self._expire_tweets()
-        return success(f"{me} may exit: tear the ring down, then send exit-complete")
+        followers = [entry.peer.as_list() for name in self.store.followers(me)
+                     if (entry := self._online.get(handle_key(name))) and not entry.lost]
+        # Its online followers, so that a process that never tweeted can still tear down
+        # the ring state an earlier process of the same handle left with them.
+        return success(f"{me} may exit: tear the ring down, then send exit-complete",
+                       followers=followers)
 
     def _cmd_exit_complete(self, session: Session, handle: str) -> Reply:
-        me = session.handle or handle
+        me = self._me(session)
         if not session.exiting:
             return failure("EXIT_NOT_STARTED", f"send exit {me} first")
         self._announce(me, online=False)

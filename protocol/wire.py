@@ -6,7 +6,7 @@ Three shapes travel on a session connection, told apart by their first key::
     reply    (tracker -> user)  {"re": 7, "status": "SUCCESS", "message": "..."}
                                 {"re": 7, "status": "FAILURE", "code": "UNKNOWN_HANDLE",
                                  "message": "..."}
-    push     (tracker -> user)  {"push": "notice", ...}
+    push     (tracker -> user)  {"push": "presence", "handle": "@a", "online": true}
 
 A reply names the request it answers (``re``); a push has no ``re``.  ``decode_request`` and
 ``decode_server_frame`` never raise anything but :class:`ProtocolError`, whose ``code`` is the
@@ -121,9 +121,12 @@ def decode_request(frame: bytes) -> Request:
         raise ProtocolError("BAD_REQUEST", f"{cmd} takes: {', '.join(COMMANDS[cmd]) or 'nothing'}")
     for name, value in args.items():
         kind = schema[name]
-        good = _is_int(value) if kind is int else isinstance(value, kind)
+        # Integers are ids and counts: JSON may carry any size, SQLite and the ring may not.
+        good = (_is_int(value) and 0 <= value < 2**53) if kind is int else isinstance(value, kind)
         if not good:
-            raise ProtocolError("BAD_REQUEST", f"{cmd}: {name!r} must be a {kind.__name__}")
+            raise ProtocolError("BAD_REQUEST", f"{cmd}: {name!r} must be "
+                                + ("a whole number from 0 to 2**53" if kind is int
+                                   else f"a {kind.__name__}"))
     return Request(request_id, cmd, args)
 
 

@@ -90,7 +90,15 @@ def test_peer_key_and_lists() -> None:
     assert alice.key == "@alice"
     assert alice.as_list() == ["@Alice", "10.0.0.1", 1, 2, 3]
     assert Peer.from_list(alice.as_list()) == alice
-    assert Peer.from_list(("@Alice", "10.0.0.1", "1", "2", "3")) == alice
+
+
+@pytest.mark.parametrize("row", [("@Alice", "10.0.0.1", 1, 2, 3), ["@Alice", "10.0.0.1", "1", 2, 3],
+                                 ["alice", "10.0.0.1", 1, 2, 3], ["@a", "10.0.0.256", 1, 2, 3],
+                                 ["@a", "10.0.0.1", 0, 2, 3], ["@a", "10.0.0.1", 1, 2],
+                                 ["@a\x1b[2J", "10.0.0.1", 1, 2, 3], None])
+def test_peer_from_the_wire_is_validated(row: object) -> None:
+    with pytest.raises(ValueError):
+        Peer.from_list(row)
 
 
 def test_neighbours() -> None:

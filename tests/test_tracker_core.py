@@ -422,7 +422,8 @@ def test_a_skipped_follower_is_taken_offline() -> None:
     assert names(first) == ["@a", "@b", "@c"]
     end = net.end(star, first.data["tid"], reached=2, skipped=["@B", "@outsider", "@nobody", 7])
     assert end.ok
-    assert end.data == {"reached": 2, "skipped": ["@B"]}   # only followers of this tweet count
+    # Only followers of this tweet count, named as registered.
+    assert end.data == {"reached": 2, "skipped": ["@b"]}
     assert net.core.online_handles() == ["@a", "@c", "@outsider", "@star"]
     assert names(net.tweet(star)) == ["@a", "@c"]
     assert "@b" in net.handles()                            # offline, not deleted

@@ -81,8 +81,8 @@ def server_like() -> st.SearchStrategy[dict[str, Any]]:
 
 
 def value_of(kind: type) -> st.SearchStrategy[Any]:
-    if kind is int:
-        return st.integers(-(2**60), 2**60)
+    if kind is int:         # ids and counts: whole numbers a JSON double holds exactly
+        return st.integers(0, 2**53 - 1)
     if kind is str:
         return st.text(max_size=40)
     if kind is list:
@@ -489,3 +489,11 @@ def test_a_reply_without_re_or_message() -> None:
 ])
 def test_bad_server_frames(obj: dict[str, Any]) -> None:
     assert server_error(dump(obj)) == "BAD_FRAME"
+
+
+@pytest.mark.parametrize("value", [-1, 2**53, 2**64])
+def test_integer_fields_are_whole_numbers_below_2_to_the_53(value: int) -> None:
+    frame = json.dumps({"id": 1, "cmd": "retweet", "tid": value}).encode()
+    with pytest.raises(ProtocolError) as caught:
+        decode_request(frame)
+    assert caught.value.code == "BAD_REQUEST"
