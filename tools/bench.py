@@ -1,0 +1,782 @@
+"""The SPEC §9 figures, each beside a baseline measured in the same run (``make bench``).
+
+    python3 tools/bench.py            # the full run: under five minutes on 2 cores
+    python3 tools/bench.py --quick    # small sizes and few repeats: what the test runs
+
+It prints one table.  Each row is a figure of the product, the baseline it is compared with, their
+ratio, the target, and whether the target is met:
+
+1. tracker: requests/s of 50 concurrent sessions doing ``query-handles``/``follow``/``drop`` over
+   the raw wire protocol (closed loop, one request in flight per session), against a bare
+   ``socketserver.ThreadingTCPServer`` line echo driven by the same 50 clients with the same
+   bytes.  Flood control is switched off for this row (its default, 10 commands a second per
+   session, would measure the policy, not the tracker).
+2. ring: median whole tweet (from typing ``tweet`` into the author's ``user.py`` to its printed
+   ``tweet #N reached K followers`` line: both tracker round trips included) with 10 and 50
+   follower ``user.py`` processes, against a bare UDP ring of as many small processes doing the
+   same hop protocol: JSON datagram, ack, forward, measured the same way (stdin to stdout).
+3. scale: a tracker on a database with 100 000 stored tweets; 1000 sessions register (50 at a
+   time) and stay online.  Registration rate against the bare ``PasswordHasher`` rate with one
+   thread per core; tracker RSS (``VmRSS``) with the 1000 online against a bare threading echo
+   server holding 1000 connections; median ``feed`` round trip against the same query run
+   directly on the database (``SqliteStore.feed``).
+4. ttweet: median wall time of ``ttweetcl.py -d`` against ``python3 -c pass``.
+
+Every process runs on 127.0.0.1 with ports the kernel picks; every wait has a timeout.  The clients
+of rows 1 and 3 run inside this process (one selector thread); rings are real processes.  Helper
+roles of this same file (``--role echo-server``, ``--role ring-node``) are the baselines' servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import random
+import resource
+import selectors
+import socket
+import socketserver
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # protocol/, tracker.py
+
+from driver import PYTHON, ROOT, Proc, Timeout, free_port, start_tracker  # tools/ on sys.path
+
+NO_FLOOD = ["--flood-burst", "1000000000", "--flood-rate", "1000000000"]
+LONG_IDLE = ["--idle-timeout", "3600", "--register-timeout", "3600"]
+IO_TIMEOUT = 60.0           # seconds any one wait of the benchmark may take
+
+
+@dataclass(frozen=True)
+class Sizes:
+    load_sessions: int
+    load_seconds: float
+    load_repeats: int
+    rings: tuple[int, ...]
+    tweets: int
+    scale_sessions: int
+    scale_tweets: int
+    scale_authors: int
+    feeds: int
+    hashes: int
+    ttweet_runs: int
+
+
+FULL = Sizes(load_sessions=50, load_seconds=2.0, load_repeats=3, rings=(10, 50), tweets=15,
+             scale_sessions=1000, scale_tweets=100_000, scale_authors=1000, feeds=300,
+             hashes=48, ttweet_runs=15)
+QUICK = Sizes(load_sessions=10, load_seconds=0.4, load_repeats=1, rings=(3, 5), tweets=3,
+              scale_sessions=30, scale_tweets=2000, scale_authors=50, feeds=30, hashes=6,
+              ttweet_runs=3)
+REGISTER_IN_FLIGHT = 50     # registrations the scale clients keep going at once
+
+
+@dataclass(frozen=True)
+class Row:
+    figure: str
+    value: float
+    unit: str
+    baseline_name: str
+    baseline: float
+    higher_is_better: bool
+    target: float           # on the ratio, unless absolute is set
+    absolute: float | None = None   # a target on the value itself (RSS, feed)
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.baseline if self.baseline else float("inf")
+
+    @property
+    def met(self) -> bool:
+        measured = self.value if self.absolute is not None else self.ratio
+        limit = self.absolute if self.absolute is not None else self.target
+        return measured >= limit if self.higher_is_better else measured <= limit
+
+    def target_text(self) -> str:
+        sign = ">=" if self.higher_is_better else "<="
+        if self.absolute is not None:
+            return f"{sign} {self.absolute:g} {self.unit}"
+        return f"ratio {sign} {self.target:g}"
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def fmt(value: float, unit: str) -> str:
+    return f"{value:,.0f} {unit}" if value >= 100 else f"{value:.2f} {unit}"
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    header = ("figure", "measured", "baseline (same run)", "ratio", "target", "")
+    table = [header] + [(r.figure, fmt(r.value, r.unit),
+                         f"{r.baseline_name}: {fmt(r.baseline, r.unit)}", f"{r.ratio:.2f}x",
+                         r.target_text(), "met" if r.met else "MISSED") for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    say("")
+    for index, line in enumerate(table):
+        say("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+            .rstrip())
+        if index == 0:
+            say("  ".join("-" * width for width in widths))
+    notes = [f"  [{r.figure}] {r.note}" for r in rows if r.note]
+    if notes:
+        say("\nnotes:")
+        for note in notes:
+            say(note)
+
+
+# ---- helper roles: the baselines' servers --------------------------------------------------------
+def echo_server() -> int:
+    """A bare threading line echo: the tracker's I/O pattern without the tracker."""
+
+    class Echo(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            while line := self.rfile.readline(4097):
+                self.wfile.write(line)
+
+    class Server(socketserver.ThreadingTCPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+        request_queue_size = 128
+
+    with Server(("127.0.0.1", 0), Echo) as server:
+        print(f"listening on 127.0.0.1:{server.server_address[1]}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
+    return 0
+
+
+def ring_node() -> int:
+    """One member of the bare UDP ring: JSON datagrams, each hop acknowledged, resent after
+    0.25 s (as user.py).  The author (told so on stdin) starts a round per ``go N`` line and
+    prints ``back N`` when the token is home; followers ack, then forward to their right."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    me = sock.getsockname()
+    print(f"port {me[1]}", flush=True)
+    words = sys.stdin.readline().split()            # "right PORT author|follower NAME"
+    right, is_author, name = ("127.0.0.1", int(words[1])), words[2] == "author", words[3]
+    print("ready", flush=True)
+    seq = itertools.count(random.randrange(1, 2**31))
+    seen: set[int] = set()
+    pending: list = []              # [seq, data, deadline, tries] of the one unacknowledged hop
+
+    def send_hop(message: dict) -> None:
+        number = next(seq)
+        data = json.dumps({**message, "seq": number}).encode()
+        sock.sendto(data, right)
+        pending[:] = [number, data, time.monotonic() + 0.25, 0]
+
+    def pump(done: Callable[[], bool]) -> None:
+        while not done():
+            if pending:
+                sock.settimeout(max(pending[2] - time.monotonic(), 0.0))
+            else:
+                sock.settimeout(None)
+            try:
+                data, sender = sock.recvfrom(2048)
+            except TimeoutError:
+                if pending[3] >= 4:
+                    pending.clear()                 # the neighbour is gone: give up the hop
+                else:
+                    sock.sendto(pending[1], right)
+                    pending[2], pending[3] = time.monotonic() + 0.25, pending[3] + 1
+                continue
+            message = json.loads(data)
+            if message.get("kind") == "ack":
+                if pending and message.get("seq") == pending[0]:
+                    pending.clear()
+                continue
+            sock.sendto(json.dumps({"kind": "ack", "seq": message["seq"]}).encode(), sender)
+            if message["tid"] in seen:
+                continue
+            seen.add(message["tid"])
+            if not is_author:
+                send_hop({**message, "prev": name, "hops": message["hops"] + 1})
+
+    if not is_author:
+        pump(lambda: False)
+        return 0
+    for line in sys.stdin:
+        tid = int(line.split()[1])
+        send_hop({"kind": "tweet", "ring": name, "tid": tid, "text": f"bench {tid}",
+                  "prev": name, "hops": 0, "skipped": []})
+        pump(lambda tid=tid: tid in seen and not pending)
+        print(f"back {tid}", flush=True)
+    return 0
+
+
+# ---- small tools ---------------------------------------------------------------------------------
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def raise_open_files(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        limit = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+
+
+def start_echo() -> tuple[Proc, int]:
+    proc = Proc("echo", [str(Path(__file__).resolve()), "--role", "echo-server"])
+    return proc, int(proc.expect(r"listening on [\d.]+:(\d+)", IO_TIMEOUT).group(1))
+
+
+def letters(number: int, width: int = 3) -> str:
+    """``number`` in base 26 as lower-case letters (handles may hold letters only)."""
+    out = ""
+    for _ in range(width):
+        number, digit = divmod(number, 26)
+        out = chr(97 + digit) + out
+    return out
+
+
+def frame(obj: dict) -> bytes:
+    return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+
+
+class Client:
+    """One raw wire session (or echo connection) driven by ``Selector loops`` below."""
+
+    def __init__(self, port: int, index: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.index, self.buffer, self.sent = index, b"", 0
+        self.started = 0.0
+
+    def lines(self) -> Iterator[bytes]:
+        """The complete lines received now (pushes included)."""
+        data = self.sock.recv(1 << 16)
+        if not data:
+            raise ConnectionError(f"session {self.index}: the server closed the connection")
+        self.buffer += data
+        *complete, self.buffer = self.buffer.split(b"\n")
+        yield from complete
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def is_reply(line: bytes) -> bool:
+    return not line.startswith(b'{"push"')
+
+
+def await_replies(clients: Sequence[Client], want: Callable[[Client], bool],
+                  on_reply: Callable[[Client, bytes], None], timeout: float = IO_TIMEOUT) -> None:
+    """Read every client until ``want(client)`` is False for all of them, calling ``on_reply``
+    for each reply line (pushes are skipped)."""
+    with selectors.DefaultSelector() as selector:
+        for client in clients:
+            if want(client):
+                selector.register(client.sock, selectors.EVENT_READ, client)
+        deadline = time.monotonic() + timeout
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Timeout(f"{len(selector.get_map())} sessions got no reply in {timeout:g}s")
+            for key, _ in selector.select(remaining):
+                client = key.data
+                for line in client.lines():
+                    if is_reply(line):
+                        on_reply(client, line)
+                if not want(client):
+                    selector.unregister(client.sock)
+
+
+def register_all(port: int, handles: Sequence[str], in_flight: int,
+                 timeout: float = IO_TIMEOUT * 5) -> tuple[list[Client], float]:
+    """Register every handle on its own connection, ``in_flight`` at a time; the clients
+    (still online) and the seconds it took."""
+    clients: list[Client] = []
+    todo = iter(enumerate(handles))
+    started = time.perf_counter()
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+
+        def start_next() -> None:
+            item = next(todo, None)
+            if item is None:
+                return
+            index, handle = item
+            client = Client(port, index)
+            udp = [20000 + 3 * index + k for k in range(3)]      # only registered, never bound
+            client.sock.sendall(frame({"id": 1, "cmd": "register", "handle": handle,
+                                       "ip": "127.0.0.1", "ports": udp,
+                                       "password": f"pw-{handle}"}))
+            clients.append(client)
+            selector.register(client.sock, selectors.EVENT_READ, client)
+
+        for _ in range(in_flight):
+            start_next()
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Timeout(f"registrations still running after {timeout:g}s")
+            for key, _ in selector.select(remaining):
+                client = key.data
+                for line in client.lines():
+                    if not is_reply(line):
+                        continue
+                    if b'"SUCCESS"' not in line:
+                        raise RuntimeError(f"a registration failed: {line[:200]!r}")
+                    selector.unregister(client.sock)
+                    start_next()
+    return clients, time.perf_counter() - started
+
+
+# ---- 1. tracker throughput -----------------------------------------------------------------------
+def closed_loop(port: int, count: int, seconds: float,
+                prepare: Callable[[list[Client]], None],
+                request: Callable[[Client], bytes], warmup: float = 0.3) -> tuple[float, int]:
+    """``count`` sessions, each sending its next request as soon as the last is answered, for
+    ``seconds`` after a warm-up; replies per second, and how many were FAILUREs."""
+    clients = [Client(port, index) for index in range(count)]
+    try:
+        prepare(clients)
+        replies, failures = 0, 0
+        with selectors.DefaultSelector() as selector:
+            for client in clients:
+                selector.register(client.sock, selectors.EVENT_READ, client)
+                client.sock.sendall(request(client))
+            start = time.monotonic() + warmup
+            end = start + seconds
+            while (now := time.monotonic()) < end:
+                for key, _ in selector.select(end - now):
+                    client = key.data
+                    for line in client.lines():
+                        if not is_reply(line):
+                            continue
+                        if time.monotonic() >= start:
+                            replies += 1
+                            failures += b'"FAILURE"' in line
+                        client.sock.sendall(request(client))
+        return replies / seconds, failures
+    finally:
+        for client in clients:
+            client.close()
+
+
+def load_handle(index: int) -> str:
+    return "@load" + letters(index)
+
+
+def load_requests(count: int) -> Callable[[Client], bytes]:
+    """query-handles, follow, drop, over and over; session i follows and drops session i+1."""
+
+    def request(client: Client) -> bytes:
+        client.sent += 1
+        me, other = load_handle(client.index), load_handle((client.index + 1) % count)
+        step = client.sent % 3
+        if step == 1:
+            return frame({"id": client.sent, "cmd": "query-handles"})
+        cmd = "follow" if step == 2 else "drop"
+        return frame({"id": client.sent, "cmd": cmd, "follower": me, "followee": other})
+
+    return request
+
+
+def bench_tracker(sizes: Sizes, workdir: Path) -> Row:
+    n = sizes.load_sessions
+    say(f"[1] tracker: {n} sessions doing query-handles/follow/drop for "
+        f"{sizes.load_seconds:g}s x {sizes.load_repeats}, then the same load on a line echo")
+    tracker, port = start_tracker("-q", "--db", str(workdir / "load.db"), *NO_FLOOD, *LONG_IDLE)
+    echo, echo_port = start_echo()
+    registered: list[bool] = []
+
+    def register(clients: list[Client]) -> None:
+        """Register (first round) or log in again (later rounds), then drop the follow a
+        previous round may have left, so that every follow and drop of the round succeeds."""
+        cmd = "login" if registered else "register"
+        for client in clients:
+            client.sock.sendall(frame({"id": 0, "cmd": cmd, "handle": load_handle(client.index),
+                                       "ip": "127.0.0.1", "ports": [1, 2, 3],
+                                       "password": f"pw-{client.index}"}))
+        answered: set[int] = set()
+
+        def on_reply(client: Client, line: bytes) -> None:
+            if b'"SUCCESS"' not in line:
+                raise RuntimeError(f"session {client.index} could not {cmd}: {line[:200]!r}")
+            answered.add(client.index)
+
+        await_replies(clients, lambda c: c.index not in answered, on_reply)
+        registered.append(True)
+        for client in clients:
+            client.sock.sendall(frame({"id": 0, "cmd": "drop", "follower":
+                                       load_handle(client.index), "followee":
+                                       load_handle((client.index + 1) % n)}))
+        dropped: set[int] = set()
+        await_replies(clients, lambda c: c.index not in dropped,
+                      lambda c, line: dropped.add(c.index))
+
+    try:
+        tracker_rates, echo_rates, failures = [], [], 0
+        for _ in range(sizes.load_repeats):
+            rate, failed = closed_loop(port, n, sizes.load_seconds, register, load_requests(n))
+            tracker_rates.append(rate)
+            failures += failed
+            echo_rates.append(closed_loop(echo_port, n, sizes.load_seconds, lambda c: None,
+                                          load_requests(n))[0])
+        say(f"    tracker {', '.join(f'{r:,.0f}' for r in tracker_rates)} req/s; "
+            f"echo {', '.join(f'{r:,.0f}' for r in echo_rates)} req/s")
+    finally:
+        tracker.stop()
+        echo.stop()
+    note = "flood control off for this row (--flood-burst/--flood-rate)"
+    if failures:
+        note += f"; {failures} FAILURE replies"
+    return Row(f"tracker requests/s, {n} sessions", median(tracker_rates), "req/s",
+               "line echo", median(echo_rates), True, 0.6, note=note)
+
+
+# ---- 2. the ring ---------------------------------------------------------------------------------
+def start_users(port: int, handles: Sequence[str], follow: str | None) -> list[Proc]:
+    """user.py processes, registered (and following ``follow``), started in parallel."""
+    users = [Proc(h, ["user.py", "127.0.0.1", str(port), "-q"]) for h in handles]
+    for user, handle in zip(users, handles, strict=True):
+        user.send(f"register {handle}")
+        user.send(f"pw-{handle}")
+        user.send(f"pw-{handle}")
+    for user, handle in zip(users, handles, strict=True):
+        user.expect(rf"^SUCCESS: {handle} registered", IO_TIMEOUT)
+        if follow:
+            user.send(f"follow {handle} {follow}")
+    if follow:
+        for user in users:
+            user.expect(r"^SUCCESS: .* now follows", IO_TIMEOUT)
+    return users
+
+
+def user_ring(port: int, size: int, tweets: int) -> tuple[list[float], list[float]]:
+    """Whole-tweet seconds measured outside, and the ring times user.py printed (ms)."""
+    author_handle = "@ring" + letters(size)
+    followers = [f"@r{letters(size)}f{letters(i)}" for i in range(size)]
+    users = start_users(port, [author_handle], None)
+    author = users[0]
+    try:
+        users += start_users(port, followers, author_handle)
+        whole, inner = [], []
+        for number in range(tweets + 1):        # the first one sets the ring up: not counted
+            started = time.monotonic()
+            author.send(f'tweet {author_handle} "bench tweet {number}"')
+            match, stamp = author.expect_stamped(
+                r"^tweet #\d+ reached (\d+) followers in ([\d.]+) ms", IO_TIMEOUT)
+            if int(match.group(1)) != size:
+                raise RuntimeError(f"a tweet reached {match.group(1)} of {size} followers")
+            if number:
+                whole.append(stamp - started)
+                inner.append(float(match.group(2)))
+        for user in users:
+            user.send("quit")
+        for user in users:
+            user.wait(IO_TIMEOUT)
+        return whole, inner
+    finally:
+        for user in users:
+            user.stop()
+
+
+def bare_ring(size: int, tweets: int) -> list[float]:
+    """Round times of the bare UDP ring of ``size`` followers plus an author (seconds)."""
+    nodes = [Proc(f"node{i}", [str(Path(__file__).resolve()), "--role", "ring-node"])
+             for i in range(size + 1)]
+    try:
+        ports = [int(node.expect(r"^port (\d+)", IO_TIMEOUT).group(1)) for node in nodes]
+        for i, node in enumerate(nodes):
+            role = "author" if i == 0 else "follower"
+            node.send(f"right {ports[(i + 1) % len(nodes)]} {role} @n{i}")
+        for node in nodes:
+            node.expect(r"^ready$", IO_TIMEOUT)
+        times = []
+        for number in range(tweets + 1):
+            started = time.monotonic()
+            nodes[0].send(f"go {number}")
+            _, stamp = nodes[0].expect_stamped(rf"^back {number}$", IO_TIMEOUT)
+            if number:
+                times.append(stamp - started)
+        return times
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def bench_rings(sizes: Sizes, workdir: Path) -> list[Row]:
+    rows = []
+    tracker, port = start_tracker("-q", "--db", str(workdir / "ring.db"), *LONG_IDLE)
+    try:
+        for size in sizes.rings:
+            say(f"[2] ring of {size} followers: {sizes.tweets} tweets through user.py, then the "
+                "bare UDP ring")
+            whole, inner = user_ring(port, size, sizes.tweets)
+            bare = bare_ring(size, sizes.tweets)
+            say(f"    user.py whole tweet median {median(whole) * 1000:.1f} ms (ring part as "
+                f"printed by user.py {median(inner):.1f} ms); bare ring "
+                f"{median(bare) * 1000:.1f} ms")
+            rows.append(Row(f"whole tweet, {size} followers (median)", median(whole) * 1000,
+                            "ms", "bare UDP ring", median(bare) * 1000, False, 2.0,
+                            note=f"ring part alone, as user.py prints it: {median(inner):.1f} ms"))
+    finally:
+        tracker.stop()
+    return rows
+
+
+# ---- 3. scale ------------------------------------------------------------------------------------
+def hash_rate(count: int) -> float:
+    """Hashes a second of the tracker's PasswordHasher, one thread per core."""
+    from protocol.accounts import PasswordHasher
+
+    hasher, threads = PasswordHasher(), os.cpu_count() or 1
+    per_thread = max(1, count // threads)
+
+    def work() -> None:
+        for _ in range(per_thread):
+            hasher.hash("a password")
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(IO_TIMEOUT * 5)
+    return per_thread * threads / (time.perf_counter() - started)
+
+
+def populate(path: Path, sizes: Sizes) -> None:
+    """A database with ``scale_authors`` accounts and ``scale_tweets`` tweets, written with
+    tracker.SqliteStore itself; @reader follows a tenth of the authors."""
+    from protocol.accounts import PasswordHasher
+    from tracker import SqliteStore
+
+    store = SqliteStore(str(path))
+    password = PasswordHasher().hash("pw-@reader")
+    now = time.time()
+    authors = ["@author" + letters(i) for i in range(sizes.scale_authors)]
+    for handle in [*authors, "@reader"]:
+        store.create(handle, password, now)
+    for handle in authors[:: 10]:
+        store.follow("@reader", handle)
+    rng = random.Random(7)
+    for number in range(sizes.scale_tweets):
+        tag = f" #topic{number % 50}" if number % 4 == 0 else ""
+        store.add_tweet(rng.choice(authors), f"stored tweet {number}{tag}",
+                        now - sizes.scale_tweets + number)
+    store.db.close()
+
+
+def bench_scale(sizes: Sizes, workdir: Path) -> list[Row]:
+    n = sizes.scale_sessions
+    raise_open_files(2 * n + 256)
+    say(f"[3] scale: hash rate; {sizes.scale_tweets:,} tweets stored; {n} sessions register "
+        f"({REGISTER_IN_FLIGHT} at a time) and stay online; RSS; feed")
+    hashes = hash_rate(sizes.hashes)
+    db = workdir / "scale.db"
+    started = time.perf_counter()
+    populate(db, sizes)
+    say(f"    database filled in {time.perf_counter() - started:.1f}s; bare hash rate "
+        f"{hashes:.1f}/s with {os.cpu_count()} threads")
+
+    tracker, port = start_tracker("-q", "--db", str(db), *LONG_IDLE, *NO_FLOOD)
+    clients: list[Client] = []
+    try:
+        handles = ["@session" + letters(i) for i in range(n)]
+        clients, seconds = register_all(port, handles, min(REGISTER_IN_FLIGHT, n))
+        rate = n / seconds
+        rss, peak = rss_mib(tracker.pid), rss_mib(tracker.pid, "VmHWM")
+        say(f"    {n} registered in {seconds:.1f}s ({rate:.1f}/s); tracker RSS {rss:.1f} MiB "
+            f"(peak {peak:.1f} MiB)")
+        feed_times = timed_feeds(port, sizes.feeds)
+        direct = direct_feeds(db, sizes.feeds)
+        say(f"    feed median {median(feed_times) * 1000:.2f} ms through the tracker, "
+            f"{median(direct) * 1000:.3f} ms as a direct query")
+    finally:
+        for client in clients:
+            client.close()
+        tracker.stop()
+
+    echo, echo_port = start_echo()
+    echoes: list[Client] = []
+    try:
+        echoes = [Client(echo_port, i) for i in range(n)]
+        for client in echoes:
+            client.sock.sendall(b'{"hello":"echo"}\n')
+        await_replies(echoes, lambda c: c.sent == 0,
+                      lambda c, line: setattr(c, "sent", 1))
+        echo_rss = rss_mib(echo.pid)
+    finally:
+        for client in echoes:
+            client.close()
+        echo.stop()
+    return [
+        Row(f"registrations/s, {n} sessions", rate, "/s", "bare scrypt hash", hashes, True, 0.8,
+            note=f"{REGISTER_IN_FLIGHT} registrations in flight; the hash baseline runs one "
+                 f"thread per core ({os.cpu_count()})"),
+        Row(f"tracker RSS, {n} sessions online", rss, "MiB", f"echo, {n} connections",
+            echo_rss, False, 0.0, absolute=100.0,
+            note=f"peak (VmHWM) during the registrations: {peak:.0f} MiB"),
+        Row(f"feed median, {sizes.scale_tweets:,} tweets", median(feed_times) * 1000, "ms",
+            "same query in-process", median(direct) * 1000, False, 0.0, absolute=5.0,
+            note=f"{n} sessions online; @reader follows {sizes.scale_authors // 10} of "
+                 f"{sizes.scale_authors} authors; feed of 20, one after the other (flood "
+                 "control off: it allows 10 a second)"),
+    ]
+
+
+def timed_feeds(port: int, count: int) -> list[float]:
+    """Round trips of ``feed`` from a logged-in session, one after the other (seconds)."""
+    client = Client(port, -1)
+    try:
+        client.sock.sendall(frame({"id": 1, "cmd": "login", "handle": "@reader",
+                                   "ip": "127.0.0.1", "ports": [1, 2, 3],
+                                   "password": "pw-@reader"}))
+        replies: list[bytes] = []
+
+        def next_reply() -> bytes:
+            replies.clear()
+            await_replies([client], lambda c: not replies, lambda c, line: replies.append(line))
+            return replies[0]
+
+        if b'"SUCCESS"' not in (line := next_reply()):
+            raise RuntimeError(f"@reader could not log in: {line[:200]!r}")
+        times = []
+        for number in range(count):
+            started = time.perf_counter()
+            client.sock.sendall(frame({"id": number + 2, "cmd": "feed"}))
+            line = next_reply()
+            times.append(time.perf_counter() - started)
+            if b'"SUCCESS"' not in line or line.count(b'"stored tweet') != 20:
+                raise RuntimeError(f"feed did not answer 20 tweets: {line[:200]!r}")
+        return times
+    finally:
+        client.close()
+
+
+def direct_feeds(db: Path, count: int) -> list[float]:
+    from tracker import SqliteStore
+
+    store = SqliteStore(str(db))
+    times = []
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            store.feed("@reader", 20)
+            times.append(time.perf_counter() - started)
+    finally:
+        store.db.close()
+    return times
+
+
+# ---- 4. ttweet -----------------------------------------------------------------------------------
+def bench_ttweet(sizes: Sizes, workdir: Path) -> Row:
+    """Both programs run with their bytecode cached, as after a first run on a normal install
+    (in a private PYTHONPYCACHEPREFIX, whatever PYTHONDONTWRITEBYTECODE says); then, for the
+    note, with the project's modules compiled on every run (PYTHONDONTWRITEBYTECODE=1)."""
+    say(f"[4] ttweet: ttweetcl.py -d and python3 -c pass, {sizes.ttweet_runs} runs each")
+    log = workdir / "ttweet-log.txt"
+    cached = {key: value for key, value in os.environ.items()
+              if key not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+    cached["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    uncached = {key: value for key, value in cached.items() if key != "PYTHONPYCACHEPREFIX"}
+    uncached["PYTHONDONTWRITEBYTECODE"] = "1"       # the standard library's own cache only
+    port = free_port()
+    server = Proc("ttweetsrv", ["ttweetsrv.py", str(port), "--log", str(log)])
+    download = [PYTHON, "ttweetcl.py", "-d", "127.0.0.1", str(port), "--log", str(log)]
+    expected = "Received Message: benchmark"
+    try:
+        server.expect(r"listening on port", IO_TIMEOUT)
+        run([PYTHON, "ttweetcl.py", "-u", "127.0.0.1", str(port), "benchmark message",
+             "--log", str(log)], env=cached)
+        run([PYTHON, "-c", "pass"], env=cached)         # fills the bytecode cache
+        client, bare, client_cold, bare_cold = [], [], [], []
+        for _ in range(sizes.ttweet_runs):      # interleaved, so drift hits both alike
+            client.append(run(download, expect=expected, env=cached))
+            bare.append(run([PYTHON, "-c", "pass"], env=cached))
+        for _ in range(max(3, sizes.ttweet_runs // 3)):
+            client_cold.append(run(download, expect=expected, env=uncached))
+            bare_cold.append(run([PYTHON, "-c", "pass"], env=uncached))
+    finally:
+        server.stop()
+    say(f"    ttweetcl.py -d {median(client) * 1000:.1f} ms, python3 -c pass "
+        f"{median(bare) * 1000:.1f} ms (project not byte-compiled: "
+        f"{median(client_cold) * 1000:.1f} and {median(bare_cold) * 1000:.1f} ms)")
+    return Row("ttweetcl.py -d wall time", median(client) * 1000, "ms", "python3 -c pass",
+               median(bare) * 1000, False, 1.25,
+               note=f"bytecode cached; compiling the project's modules on every run "
+                    f"(PYTHONDONTWRITEBYTECODE=1): {median(client_cold) * 1000:.1f} ms against "
+                    f"{median(bare_cold) * 1000:.1f} ms "
+                    f"({median(client_cold) / median(bare_cold):.2f}x)")
+
+
+def run(command: list[str], expect: str | None = None,
+        env: dict[str, str] | None = None) -> float:
+    """Run a program to its end; its wall time in seconds."""
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=IO_TIMEOUT,
+                          check=False, env=env)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0 or (expect and expect not in done.stdout):
+        raise RuntimeError(f"{' '.join(command[1:3])} failed: {done.stdout}{done.stderr}")
+    return seconds
+
+
+# ---- main ----------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="tools/bench.py", description="The SPEC §9 figures, each beside a baseline "
+                                           "measured in the same run.",
+        epilog="example: python3 tools/bench.py --quick")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes and few repeats (well under a minute)")
+    parser.add_argument("--role", choices=("echo-server", "ring-node"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.role == "echo-server":
+        return echo_server()
+    if args.role == "ring-node":
+        return ring_node()
+    sizes = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    say(f"Tweeter benchmark ({'quick' if args.quick else 'full'}): {os.cpu_count()} cores, "
+        f"Python {sys.version.split()[0]}")
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="tweeter-bench-") as folder:
+        workdir = Path(folder)
+        try:
+            rows.append(bench_tracker(sizes, workdir))
+            rows += bench_rings(sizes, workdir)
+            rows += bench_scale(sizes, workdir)
+            rows.append(bench_ttweet(sizes, workdir))
+        except (Timeout, RuntimeError, OSError) as error:
+            print_table(rows)
+            print(f"\nbench FAILED: {error}", file=sys.stderr, flush=True)
+            return 1
+    print_table(rows)
+    met = sum(row.met for row in rows)
+    say(f"\n{met} of {len(rows)} targets met; took {time.perf_counter() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
