@@ -355,7 +355,7 @@ class SessionHandler(socketserver.StreamRequestHandler):
             request = decode_request(frame)
         except ProtocolError as error:
             trace.frame("<-", self.session, frame, error.code)
-            return failure(error.code, error.message)
+            return Reply(error.request_id, "FAILURE", error.message, error.code)
         trace.frame("<-", self.session, frame, request.cmd)
         had_handle = self.session.handle is not None
         reply = self.server.core.execute(self.session, request)

@@ -565,6 +565,17 @@ class PeerNode:
             thread.join()
         return results
 
+    def author_moved(self, author: Peer) -> None:
+        """An author of a ring this user is in came online at a new address: remember it, so
+        that its teardown (and its relayed detours) are taken from there."""
+        with self._lock:
+            member = self.memberships.get(author.key)
+            if member is None:
+                return
+            moved = {member.author: author}
+            self.memberships[author.key] = Membership(
+                author, moved.get(member.left, member.left), moved.get(member.right, member.right))
+
     def forget(self, author: str) -> None:
         with self._lock:
             self.memberships.pop(handle_key(author), None)
@@ -991,6 +1002,8 @@ class UserShell(cmd.Cmd):
         """A notice from the tracker, shown above the prompt; network text always escaped."""
         data = {key: escape_for_terminal(str(value)) for key, value in push.data.items()}
         if push.kind == "presence":
+            if push.data.get("online") and "peer" in push.data:
+                self.node.author_moved(Peer.from_list(push.data["peer"]))
             state = "is online" if push.data.get("online") else "went offline"
             self.console.notice(f"[notice] {data.get('handle')} {state}")
         elif push.kind == "offline":

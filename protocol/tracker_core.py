@@ -438,9 +438,12 @@ class TrackerCore:
             self._pushes.append((entry.session, Push(kind, data)))
 
     def _announce(self, handle: str, online: bool) -> None:
-        """Tell the online followers of ``handle`` that it came online or went offline."""
+        """Tell the online followers of ``handle`` that it came online (and at which address:
+        a ring keeps its author's tuple) or went offline."""
+        entry = self._online.get(handle_key(handle))
+        where = {"peer": entry.peer.as_list()} if online and entry else {}
         for follower in self.store.followers(handle):
-            self._push(follower, "presence", handle=handle, online=online)
+            self._push(follower, "presence", handle=handle, online=online, **where)
 
     @staticmethod
     def _me(session: Session) -> str:

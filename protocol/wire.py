@@ -56,12 +56,14 @@ COMMANDS: dict[str, dict[str, type]] = {
 
 
 class ProtocolError(Exception):
-    """A frame that is not a well-formed message; ``code`` is the FAILURE reason."""
+    """A frame that is not a well-formed message; ``code`` is the FAILURE reason, and
+    ``request_id`` the request's id when it could be read (the reply then names it)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, request_id: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.request_id = request_id
 
 
 @dataclass(frozen=True)
@@ -113,12 +115,13 @@ def decode_request(frame: bytes) -> Request:
     if not _is_int(request_id) or not 0 <= request_id < 2**53:
         raise ProtocolError("BAD_FRAME", "a request needs an integer 'id'")
     if not isinstance(cmd, str) or cmd not in COMMANDS:
-        raise ProtocolError("UNKNOWN_COMMAND", f"unknown command {cmd!r}")
+        raise ProtocolError("UNKNOWN_COMMAND", f"unknown command {cmd!r}", request_id)
     schema = {name.rstrip("?"): kind for name, kind in COMMANDS[cmd].items()}
     required = {name for name in COMMANDS[cmd] if not name.endswith("?")}
     args = {key: value for key, value in obj.items() if key not in ("id", "cmd")}
     if not required <= set(args) <= set(schema):
-        raise ProtocolError("BAD_REQUEST", f"{cmd} takes: {', '.join(COMMANDS[cmd]) or 'nothing'}")
+        raise ProtocolError("BAD_REQUEST", f"{cmd} takes: {', '.join(COMMANDS[cmd]) or 'nothing'}",
+                            request_id)
     for name, value in args.items():
         kind = schema[name]
         # Integers are ids and counts: JSON may carry any size, SQLite and the ring may not.
@@ -126,7 +129,7 @@ def decode_request(frame: bytes) -> Request:
         if not good:
             raise ProtocolError("BAD_REQUEST", f"{cmd}: {name!r} must be "
                                 + ("a whole number from 0 to 2**53" if kind is int
-                                   else f"a {kind.__name__}"))
+                                   else f"a {kind.__name__}"), request_id)
     return Request(request_id, cmd, args)
 
 
