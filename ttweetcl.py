@@ -28,6 +28,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from protocol.ipv4 import is_ipv4_address
 from protocol.limits import TTWEET_IO_TIMEOUT
 from protocol.session_log import CLIENT, ERROR, GENERAL, report_line
 from protocol.text import escape_for_terminal
@@ -42,7 +43,6 @@ from protocol.ttweet import (
     UploadRequest,
     decode_reply,
     encode_request,
-    is_ipv4_address,
     message_length_problem,
     parse_port,
 )

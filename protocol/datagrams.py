@@ -28,7 +28,7 @@ from typing import Any
 
 from protocol import limits
 from protocol.ring import Peer
-from protocol.validate import is_handle
+from protocol.validate import is_handle, is_whole_number
 
 
 class DatagramError(Exception):
@@ -84,7 +84,7 @@ Datagram = Ack | SetupMsg | TeardownMsg | TweetMsg | DirectMsg
 
 def _int(obj: dict[str, Any], name: str, low: int = 0, high: int = 2**53) -> int:
     value = obj.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value < high:
+    if not is_whole_number(value) or not low <= value < high:  # type: ignore[operator]
         raise DatagramError(f"{name!r} must be an integer")
     return value
 

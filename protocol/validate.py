@@ -6,10 +6,10 @@ that the tracker sends back as its ``FAILURE`` reason.  They never raise on bad 
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from protocol import limits
+from protocol.ipv4 import is_ipv4_address
 from protocol.text import has_control_characters
 
 _HANDLE = re.compile(rf"@[A-Za-z]{{1,{limits.HANDLE_MAX}}}")
@@ -33,18 +33,19 @@ def check_handle(value: object) -> Problem:
             f"{value!r} is not a handle: '@' and 1 to {limits.HANDLE_MAX} ASCII letters")
 
 
+def is_whole_number(value: object) -> bool:
+    """An int that JSON carried as a number (``True`` is an int to Python, not to us)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_ipv4(value: object) -> Problem:
-    if isinstance(value, str) and value.count(".") == 3:
-        try:
-            ipaddress.IPv4Address(value)
-            return None
-        except ValueError:
-            pass
-    return ("BAD_ADDRESS", f"{value!r} is not an IPv4 address")
+    if isinstance(value, str) and is_ipv4_address(value):
+        return None
+    return ("BAD_ADDRESS", f"{value!r} is not an IPv4 address (dotted quad, e.g. 127.0.0.1)")
 
 
 def check_port(value: object) -> Problem:
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
+    if is_whole_number(value) and 1 <= value <= 65535:  # type: ignore[operator]
         return None
     return ("BAD_PORT", f"{value!r} is not a port (1-65535)")
 
@@ -89,6 +90,6 @@ def check_tag(value: object) -> Problem:
 
 
 def check_count(value: object, most: int = limits.FEED_MAX) -> Problem:
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= most:
+    if is_whole_number(value) and 1 <= value <= most:  # type: ignore[operator]
         return None
     return ("BAD_COUNT", f"{value!r} is not a count from 1 to {most}")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import limits
+from protocol.validate import is_whole_number
 
 SUCCESS = "SUCCESS"
 FAILURE = "FAILURE"
@@ -104,15 +105,11 @@ def _load_object(frame: bytes) -> dict[str, Any]:
     return value
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def decode_request(frame: bytes) -> Request:
     """Parse one request line (the trailing newline may be present)."""
     obj = _load_object(frame)
     request_id, cmd = obj.get("id"), obj.get("cmd")
-    if not _is_int(request_id) or not 0 <= request_id < 2**53:
+    if not is_whole_number(request_id) or not 0 <= request_id < 2**53:
         raise ProtocolError("BAD_FRAME", "a request needs an integer 'id'")
     if not isinstance(cmd, str) or cmd not in COMMANDS:
         raise ProtocolError("UNKNOWN_COMMAND", f"unknown command {cmd!r}", request_id)
@@ -125,7 +122,10 @@ def decode_request(frame: bytes) -> Request:
     for name, value in args.items():
         kind = schema[name]
         # Integers are ids and counts: JSON may carry any size, SQLite and the ring may not.
-        good = (_is_int(value) and 0 <= value < 2**53) if kind is int else isinstance(value, kind)
+        if kind is int:
+            good = is_whole_number(value) and 0 <= value < 2**53
+        else:
+            good = isinstance(value, kind)
         if not good:
             raise ProtocolError("BAD_REQUEST", f"{cmd}: {name!r} must be "
                                 + ("a whole number from 0 to 2**53" if kind is int
@@ -143,7 +143,7 @@ def decode_server_frame(frame: bytes) -> Reply | Push:
         return Push(kind, obj)
     re_id, status, message = obj.pop("re", None), obj.pop("status", None), obj.pop("message", "")
     code = obj.pop("code", None)
-    if (re_id is not None and not _is_int(re_id)) or status not in (SUCCESS, FAILURE) \
+    if (re_id is not None and not is_whole_number(re_id)) or status not in (SUCCESS, FAILURE) \
             or not isinstance(message, str) or (status == FAILURE and not isinstance(code, str)):
         raise ProtocolError("BAD_FRAME", "not a reply or a push")
     return Reply(re_id, status, message, code, obj)

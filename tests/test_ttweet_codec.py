@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import session_log
+from protocol.ipv4 import is_ipv4_address
 from protocol.limits import TTWEET_EMPTY, TTWEET_MAX, TTWEET_REQUEST_MAX
 from protocol.ttweet import (
     ERROR_CODES,
@@ -27,7 +28,6 @@ from protocol.ttweet import (
     decode_request,
     encode_reply,
     encode_request,
-    is_ipv4_address,
     message_length_problem,
     parse_port,
     serve,
