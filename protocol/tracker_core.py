@@ -18,7 +18,7 @@ import hmac
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from protocol import limits
@@ -145,6 +145,9 @@ class MemoryStore:
         for followers in self._followers.values():
             followers.discard(key)
         self._tweets = {i: t for i, t in self._tweets.items() if handle_key(t.author) != key}
+        for tweet_id, tweet in self._tweets.items():   # as SQLite's ON DELETE SET NULL does
+            if tweet.retweet_of is not None and tweet.retweet_of not in self._tweets:
+                self._tweets[tweet_id] = replace(tweet, retweet_of=None)
         self._blocks = {pair for pair in self._blocks if key not in pair}
         self._messages = {i: (m, d) for i, (m, d) in self._messages.items()
                           if key not in (handle_key(m.sender), handle_key(m.recipient))}

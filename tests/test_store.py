@@ -102,3 +102,13 @@ def test_sqlite_store_keeps_everything_across_reopening(tmp_path: Path) -> None:
     assert again.followers("@a") == ["@b"]
     assert [t.id for t in again.feed("@b", 5)] == [tid]
     assert again.trending(5) == [("yes", 1)]
+
+
+def test_a_retweet_outlives_its_deleted_original(store: Store) -> None:
+    for handle in ("@a", "@b"):
+        store.create(handle, "h", 1.0)
+    original = store.add_tweet("@a", "first", 1.0)
+    retweet = store.add_tweet("@b", "RT @a: first", 2.0, retweet_of=original)
+    store.delete("@a")
+    kept = store.tweet(retweet)
+    assert kept is not None and kept.retweet_of is None and kept.text == "RT @a: first"
