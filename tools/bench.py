@@ -468,37 +468,32 @@ def start_users(port: int, handles: Sequence[str], follow: str | None) -> list[P
     return users
 
 
-def user_ring(port: int, size: int, tweets: int) -> tuple[list[float], list[float]]:
-    """Whole-tweet seconds measured outside, and the ring times user.py printed (ms)."""
+def start_user_ring(port: int, size: int) -> tuple[Proc, str, list[Proc]]:
+    """An author and ``size`` followers, all user.py processes: (author, its handle, all)."""
     author_handle = "@ring" + letters(size)
     followers = [f"@r{letters(size)}f{letters(i)}" for i in range(size)]
     users = start_users(port, [author_handle], None)
-    author = users[0]
     try:
         users += start_users(port, followers, author_handle)
-        whole, inner = [], []
-        for number in range(tweets + 1):        # the first one sets the ring up: not counted
-            started = time.monotonic()
-            author.send(f'tweet {author_handle} "bench tweet {number}"')
-            match, stamp = author.expect_stamped(
-                r"^tweet #\d+ reached (\d+) followers in ([\d.]+) ms", IO_TIMEOUT)
-            if int(match.group(1)) != size:
-                raise RuntimeError(f"a tweet reached {match.group(1)} of {size} followers")
-            if number:
-                whole.append(stamp - started)
-                inner.append(float(match.group(2)))
-        for user in users:
-            user.send("quit")
-        for user in users:
-            user.wait(IO_TIMEOUT)
-        return whole, inner
-    finally:
-        for user in users:
-            user.stop()
+    except BaseException:
+        users[0].stop()
+        raise
+    return users[0], author_handle, users
 
 
-def bare_ring(size: int, tweets: int) -> list[float]:
-    """Round times of the bare UDP ring of ``size`` followers plus an author (seconds)."""
+def user_tweet(author: Proc, handle: str, size: int, number: int) -> tuple[float, float]:
+    """One tweet: seconds from typing it to the printed result, and the ring ms printed."""
+    started = time.monotonic()
+    author.send(f'tweet {handle} "bench tweet {number}"')
+    match, stamp = author.expect_stamped(
+        r"^tweet #\d+ reached (\d+) followers in ([\d.]+) ms", IO_TIMEOUT)
+    if int(match.group(1)) != size:
+        raise RuntimeError(f"a tweet reached {match.group(1)} of {size} followers")
+    return stamp - started, float(match.group(2))
+
+
+def start_bare_ring(size: int) -> list[Proc]:
+    """The bare UDP ring: an author node and ``size`` follower nodes, linked and ready."""
     nodes = [Proc(f"node{i}", [str(Path(__file__).resolve()), "--role", "ring-node"])
              for i in range(size + 1)]
     try:
@@ -508,28 +503,48 @@ def bare_ring(size: int, tweets: int) -> list[float]:
             node.send(f"right {ports[(i + 1) % len(nodes)]} {role} @n{i}")
         for node in nodes:
             node.expect(r"^ready$", IO_TIMEOUT)
-        times = []
-        for number in range(tweets + 1):
-            started = time.monotonic()
-            nodes[0].send(f"go {number}")
-            _, stamp = nodes[0].expect_stamped(rf"^back {number}$", IO_TIMEOUT)
-            if number:
-                times.append(stamp - started)
-        return times
-    finally:
+    except BaseException:
         for node in nodes:
             node.stop()
+        raise
+    return nodes
+
+
+def bare_round(author: Proc, number: int) -> float:
+    """One round of the bare ring, measured like a tweet: stdin to stdout (seconds)."""
+    started = time.monotonic()
+    author.send(f"go {number}")
+    _, stamp = author.expect_stamped(rf"^back {number}$", IO_TIMEOUT)
+    return stamp - started
 
 
 def bench_rings(sizes: Sizes, workdir: Path) -> list[Row]:
+    """Tweets and bare rounds alternate, so that whatever else the machine does hits both."""
     rows = []
     tracker, port = start_tracker("-q", "--db", str(workdir / "ring.db"), *LONG_IDLE, *NO_FLOOD)
     try:
         for size in sizes.rings:
-            say(f"[2] ring of {size} followers: {sizes.tweets} tweets through user.py, then the "
-                "bare UDP ring")
-            whole, inner = user_ring(port, size, sizes.tweets)
-            bare = bare_ring(size, sizes.tweets)
+            say(f"[2] ring of {size} followers: {sizes.tweets} tweets through user.py, each "
+                "followed by a round of the bare UDP ring")
+            author, handle, users = start_user_ring(port, size)
+            nodes: list[Proc] = []
+            try:
+                nodes = start_bare_ring(size)
+                whole, inner, bare = [], [], []
+                for number in range(sizes.tweets + 1):  # the first sets the rings up: not counted
+                    tweet_time, ring_ms = user_tweet(author, handle, size, number)
+                    round_time = bare_round(nodes[0], number)
+                    if number:
+                        whole.append(tweet_time)
+                        inner.append(ring_ms)
+                        bare.append(round_time)
+                for user in users:
+                    user.send("quit")
+                for user in users:
+                    user.wait(IO_TIMEOUT)
+            finally:
+                for proc in users + nodes:
+                    proc.stop()
             say(f"    user.py whole tweet median {median(whole) * 1000:.1f} ms (ring part as "
                 f"printed by user.py {median(inner):.1f} ms); bare ring "
                 f"{median(bare) * 1000:.1f} ms")
@@ -595,7 +610,7 @@ def bench_scale(sizes: Sizes, workdir: Path) -> list[Row]:
     started = time.perf_counter()
     populate(db, sizes)
     say(f"    database filled in {time.perf_counter() - started:.1f}s; bare hash rate "
-        f"{hashes:.1f}/s with {os.cpu_count()} threads")
+        f"{hashes:.1f}/s with {os.cpu_count()} threads (measured again after the registrations)")
 
     tracker, port = start_tracker("-q", "--db", str(db), *LONG_IDLE, *NO_FLOOD)
     clients: list[Client] = []
@@ -604,6 +619,7 @@ def bench_scale(sizes: Sizes, workdir: Path) -> list[Row]:
         clients, seconds = register_all(port, handles, min(REGISTER_IN_FLIGHT, n))
         rate = n / seconds
         rss, peak = rss_mib(tracker.pid), rss_mib(tracker.pid, "VmHWM")
+        hashes = median([hashes, hash_rate(sizes.hashes)])     # before and after: drift evens out
         say(f"    {n} registered in {seconds:.1f}s ({rate:.1f}/s); tracker RSS {rss:.1f} MiB "
             f"(peak {peak:.1f} MiB)")
         feed_times = timed_feeds(port, sizes.feeds)
@@ -631,7 +647,7 @@ def bench_scale(sizes: Sizes, workdir: Path) -> list[Row]:
     return [
         Row(f"registrations/s, {n} sessions", rate, "/s", "bare scrypt hash", hashes, True, 0.8,
             note=f"{REGISTER_IN_FLIGHT} registrations in flight; the hash baseline runs one "
-                 f"thread per core ({os.cpu_count()})"),
+                 f"thread per core ({os.cpu_count()}), the mean of a run before and one after"),
         Row(f"tracker RSS, {n} sessions online", rss, "MiB", f"echo, {n} connections",
             echo_rss, False, 0.0, absolute=100.0,
             note=f"peak (VmHWM) during the registrations: {peak:.0f} MiB"),
