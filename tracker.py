@@ -296,7 +296,9 @@ class Trace:
             print(text, flush=True)
 
     def frame(self, arrow: str, session: Session, data: bytes, kind: str) -> None:
-        shown = escape_for_terminal(redact(data).decode("utf-8", "backslashreplace").rstrip("\n"))
+        if self.quiet and self.records.stream is None:
+            return                              # nobody reads it: no work on the hot path
+        shown = redact(data).decode("utf-8", "backslashreplace").rstrip("\n")
         who = session.handle or session.name
         if arrow == "<-":
             self.records.recv(who, kind, shown)
@@ -304,7 +306,7 @@ class Trace:
             self.records.send(who, kind, shown)
         if not self.quiet:
             label = f"{session.handle} " if session.handle else ""
-            self.line(f"[tracker] {arrow} {label}{session.name} {shown}")
+            self.line(f"[tracker] {arrow} {label}{session.name} {escape_for_terminal(shown)}")
 
 
 class SessionHandler(socketserver.StreamRequestHandler):

@@ -21,12 +21,10 @@ beyond what the job needs): this program is benchmarked against ``python3 -c pas
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import sys
 import time
-from typing import TYPE_CHECKING
 
 from protocol.ipv4 import is_ipv4_address
 from protocol.limits import TTWEET_IO_TIMEOUT
@@ -47,7 +45,10 @@ from protocol.ttweet import (
     parse_port,
 )
 
+TYPE_CHECKING = False     # typing itself costs milliseconds of start-up; checkers know this name
 if TYPE_CHECKING:
+    import argparse
+
     from protocol.trace import TraceWriter
 
 RECV_SIZE = 4096
@@ -122,7 +123,55 @@ def exchange(ip: str, port: int, request: bytes, timeout: float,
                 return reply
 
 
-def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+class Arguments:
+    """The parsed command line (the same fields ``parse_arguments`` gives)."""
+
+    def __init__(self, upload: bool, server_ip: str, server_port: str, message: str | None,
+                 log: str = "Sample.txt", trace_file: str | None = None) -> None:
+        self.upload, self.download = upload, not upload
+        self.server_ip, self.server_port, self.message = server_ip, server_port, message
+        self.log, self.trace_file = log, trace_file
+
+
+def everyday_form(argv: list[str]) -> Arguments | None:
+    """The two forms people type, read without argparse.
+
+    Building an argparse parser (and importing what argparse imports) costs more start-up
+    than the whole exchange with the server.  Anything but an exact everyday form — ``-h``, an
+    option out of place, a message that starts with ``-``, a mistake — returns None, and
+    ``parse_arguments`` reads it with argparse, which gives the help and the usage errors.
+    """
+    if len(argv) < 3 or argv[0] not in ("-u", "-d"):
+        return None
+    upload = argv[0] == "-u"
+    fixed = 4 if upload else 3
+    if len(argv) < fixed or any(word.startswith("-") for word in argv[1:fixed]):
+        return None
+    options = {"--log": "Sample.txt", "--trace-file": None}
+    rest = argv[fixed:]
+    while rest:
+        if len(rest) < 2 or rest[0] not in options or rest[1].startswith("-"):
+            return None
+        options[rest[0]], rest = rest[1], rest[2:]
+    message = argv[3] if upload else None
+    if message is not None:
+        try:
+            message.encode("utf-8")
+        except UnicodeEncodeError:
+            return None                 # argparse says why
+    return Arguments(upload, argv[1], argv[2], message, str(options["--log"]),
+                     options["--trace-file"])
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace | Arguments:
+    arguments = argv if argv is not None else sys.argv[1:]
+    return everyday_form(arguments) or parse_with_argparse(arguments)
+
+
+def parse_with_argparse(arguments: list[str]) -> argparse.Namespace:
+    """The full command line: help, every form, and a usage error (exit 2) for mistakes."""
+    import argparse  # only for help, unusual forms and mistakes
+
     parser = argparse.ArgumentParser(
         prog="ttweetcl.py",
         usage='%(prog)s -u <server-ip> <server-port> "message" [--log PATH]\n'
@@ -148,7 +197,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="append a JSON record of the request and the reply (SPEC §7)")
     parser.add_argument("--log", default="Sample.txt", metavar="PATH",
                         help="session log to append to (default: Sample.txt)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if args.upload and args.message is None:
         parser.error('-u needs a message (an empty one, "", resets the server)')
     if args.download and args.message is not None:

@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -267,6 +268,9 @@ class PeerNode:
         self.following: set[str] = set()     # keys of the authors whose rings it may join
         self._stop = threading.Event()
         self._selector_thread: threading.Thread | None = None
+        # Forwards wait for their ack, which the selector thread receives: they run on a few
+        # reused workers (starting a thread per hop cost more than the hop itself).
+        self._workers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ring")
 
     # ---- life ------------------------------------------------------------------------------
     def bind(self, ip: str, ports: Sequence[int], handle: str) -> Peer:
@@ -374,7 +378,7 @@ class PeerNode:
                 waiter.done.set()
             return
         summary = datagrams.summary(message)
-        self.console.records.recv(sender_name(message), summary.split()[0], summary)
+        self.console.records.recv(self.name_of(sender, message), summary.split()[0], summary)
         self.console.trace(f"{self.handle} <- {where} {summary}")
         if isinstance(message, SetupMsg) and role == "middle":
             self._on_setup(message, sender)
@@ -391,7 +395,21 @@ class PeerNode:
 
     def _ack(self, role: str, message: Datagram, sender: tuple[str, int]) -> None:
         assert not isinstance(message, Ack)
-        self._send(role, sender, Ack(message.seq), "", sender_name(message))
+        self._send(role, sender, Ack(message.seq), "", self.name_of(sender, message))
+
+    def name_of(self, address: tuple[str, int], message: Datagram) -> str:
+        """Who sent from ``address``: known ring addresses first (after a detour a tweet comes
+        from the author, not from the ``prev`` it names), else what the datagram says."""
+        with self._lock:
+            members = list(self.memberships.values())
+        for member in members:
+            for peer in (member.author, member.left):
+                if address in ((peer.ip, peer.right), (peer.ip, peer.middle)):
+                    return peer.handle
+        for peer in self.own_ring.followers:
+            if address == (peer.ip, peer.right):
+                return peer.handle
+        return sender_name(message)
 
     def _on_setup(self, message: SetupMsg, sender: tuple[str, int]) -> None:
         author = message.author
@@ -433,7 +451,14 @@ class PeerNode:
             return                              # a resend whose first ack was lost
         self.console.say(f"tweet #{message.tid} by {message.ring} via {message.prev}: "
                          f"{escape_for_terminal(message.text)}")
-        threading.Thread(target=self._forward, args=(message, member), daemon=True).start()
+        self._in_background(self._forward, message, member)
+
+    def _in_background(self, job: Callable[..., None], *args: object) -> None:
+        """Run ``job`` on a ring worker; a failure is traced, never lost or raised."""
+        def report(future: Future[None]) -> None:
+            if future.exception() is not None:
+                self.console.trace(f"ring worker failed: {future.exception()!r}")
+        self._workers.submit(job, *args).add_done_callback(report)
 
     def first_time(self, key: tuple[str, int]) -> bool:
         """True the first time ``key`` is seen: duplicates (resends) are shown once."""
@@ -479,8 +504,7 @@ class PeerNode:
             if self.own_ring.member(message.dead) is None:
                 self.console.trace(f"dropped detour around {message.dead}: not in my ring")
                 return
-            threading.Thread(target=self._deliver, args=(message, message.dead),
-                             daemon=True).start()
+            self._in_background(self._deliver, message, message.dead)
         else:
             active[2].append(message)
             active[1].set()
@@ -774,9 +798,9 @@ class UserShell(cmd.Cmd):
             self.node.me = replace(me, handle=self.handle)
 
             records = self.console.records
-            if records.owner != self.handle:        # this lifeline has a name now
+            if not is_handle(records.owner):        # this lifeline has a name now
                 records.record("send", records.owner, self.handle, "alias")
-                records.owner = self.handle
+            records.owner = self.handle
             self.console.say(f"ports: left={me.left} middle={me.middle} right={me.right}")
             follows = self.request("following") if cmd_name == "login" else None
             self.node.following = {handle_key(h) for h in (follows.data.get("handles", [])

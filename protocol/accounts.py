@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,26 +35,32 @@ class PasswordHasher:
     Tests of command semantics pass a tiny ``n`` so that they do not spend their time hashing.
     """
 
+    # At most this many hashes run at once, in all hashers of the process: each takes 16 MiB,
+    # and more of them than there are cores only costs memory (and invites a memory flood).
+    _slots = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
+
     def __init__(self, n: int = 2**14, r: int = 8, p: int = 1) -> None:
         self.n, self.r, self.p = n, r, p
 
     def hash(self, password: str, salt: bytes | None = None) -> str:
         salt = salt if salt is not None else os.urandom(SALT_BYTES)
-        digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=self.n, r=self.r,
-                                p=self.p, maxmem=SCRYPT_MAXMEM, dklen=HASH_BYTES)
+        with self._slots:
+            digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=self.n, r=self.r,
+                                    p=self.p, maxmem=SCRYPT_MAXMEM, dklen=HASH_BYTES)
         return f"scrypt${self.n}${self.r}${self.p}${_b64(salt)}${_b64(digest)}"
 
-    @staticmethod
-    def verify(password: str, stored: str) -> bool:
+    @classmethod
+    def verify(cls, password: str, stored: str) -> bool:
         """Check against a stored hash, whatever cost it was made with."""
         try:
             scheme, n, r, p, salt, digest = stored.split("$")
             if scheme != "scrypt":
                 return False
             expected = base64.b64decode(digest)
-            actual = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt),
-                                    n=int(n), r=int(r), p=int(p), maxmem=SCRYPT_MAXMEM,
-                                    dklen=len(expected))
+            with cls._slots:
+                actual = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt),
+                                        n=int(n), r=int(r), p=int(p), maxmem=SCRYPT_MAXMEM,
+                                        dklen=len(expected))
         except (ValueError, TypeError):
             return False
         return hmac.compare_digest(actual, expected)

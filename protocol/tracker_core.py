@@ -392,6 +392,8 @@ class TrackerCore:
 
     def take_pushes(self) -> list[tuple[Session, Push]]:
         """The notices produced since the last call, for the I/O shell to send."""
+        if not self._pushes:        # the usual case, seen without taking the lock
+            return []
         with self._lock:
             pushes, self._pushes = self._pushes, []
             return pushes

@@ -234,3 +234,25 @@ def test_a_download_from_a_hostile_server_is_escaped(tmp_path: Path) -> None:
         fake.close()
     assert fake.request == b"DOWNLOAD 0\n"
     assert outcome(done) == (0, received("\\x1b]0;pwned\\x07\\nhi\\r"), "")
+
+
+EVERYDAY_FORMS = [
+    ["-u", "127.0.0.1", "13000", "hello #tag"],
+    ["-d", "127.0.0.1", "13000"],
+    ["-u", "10.0.0.1", "1", "", "--log", "x.txt"],
+    ["-d", "300.1.1.1", "99999", "--trace-file", "t.jsonl", "--log", "y.txt"],
+]
+UNUSUAL_FORMS = [["-h"], ["-u", "127.0.0.1", "13000", "--", "-5 degrees"], ["-d", "1.2.3.4"],
+                 ["-u", "127.0.0.1", "13000"], ["-d", "127.0.0.1", "1", "--log"],
+                 ["--log", "x", "-d", "127.0.0.1", "1"], ["-d", "127.0.0.1", "1", "--nope", "x"]]
+
+
+def test_the_everyday_forms_read_without_argparse_as_argparse_reads_them() -> None:
+    from ttweetcl import everyday_form, parse_with_argparse
+    fields = ("upload", "download", "server_ip", "server_port", "message", "log", "trace_file")
+    for argv in EVERYDAY_FORMS:
+        quick, full = everyday_form(argv), parse_with_argparse(argv)
+        assert quick is not None, argv
+        assert {f: getattr(quick, f) for f in fields} == {f: getattr(full, f) for f in fields}
+    for argv in UNUSUAL_FORMS:
+        assert everyday_form(argv) is None, argv
