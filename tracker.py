@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import re
 import socket
 import socketserver
@@ -512,6 +513,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def return_big_blocks_to_the_system() -> None:
+    """Make glibc give scrypt's 16 MiB buffers back when they are freed.
+
+    glibc raises its mmap threshold after the first big free, and from then on keeps freed
+    big blocks in per-thread arenas: with a thousand session threads that grew the tracker
+    to hundreds of MiB.  A fixed threshold keeps blocks above it in mmap, returned at once.
+    Elsewhere than glibc this does nothing.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 1 << 20)           # M_MMAP_THRESHOLD (malloc.h), 1 MiB
+
+
 def fail_to_start(what: str) -> int:
     print(f"tracker.py: {what}", file=sys.stderr)
     return 1
@@ -519,6 +533,7 @@ def fail_to_start(what: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    return_big_blocks_to_the_system()
     with contextlib.ExitStack() as stack:
         trace_stream = None
         if args.trace_file:

@@ -225,9 +225,13 @@ class TrackerLink:
 
 @dataclass
 class _Outgoing:
+    """A datagram waiting for its ack."""
+
     done: threading.Event
     to: str                 # the handle it was sent to, so its ack can be traced by name
     address: tuple[str, int]    # where it was sent: only an ack from there counts
+    role: str               # the socket it goes out of
+    message: Datagram       # what is sent again until the ack comes
 
 
 @dataclass
@@ -327,17 +331,27 @@ class PeerNode:
     def send_reliably(self, role: str, to: Peer, port: int,
                       build: Callable[[int], Datagram]) -> bool:
         """Send until acknowledged; False if ``to`` never answered."""
-        seq = next(self._seq)
-        message = build(seq)
-        waiter = _Outgoing(threading.Event(), to.handle, (to.ip, port))
-        self._outgoing[seq] = waiter
+        return self.await_ack(self.begin_send(role, to, port, build))
+
+    def begin_send(self, role: str, to: Peer, port: int,
+                   build: Callable[[int], Datagram]) -> _Outgoing:
+        """The first copy, sent now; ``await_ack`` then waits and resends."""
+        waiter = _Outgoing(threading.Event(), to.handle, (to.ip, port), role,
+                           build(next(self._seq)))
+        self._outgoing[waiter.message.seq] = waiter   # type: ignore[union-attr]
+        self._send(role, waiter.address, waiter.message, to.handle, to.handle)
+        return waiter
+
+    def await_ack(self, waiter: _Outgoing) -> bool:
+        seq = waiter.message.seq                      # type: ignore[union-attr]
         try:
-            for attempt in range(self.hop_retries + 1):
-                label = to.handle if attempt == 0 else f"{to.handle} (again, {attempt})"
-                self._send(role, (to.ip, port), message, label, to.handle)
+            for attempt in range(1, self.hop_retries + 2):
                 if waiter.done.wait(self.hop_timeout):
                     return True
-            self.console.trace(f"{to.handle} did not answer seq={seq}")
+                if attempt <= self.hop_retries:
+                    self._send(waiter.role, waiter.address, waiter.message,
+                               f"{waiter.to} (again, {attempt})", waiter.to)
+            self.console.trace(f"{waiter.to} did not answer seq={seq}")
             return False
         finally:
             self._outgoing.pop(seq, None)
@@ -449,9 +463,9 @@ class PeerNode:
         self._ack("left", message, sender)
         if not self.first_time((handle_key(message.ring), message.tid)):
             return                              # a resend whose first ack was lost
+        self._forward(message, member)          # first, so the next hop starts sooner
         self.console.say(f"tweet #{message.tid} by {message.ring} via {message.prev}: "
                          f"{escape_for_terminal(message.text)}")
-        self._in_background(self._forward, message, member)
 
     def _in_background(self, job: Callable[..., None], *args: object) -> None:
         """Run ``job`` on a ring worker; a failure is traced, never lost or raised."""
@@ -477,10 +491,17 @@ class PeerNode:
                                   lambda seq: DirectMsg(seq, message_id, me, text))
 
     def _forward(self, message: TweetMsg, member: Membership) -> None:
+        """Pass a tweet to the right neighbour.  Called on the selector thread: the first copy
+        goes out at once, the wait for its ack (resends, a detour) on a worker."""
         onward = replace(message, prev=self.handle, hops=message.hops + 1)
         right = member.right
-        if self.send_reliably("right", right, right.left, lambda seq: replace(onward, seq=seq)):
+        first = self.begin_send("right", right, right.left, lambda seq: replace(onward, seq=seq))
+        self._in_background(self._finish_forward, first, onward, member)
+
+    def _finish_forward(self, first: _Outgoing, onward: TweetMsg, member: Membership) -> None:
+        if self.await_ack(first):
             return
+        right = member.right
         if handle_key(right.handle) == handle_key(member.author.handle):
             self.console.trace(f"the author {right.handle} is gone; the tweet ends here")
             return

@@ -311,7 +311,7 @@ class TrackerCore:
     flood_rate: float = limits.FLOOD_RATE
 
     def __post_init__(self) -> None:
-        self._lock = threading.Condition()
+        self._lock = threading.Condition(threading.Lock())   # never taken twice: no RLock needed
         self._online: dict[str, _Online] = {}
         self._running: dict[str, RunningTweet] = {}
         self._pushes: list[tuple[Session, Push]] = []
