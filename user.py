@@ -28,6 +28,7 @@ import cmd
 import collections
 import contextlib
 import itertools
+import math
 import random
 import selectors
 import shlex
@@ -37,8 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from protocol import datagrams, limits
@@ -223,15 +223,20 @@ class TrackerLink:
         self.sock.close()
 
 
-@dataclass
+@dataclass(eq=False)
 class _Outgoing:
-    """A datagram waiting for its ack."""
+    """A datagram waiting for its ack.  The selector thread sends it again at each deadline,
+    and gives up after the last one: ``done`` is then set and ``on_fail`` runs."""
 
-    done: threading.Event
-    to: str                 # the handle it was sent to, so its ack can be traced by name
+    to: str                     # the handle it was sent to (traces name the ack by it)
     address: tuple[str, int]    # where it was sent: only an ack from there counts
-    role: str               # the socket it goes out of
-    message: Datagram       # what is sent again until the ack comes
+    role: str                   # the socket it goes out of
+    message: Datagram           # what is sent again
+    deadline: float             # when to send again, or give up
+    resends_left: int
+    on_fail: Callable[[], None] | None = None     # runs on the selector thread: must not block
+    done: threading.Event = field(default_factory=threading.Event)
+    acked: bool = False
 
 
 @dataclass
@@ -272,9 +277,7 @@ class PeerNode:
         self.following: set[str] = set()     # keys of the authors whose rings it may join
         self._stop = threading.Event()
         self._selector_thread: threading.Thread | None = None
-        # Forwards wait for their ack, which the selector thread receives: they run on a few
-        # reused workers (starting a thread per hop cost more than the hop itself).
-        self._workers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ring")
+        self._wakeup: socket.socket | None = None     # written to when a new deadline is set
 
     # ---- life ------------------------------------------------------------------------------
     def bind(self, ip: str, ports: Sequence[int], handle: str) -> Peer:
@@ -297,6 +300,10 @@ class PeerNode:
         selector = selectors.DefaultSelector()
         for role, sock in bound.items():
             selector.register(sock, selectors.EVENT_READ, role)
+        wake_reader, self._wakeup = socket.socketpair()
+        wake_reader.setblocking(False)
+        self._wakeup.setblocking(False)          # a full pipe already means "wake up"
+        selector.register(wake_reader, selectors.EVENT_READ, "wakeup")
         self._stop = threading.Event()          # one selector thread per binding
         self._selector_thread = threading.Thread(target=self._serve, args=(selector, self._stop),
                                                  name="peer-selector", daemon=True)
@@ -307,11 +314,19 @@ class PeerNode:
         """Stop receiving and release the ports.  The author's own ring is kept: a later
         login of the same handle plans its next setup from it (and `exit` tears it down)."""
         self._stop.set()
+        self._wake()
         if self._selector_thread is not None:
-            self._selector_thread.join(2.0)     # it wakes from select() within 0.5 s
+            self._selector_thread.join(2.0)
             self._selector_thread = None
+        with self._lock:
+            waiting, self._outgoing = list(self._outgoing.values()), {}
+        for outgoing in waiting:                # nobody will answer them now
+            outgoing.done.set()
         for sock in self.sockets.values():
             sock.close()
+        if self._wakeup is not None:
+            self._wakeup.close()
+            self._wakeup = None
         self.sockets = {}
         self.me = None
         self.memberships.clear()
@@ -328,33 +343,65 @@ class PeerNode:
         except (OSError, KeyError) as error:
             self.console.trace(f"send to {to[0]}:{to[1]} failed: {error}")
 
+    def post(self, role: str, to: Peer, port: int, build: Callable[[int], Datagram],
+             on_fail: Callable[[], None] | None = None) -> _Outgoing:
+        """Send a datagram now and keep it until its ack comes: the selector thread sends it
+        again at each deadline and, after the last, sets ``done`` and calls ``on_fail``.
+        Never blocks: any thread may post, the selector thread included."""
+        message = build(next(self._seq))
+        outgoing = _Outgoing(to.handle, (to.ip, port), role, message,
+                             time.monotonic() + self.hop_timeout, self.hop_retries, on_fail)
+        with self._lock:
+            self._outgoing[message.seq] = outgoing     # type: ignore[union-attr]
+        self._send(role, outgoing.address, message, to.handle, to.handle)
+        self._wake()
+        return outgoing
+
+    def wait_for(self, posted: Sequence[_Outgoing]) -> list[bool]:
+        """Block until each posted datagram was acknowledged or given up; which were acked."""
+        patience = self.hop_timeout * (self.hop_retries + 2) + 1.0
+        for outgoing in posted:
+            outgoing.done.wait(patience)
+        return [outgoing.acked for outgoing in posted]
+
     def send_reliably(self, role: str, to: Peer, port: int,
                       build: Callable[[int], Datagram]) -> bool:
         """Send until acknowledged; False if ``to`` never answered."""
-        return self.await_ack(self.begin_send(role, to, port, build))
+        return self.wait_for([self.post(role, to, port, build)])[0]
 
-    def begin_send(self, role: str, to: Peer, port: int,
-                   build: Callable[[int], Datagram]) -> _Outgoing:
-        """The first copy, sent now; ``await_ack`` then waits and resends."""
-        waiter = _Outgoing(threading.Event(), to.handle, (to.ip, port), role,
-                           build(next(self._seq)))
-        self._outgoing[waiter.message.seq] = waiter   # type: ignore[union-attr]
-        self._send(role, waiter.address, waiter.message, to.handle, to.handle)
-        return waiter
+    def _wake(self) -> None:
+        """Make the selector thread look at its deadlines again."""
+        with contextlib.suppress(OSError, AttributeError):
+            self._wakeup.send(b"!")             # type: ignore[union-attr]
 
-    def await_ack(self, waiter: _Outgoing) -> bool:
-        seq = waiter.message.seq                      # type: ignore[union-attr]
-        try:
-            for attempt in range(1, self.hop_retries + 2):
-                if waiter.done.wait(self.hop_timeout):
-                    return True
-                if attempt <= self.hop_retries:
-                    self._send(waiter.role, waiter.address, waiter.message,
-                               f"{waiter.to} (again, {attempt})", waiter.to)
-            self.console.trace(f"{waiter.to} did not answer seq={seq}")
-            return False
-        finally:
-            self._outgoing.pop(seq, None)
+    def _next_deadline(self) -> float:
+        with self._lock:
+            return min((o.deadline for o in self._outgoing.values()), default=math.inf)
+
+    def _resend_due(self) -> None:
+        """Send again what is due; give up on what had its last chance (selector thread)."""
+        now = time.monotonic()
+        failed: list[_Outgoing] = []
+        with self._lock:
+            due = [o for o in self._outgoing.values() if o.deadline <= now]
+            for outgoing in due:
+                if outgoing.resends_left == 0:
+                    del self._outgoing[outgoing.message.seq]   # type: ignore[union-attr]
+                    failed.append(outgoing)
+                else:
+                    outgoing.resends_left -= 1
+                    outgoing.deadline = now + self.hop_timeout
+        for outgoing in due:
+            if outgoing not in failed:
+                attempt = self.hop_retries - outgoing.resends_left
+                self._send(outgoing.role, outgoing.address, outgoing.message,
+                           f"{outgoing.to} (again, {attempt})", outgoing.to)
+        for outgoing in failed:
+            self.console.trace(f"{outgoing.to} did not answer "
+                               f"seq={outgoing.message.seq}")         # type: ignore[union-attr]
+            outgoing.done.set()
+            if outgoing.on_fail is not None:
+                outgoing.on_fail()
 
     @property
     def handle(self) -> str:
@@ -362,10 +409,12 @@ class PeerNode:
 
     # ---- receiving -------------------------------------------------------------------------
     def _serve(self, selector: selectors.BaseSelector, stop: threading.Event) -> None:
+        """The selector thread: every datagram in, and every resend and give-up, happen here."""
         with selector:
             while not stop.is_set():
+                wait = min(max(self._next_deadline() - time.monotonic(), 0.0), 0.5)
                 try:
-                    events = selector.select(timeout=0.5)
+                    events = selector.select(timeout=wait)
                 except (OSError, ValueError):
                     return
                 for key, _mask in events:
@@ -376,7 +425,12 @@ class PeerNode:
                             limits.DATAGRAM_MAX + 1)
                     except OSError:
                         continue
-                    self._receive(key.data, data, sender)
+                    if key.data != "wakeup":
+                        self._receive(key.data, data, sender)
+                self._resend_due()
+            for key in list(selector.get_map().values()):
+                if key.data == "wakeup":
+                    key.fileobj.close()             # type: ignore[union-attr]
 
     def _receive(self, role: str, data: bytes, sender: tuple[str, int]) -> None:
         where = f"{sender[0]}:{sender[1]}"
@@ -386,10 +440,14 @@ class PeerNode:
             self.console.trace(f"dropped datagram from {where} on {role}: {error}")
             return
         if isinstance(message, Ack):
-            waiter = self._outgoing.get(message.seq)
-            if waiter and waiter.address == sender:
-                self.console.records.recv(waiter.to, "ack", datagrams.summary(message))
-                waiter.done.set()
+            with self._lock:
+                outgoing = self._outgoing.get(message.seq)
+                if outgoing is None or outgoing.address != sender:
+                    return                              # late, repeated, or not from there
+                del self._outgoing[message.seq]
+            self.console.records.recv(outgoing.to, "ack", datagrams.summary(message))
+            outgoing.acked = True
+            outgoing.done.set()
             return
         summary = datagrams.summary(message)
         self.console.records.recv(self.name_of(sender, message), summary.split()[0], summary)
@@ -467,13 +525,6 @@ class PeerNode:
         self.console.say(f"tweet #{message.tid} by {message.ring} via {message.prev}: "
                          f"{escape_for_terminal(message.text)}")
 
-    def _in_background(self, job: Callable[..., None], *args: object) -> None:
-        """Run ``job`` on a ring worker; a failure is traced, never lost or raised."""
-        def report(future: Future[None]) -> None:
-            if future.exception() is not None:
-                self.console.trace(f"ring worker failed: {future.exception()!r}")
-        self._workers.submit(job, *args).add_done_callback(report)
-
     def first_time(self, key: tuple[str, int]) -> bool:
         """True the first time ``key`` is seen: duplicates (resends) are shown once."""
         with self._lock:
@@ -491,26 +542,23 @@ class PeerNode:
                                   lambda seq: DirectMsg(seq, message_id, me, text))
 
     def _forward(self, message: TweetMsg, member: Membership) -> None:
-        """Pass a tweet to the right neighbour.  Called on the selector thread: the first copy
-        goes out at once, the wait for its ack (resends, a detour) on a worker."""
+        """Pass a tweet to the right neighbour; if it never answers, send the tweet to the
+        author as a detour around it (SPEC §3.3).  Never blocks."""
         onward = replace(message, prev=self.handle, hops=message.hops + 1)
-        right = member.right
-        first = self.begin_send("right", right, right.left, lambda seq: replace(onward, seq=seq))
-        self._in_background(self._finish_forward, first, onward, member)
+        right, author = member.right, member.author
 
-    def _finish_forward(self, first: _Outgoing, onward: TweetMsg, member: Membership) -> None:
-        if self.await_ack(first):
-            return
-        right = member.right
-        if handle_key(right.handle) == handle_key(member.author.handle):
-            self.console.trace(f"the author {right.handle} is gone; the tweet ends here")
-            return
-        detour = replace(onward, dead=right.handle,
-                         skipped=(*onward.skipped, right.handle)[:limits.SKIPPED_MAX])
-        author = member.author
-        if not self.send_reliably("right", author, author.left,
-                                  lambda seq: replace(detour, seq=seq)):
-            self.console.trace(f"the author {author.handle} is gone; the tweet ends here")
+        def around_the_silent_neighbour() -> None:
+            if handle_key(right.handle) == handle_key(author.handle):
+                self.console.trace(f"the author {right.handle} is gone; the tweet ends here")
+                return
+            detour = replace(onward, dead=right.handle,
+                             skipped=(*onward.skipped, right.handle)[:limits.SKIPPED_MAX])
+            self.post("right", author, author.left, lambda seq: replace(detour, seq=seq),
+                      on_fail=lambda: self.console.trace(
+                          f"the author {author.handle} is gone; the tweet ends here"))
+
+        self.post("right", right, right.left, lambda seq: replace(onward, seq=seq),
+                  on_fail=around_the_silent_neighbour)
 
     # ---- the author's side -----------------------------------------------------------------
     def _on_own_tweet(self, message: TweetMsg, sender: tuple[str, int]) -> None:
@@ -525,25 +573,25 @@ class PeerNode:
             if self.own_ring.member(message.dead) is None:
                 self.console.trace(f"dropped detour around {message.dead}: not in my ring")
                 return
-            self._in_background(self._deliver, message, message.dead)
+            self._deliver(message, message.dead)
         else:
             active[2].append(message)
             active[1].set()
 
     def _deliver(self, message: TweetMsg, after: str) -> None:
-        """Send the tweet to the first live follower after ``after``; finish if none is left."""
+        """Send the tweet to the follower after ``after``, or the next one if that one never
+        answers; when none is left the round is over.  Never blocks."""
         nxt = self.own_ring.successor(after)
-        while nxt is not None:
-            hop = replace(message, dead=None)
-            if self.send_reliably("right", nxt, nxt.left, lambda seq, h=hop: replace(h, seq=seq)):
-                return
-            message = replace(message,
-                              skipped=(*message.skipped, nxt.handle)[:limits.SKIPPED_MAX])
-            nxt = self.own_ring.successor(nxt.handle)
-        active = self._active_tweet
-        if active and active[0] == message.tid:
-            active[2].append(replace(message, dead=None))
-            active[1].set()
+        if nxt is None:
+            active = self._active_tweet
+            if active and active[0] == message.tid:
+                active[2].append(replace(message, dead=None))
+                active[1].set()
+            return
+        hop = replace(message, dead=None)
+        skipping = replace(message, skipped=(*message.skipped, nxt.handle)[:limits.SKIPPED_MAX])
+        self.post("right", nxt, nxt.left, lambda seq: replace(hop, seq=seq),
+                  on_fail=lambda: self._deliver(skipping, nxt.handle))
 
     def setup_ring(self, followers: Sequence[Peer]) -> list[str]:
         """Bring every follower's ring state up to date; return those that did not answer."""
@@ -553,15 +601,15 @@ class PeerNode:
         skipped: list[str] = []
         while True:
             plan = FollowerRing(old_author, list(old)).plan(me, target)
-            results = self._in_parallel(
-                [lambda s=s: self.send_reliably(
-                    "middle", s.member, s.member.middle,
-                    lambda seq: SetupMsg(seq, me.handle, s.author, s.left, s.right))
-                 for s in plan.setups])
+            results = self.wait_for([    # all setups in flight at once
+                self.post("middle", s.member, s.member.middle,
+                          lambda seq, s=s: SetupMsg(seq, me.handle, s.author, s.left, s.right))
+                for s in plan.setups])
             failed = {s.member.key for s, ok in zip(plan.setups, results, strict=True) if not ok}
-            gone = [p for p in plan.removed if p.handle not in skipped]
-            if gone:    # leaving followers forget the ring; nobody waits for that
-                threading.Thread(target=self.teardown, args=(gone,), daemon=True).start()
+            for peer in plan.removed:   # leaving followers forget the ring; nobody waits
+                if peer.handle not in skipped:
+                    self.post("middle", peer, peer.middle,
+                              lambda seq: TeardownMsg(seq, me.handle))
             if not failed:
                 break
             skipped += [p.handle for p in target if p.key in failed]
@@ -590,25 +638,9 @@ class PeerNode:
     def teardown(self, peers: Sequence[Peer]) -> list[str]:
         """Tell ``peers`` to forget this user's ring; return those that did not answer."""
         me = self.handle
-        results = self._in_parallel(
-            [lambda p=p: self.send_reliably("middle", p, p.middle,
-                                            lambda seq: TeardownMsg(seq, me))
-             for p in peers])
-        return [p.handle for p, ok in zip(peers, results, strict=True) if not ok]
-
-    @staticmethod
-    def _in_parallel(jobs: Sequence[Callable[[], bool]]) -> list[bool]:
-        results = [False] * len(jobs)
-
-        def run(index: int) -> None:
-            results[index] = jobs[index]()
-
-        threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(jobs))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return results
+        acked = self.wait_for([self.post("middle", p, p.middle, lambda seq: TeardownMsg(seq, me))
+                               for p in peers])
+        return [p.handle for p, ok in zip(peers, acked, strict=True) if not ok]
 
     def author_moved(self, author: Peer) -> None:
         """An author of a ring this user is in came online at a new address: remember it, so
