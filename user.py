@@ -848,6 +848,7 @@ class UserShell(cmd.Cmd):
         if reply.ok:
             named = reply.data.get("handle")
             self.handle = named if is_handle(named) else words[0]
+            self.known_handles.add(self.handle)
             self.node.me = replace(me, handle=self.handle)
 
             records = self.console.records
@@ -905,6 +906,7 @@ class UserShell(cmd.Cmd):
         reply = self.show(self.request(name, follower=words[0], followee=words[1]))
         if reply.ok and name == "follow":
             self.node.following.add(handle_key(words[1]))
+            self.known_handles.add(words[1])
         elif reply.ok:
             self.node.following.discard(handle_key(words[1]))
             self.node.forget(words[1])     # a follower that left a ring keeps nothing of it
@@ -1176,7 +1178,8 @@ def run(args: argparse.Namespace, records: TraceWriter) -> int:
     with contextlib.suppress(AttributeError, ValueError):   # bytes that are not UTF-8 typed in
         sys.stdin.reconfigure(errors="replace")             # become U+FFFD, not a traceback
     if interactive:
-        import readline  # noqa: F401  (line editing and history for cmd.Cmd)
+        import readline  # line editing and history for cmd.Cmd
+        readline.set_completer_delims(" \t\n\"'")   # "@alice" and "#tag" are whole words
     console = Console(interactive, args.quiet, records)
     node = PeerNode(console, args.hop_timeout, args.hop_retries)
     shell: UserShell | None = None
@@ -1194,6 +1197,7 @@ def run(args: argparse.Namespace, records: TraceWriter) -> int:
         shell.cmdloop()
     except KeyboardInterrupt:
         print()
+        console.at_prompt = False       # no prompt to redraw: the process is ending
         shell.do_quit("")       # Ctrl-C ends like quit: logged out, nothing deleted
     finally:
         shell.close()

@@ -240,3 +240,26 @@ def test_hostile_text_from_the_network_is_shown_escaped(net: Tweeter) -> None:
     finally:
         for sock in sockets.values():
             sock.close()
+
+
+def test_tab_completes_commands_and_known_handles(net: Tweeter) -> None:
+    net.users("@alice")
+    child = pexpect.spawn(sys.executable, ["user.py", "127.0.0.1", str(net.port), "-q"],
+                          cwd=str(ROOT), encoding="utf-8", timeout=DEFAULT_TIMEOUT)
+    try:
+        child.expect_exact("tweeter> ")
+        child.send("que\t")                         # a command name
+        child.expect_exact("query")
+        child.send(" handles\r")
+        child.expect("SUCCESS: 1 handles")
+        child.expect_exact("tweeter> ")
+        child.send("follow @bo")                    # not known: nothing to complete
+        child.send("\x15")                          # Ctrl-U: clear the line
+        child.send("online\r")
+        child.expect_exact("tweeter> ")
+        child.send("follow @me @al\t")              # a handle seen in `query handles`
+        child.expect_exact("follow @me @alice")
+        child.send("\x15quit\r")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
