@@ -1,175 +1,47 @@
 """Shared fixtures: real processes on 127.0.0.1, driven through pipes, synchronised on output.
 
-``Proc`` wraps one program.  A reader thread collects every line it prints (stderr merged into
-stdout); ``expect`` waits, with a timeout, for the next line matching a pattern.  Nothing here
-sleeps to wait for something: every wait is on output, a socket or a process, and each has a
-timeout.
+``Proc`` (the project's one process driver, ``tools/driver.py``) wraps one program.  A reader
+thread collects every line it prints (stderr merged into stdout); ``expect`` waits, with a
+timeout, for the next line matching a pattern, and fails the test (an ``AssertionError``) with
+the program's output when none comes.  Nothing here sleeps to wait for something: every wait is
+on output, a socket or a process, and each has a timeout.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
 import socket
-import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-DEFAULT_TIMEOUT = 15.0
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # tools/, protocol/, …
+
+# PYTHON, ROOT and free_port are imported here for the tests (``from conftest import ...``).
+from tools import driver
+from tools.driver import PYTHON as PYTHON
+from tools.driver import ROOT as ROOT
+from tools.driver import TIMEOUT as DEFAULT_TIMEOUT
+from tools.driver import free_port as free_port
 
 # Peer timeouts shrunk for tests so that a dead peer is given up on quickly.
 FAST_PEER_ARGS = ["--hop-timeout", "0.1", "--hop-retries", "3"]
 
-
-class Proc:
-    """One running program whose output is read line by line in the background."""
-
-    def __init__(self, args: list[str], name: str, env: dict[str, str] | None = None,
-                 cwd: Path | str = ROOT) -> None:
-        self.name = name
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
-        full_env.update(env or {})
-        self.popen = subprocess.Popen(
-            [PYTHON, *args], cwd=cwd, env=full_env, text=True, encoding="utf-8",
-            errors="backslashreplace", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, bufsize=1)
-        self.lines: list[str] = []
-        self.cursor = 0
-        self._changed = threading.Condition()
-        self._eof = False
-        threading.Thread(target=self._read, name=f"read-{name}", daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._eof = True
-            self._changed.notify_all()
-
-    # -- output ----------------------------------------------------------------------------
-    def expect(self, pattern: str, timeout: float = DEFAULT_TIMEOUT,
-               since: int | None = None) -> re.Match[str]:
-        """Wait for the next line matching ``pattern``: after earlier matches, or from line
-        index ``since`` when given (a look back that leaves later expectations where they were).
-        """
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                first = self.cursor if since is None else since
-                for index in range(first, len(self.lines)):
-                    match = regex.search(self.lines[index])
-                    if match:
-                        self.cursor = max(self.cursor, index + 1)
-                        return match
-                remaining = deadline - time.monotonic()
-                if self._eof or remaining <= 0:
-                    why = "exited" if self._eof else f"nothing after {timeout}s"
-                    raise AssertionError(
-                        f"{self.name}: no line matching {pattern!r} ({why}).\n"
-                        f"--- output of {self.name} ---\n" + self.text())
-                self._changed.wait(remaining)
-
-    def text(self) -> str:
-        with self._changed:
-            return "\n".join(self.lines)
-
-    def wait_eof(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not self._eof:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"{self.name}: output did not end\n{self.text()}")
-                self._changed.wait(remaining)
-
-    # -- input and life ----------------------------------------------------------------------
-    def send(self, line: str) -> None:
-        assert self.popen.stdin is not None
-        self.popen.stdin.write(line + "\n")
-        self.popen.stdin.flush()
-
-    def close_stdin(self) -> None:
-        if self.popen.stdin and not self.popen.stdin.closed:
-            self.popen.stdin.close()
-
-    def wait(self, timeout: float = DEFAULT_TIMEOUT) -> int:
-        code = self.popen.wait(timeout)
-        self.wait_eof(timeout)
-        return code
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` and wait until it took effect: the process ended, or (SIGSTOP) every
-        thread of it is stopped."""
-        if self.popen.poll() is not None:
-            return
-        self.popen.send_signal(sig)
-        if sig == signal.SIGSTOP:
-            self.wait_state("T")
-        elif sig != signal.SIGCONT:
-            self.popen.wait(DEFAULT_TIMEOUT)
-
-    def wait_state(self, state: str, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Wait until every thread's state in /proc is ``state`` (e.g. "T": stopped)."""
-        deadline = time.monotonic() + timeout
-        tasks = Path(f"/proc/{self.popen.pid}/task")
-        while True:
-            states = set()
-            for task in tasks.iterdir():
-                with contextlib.suppress(OSError):
-                    states.add((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
-            if states == {state}:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name}: state {states}, not {state}")
-            time.sleep(0.005)   # polling the kernel's view, bounded by the deadline
-
-    def stop(self) -> None:
-        """End the process however it is doing; used by fixtures at teardown."""
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        self.close_stdin()
-
-    def assert_no_traceback(self) -> None:
-        assert "Traceback" not in self.text(), f"{self.name} printed a traceback:\n{self.text()}"
+# A line of a ttweet session log, and the header that opens each session in it.
+REPORT_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[(client|server)\] \[(GENERAL|CONNECTION|ERROR)\] "
+    r"\S.*$")
+HEADER_LINE = re.compile(r"^==== \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} new session: .* ====$")
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port the kernel says is free now (for programs that cannot take port 0)."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class Proc(driver.Proc):
+    """One running program whose output is read line by line in the background; a failed
+    wait quotes its whole output."""
 
-
-def wait_for_port(port: int, timeout: float = DEFAULT_TIMEOUT) -> None:
-    """Wait until something accepts TCP connections on 127.0.0.1:port."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"nothing listens on port {port}") from None
-            time.sleep(0.02)  # polling a socket, not waiting blindly: bounded by the deadline
+    failure_tail = None
 
 
 class Cluster:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
+from conftest import HEADER_LINE, REPORT_LINE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,11 +31,6 @@ from protocol.ttweet import (
     parse_port,
     serve,
 )
-
-REPORT_LINE = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[(client|server)\] \[(GENERAL|CONNECTION|ERROR)\] "
-    r"\S.*$")
-HEADER_LINE = re.compile(r"^==== \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} new session: .* ====$")
 
 
 def protocol_error(code: str):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -11,7 +10,16 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import DEFAULT_TIMEOUT, PYTHON, ROOT, Cluster, Proc, free_port
+from conftest import (
+    DEFAULT_TIMEOUT,
+    HEADER_LINE,
+    PYTHON,
+    REPORT_LINE,
+    ROOT,
+    Cluster,
+    Proc,
+    free_port,
+)
 
 from protocol.limits import TTWEET_EMPTY, TTWEET_MAX, TTWEET_REQUEST_MAX
 from protocol.ttweet import (
@@ -30,10 +38,6 @@ from protocol.ttweet import (
     encode_request,
 )
 
-REPORT_LINE = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[(client|server)\] \[(GENERAL|CONNECTION|ERROR)\] "
-    r"\S.*$")
-HEADER_LINE = re.compile(r"^==== \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} new session: .* ====$")
 CLIENT_ENV = {**os.environ, "PYTHONIOENCODING": "utf-8"}
 
 

@@ -240,7 +240,7 @@ def raise_open_files(needed: int) -> None:
 
 
 def start_echo() -> tuple[Proc, int]:
-    proc = Proc("echo", [str(Path(__file__).resolve()), "--role", "echo-server"])
+    proc = Proc([str(Path(__file__).resolve()), "--role", "echo-server"], "echo")
     return proc, int(proc.expect(r"listening on [\d.]+:(\d+)", IO_TIMEOUT).group(1))
 
 
@@ -453,7 +453,7 @@ def bench_tracker(sizes: Sizes, workdir: Path) -> Row:
 # ---- 2. the ring ---------------------------------------------------------------------------------
 def start_users(port: int, handles: Sequence[str], follow: str | None) -> list[Proc]:
     """user.py processes, registered (and following ``follow``), started in parallel."""
-    users = [Proc(h, ["user.py", "127.0.0.1", str(port), "-q"]) for h in handles]
+    users = [Proc(["user.py", "127.0.0.1", str(port), "-q"], h) for h in handles]
     for user, handle in zip(users, handles, strict=True):
         user.send(f"register {handle}")
         user.send(f"pw-{handle}")
@@ -494,7 +494,7 @@ def user_tweet(author: Proc, handle: str, size: int, number: int) -> tuple[float
 
 def start_bare_ring(size: int) -> list[Proc]:
     """The bare UDP ring: an author node and ``size`` follower nodes, linked and ready."""
-    nodes = [Proc(f"node{i}", [str(Path(__file__).resolve()), "--role", "ring-node"])
+    nodes = [Proc([str(Path(__file__).resolve()), "--role", "ring-node"], f"node{i}")
              for i in range(size + 1)]
     try:
         ports = [int(node.expect(r"^port (\d+)", IO_TIMEOUT).group(1)) for node in nodes]
@@ -716,7 +716,7 @@ def bench_ttweet(sizes: Sizes, workdir: Path) -> Row:
     uncached = {key: value for key, value in cached.items() if key != "PYTHONPYCACHEPREFIX"}
     uncached["PYTHONDONTWRITEBYTECODE"] = "1"       # the standard library's own cache only
     port = free_port()
-    server = Proc("ttweetsrv", ["ttweetsrv.py", str(port), "--log", str(log)])
+    server = Proc(["ttweetsrv.py", str(port), "--log", str(log)], "ttweetsrv")
     download = [PYTHON, "ttweetcl.py", "-d", "127.0.0.1", str(port), "--log", str(log)]
     expected = "Received Message: benchmark"
     try:

@@ -134,8 +134,8 @@ class Demo:
         self.procs["tracker"] = proc
 
     def start_user(self, handle: str) -> Proc:
-        proc = Proc(handle, ["user.py", "127.0.0.1", str(self.port), "-q", *self.peer_args,
-                             "--trace-file", str(self.trace_file(handle))])
+        proc = Proc(["user.py", "127.0.0.1", str(self.port), "-q", *self.peer_args,
+                     "--trace-file", str(self.trace_file(handle))], handle)
         self.procs[handle] = proc
         return proc
 

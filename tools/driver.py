@@ -1,12 +1,14 @@
-"""Drive real Tweeter processes through pipes, synchronised on their output (demo and bench).
+"""Drive real Tweeter processes through pipes, synchronised on their output.
 
 ``Proc`` runs one program (``python3 <args>``) with stdin and stdout as pipes; a reader thread
-collects every line it prints (stderr merged), stamped with a global arrival number so that the
-output of many processes can be shown in the order it came.  ``expect`` waits, with a timeout,
-for the next line that matches a pattern.  Nothing here sleeps to wait for something.
+collects every line it prints (stderr merged).  ``lines`` holds the text of each line; beside it
+``stamps`` holds a global arrival number (so that the output of many processes can be shown in
+the order it came) and the ``time.monotonic()`` at which it was read.  ``expect`` waits, with a
+timeout, for the next line that matches a pattern.  Nothing here sleeps to wait for something.
 
-Used by ``tools/demo.py`` and ``tools/bench.py`` (run as scripts, so this folder is on
-``sys.path``); standard library only.
+The one process driver of the project: used by ``tools/demo.py`` and ``tools/bench.py`` (run as
+scripts, so this folder is on ``sys.path``) and by the tests (``tests/conftest.py`` imports it as
+``tools.driver``); standard library only.
 """
 
 from __future__ import annotations
@@ -31,15 +33,21 @@ _arrival = itertools.count()        # global order of lines across all processes
 _arrival_lock = threading.Lock()
 
 
-class Timeout(Exception):
-    """A process did not print what was expected in time (or ended first)."""
+class Timeout(AssertionError):
+    """A process did not print (or do) what was expected in time, or ended first.
+
+    An ``AssertionError``, so that in a test it fails the test with the output that explains it.
+    """
 
 
 class Proc:
     """One running program whose output is read line by line in the background."""
 
-    def __init__(self, name: str, args: list[str], cwd: Path | str = ROOT,
-                 env: dict[str, str] | None = None) -> None:
+    #: How many of the last lines a failed wait quotes (None: all of them).
+    failure_tail: int | None = 15
+
+    def __init__(self, args: list[str], name: str, env: dict[str, str] | None = None,
+                 cwd: Path | str = ROOT) -> None:
         self.name = name
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
         full_env.update(env or {})
@@ -47,7 +55,8 @@ class Proc:
             [PYTHON, *args], cwd=cwd, env=full_env, text=True, encoding="utf-8",
             errors="backslashreplace", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, bufsize=1)
-        self.lines: list[tuple[int, float, str]] = []      # (arrival, monotonic time, text)
+        self.lines: list[str] = []                  # the text of every line, in order
+        self.stamps: list[tuple[int, float]] = []   # beside each: (arrival, monotonic time)
         self.cursor = 0         # where the next expect starts looking
         self.shown = 0          # lines already handed out by take_unshown
         self._changed = threading.Condition()
@@ -65,47 +74,57 @@ class Proc:
             with _arrival_lock:
                 order = next(_arrival)
             with self._changed:
-                self.lines.append((order, stamp, line.rstrip("\n")))
+                self.stamps.append((order, stamp))
+                self.lines.append(line.rstrip("\n"))
                 self._changed.notify_all()
         with self._changed:
             self._eof = True
             self._changed.notify_all()
 
     # ---- output ----------------------------------------------------------------------------
-    def expect(self, pattern: str, timeout: float = TIMEOUT) -> re.Match[str]:
-        """Wait for the next line (after earlier matches) that matches ``pattern``."""
-        return self.expect_stamped(pattern, timeout)[0]
+    def expect(self, pattern: str, timeout: float = TIMEOUT,
+               since: int | None = None) -> re.Match[str]:
+        """Wait for the next line matching ``pattern``: after earlier matches, or from line
+        index ``since`` when given (a look back that leaves later expectations where they were).
+        """
+        return self.expect_stamped(pattern, timeout, since)[0]
 
-    def expect_stamped(self, pattern: str, timeout: float = TIMEOUT
+    def expect_stamped(self, pattern: str, timeout: float = TIMEOUT, since: int | None = None
                        ) -> tuple[re.Match[str], float]:
         """As ``expect``, with the ``time.monotonic()`` at which the line was read."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                for index in range(self.cursor, len(self.lines)):
-                    match = regex.search(self.lines[index][2])
+                first = self.cursor if since is None else since
+                for index in range(first, len(self.lines)):
+                    match = regex.search(self.lines[index])
                     if match:
-                        self.cursor = index + 1
-                        return match, self.lines[index][1]
+                        self.cursor = max(self.cursor, index + 1)
+                        return match, self.stamps[index][1]
                 remaining = deadline - time.monotonic()
                 if self._eof or remaining <= 0:
                     why = "it ended" if self._eof else f"nothing within {timeout:g}s"
-                    tail = "\n".join(f"    {text}" for _, _, text in self.lines[-15:])
-                    raise Timeout(f"{self.name}: no line matching {pattern!r} ({why}); "
-                                  f"its last lines:\n{tail}")
+                    raise Timeout(f"{self.name}: no line matching {pattern!r} ({why})"
+                                  + self._output())
                 self._changed.wait(remaining)
+
+    def _output(self) -> str:
+        """The lines a failure quotes, introduced (the caller holds ``_changed``)."""
+        tail = self.lines if self.failure_tail is None else self.lines[-self.failure_tail:]
+        which = "output" if len(tail) == len(self.lines) else "last lines"
+        return f"; its {which}:\n" + "\n".join(f"    {text}" for text in tail)
 
     def take_unshown(self) -> list[tuple[int, str]]:
         """The lines not handed out before, as (arrival number, text)."""
         with self._changed:
-            fresh = self.lines[self.shown:]
+            fresh = zip(self.stamps[self.shown:], self.lines[self.shown:], strict=True)
             self.shown = len(self.lines)
-        return [(order, text) for order, _, text in fresh]
+            return [(order, text) for (order, _), text in fresh]
 
     def text(self) -> str:
         with self._changed:
-            return "\n".join(text for _, _, text in self.lines)
+            return "\n".join(self.lines)
 
     def wait_eof(self, timeout: float = TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
@@ -113,8 +132,13 @@ class Proc:
             while not self._eof:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise Timeout(f"{self.name}: its output did not end within {timeout:g}s")
+                    raise Timeout(f"{self.name}: its output did not end within {timeout:g}s"
+                                  + self._output())
                 self._changed.wait(remaining)
+
+    def assert_no_traceback(self) -> None:
+        text = self.text()
+        assert "Traceback" not in text, f"{self.name} printed a traceback:\n{text}"
 
     # ---- input and life ------------------------------------------------------------------------
     def send(self, line: str) -> None:
@@ -141,6 +165,32 @@ class Proc:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGINT)
         return self.wait(timeout)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` and wait until it took effect: the process ended, or (SIGSTOP) every
+        thread of it is stopped."""
+        if self.popen.poll() is not None:
+            return
+        self.popen.send_signal(sig)
+        if sig == signal.SIGSTOP:
+            self.wait_state("T")
+        elif sig != signal.SIGCONT:
+            self.popen.wait(TIMEOUT)
+
+    def wait_state(self, state: str, timeout: float = TIMEOUT) -> None:
+        """Wait until every thread's state in /proc is ``state`` (e.g. "T": stopped)."""
+        deadline = time.monotonic() + timeout
+        tasks = Path(f"/proc/{self.popen.pid}/task")
+        while True:
+            states = set()
+            for task in tasks.iterdir():
+                with contextlib.suppress(OSError):
+                    states.add((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+            if states == {state}:
+                return
+            if time.monotonic() > deadline:
+                raise Timeout(f"{self.name}: state {states}, not {state}")
+            time.sleep(0.005)   # polling the kernel's view, bounded by the deadline
 
     def stop(self) -> None:
         """End the process however it is doing (used when cleaning up)."""
@@ -179,6 +229,6 @@ def start_tracker(*extra: str, name: str = "tracker", timeout: float = TIMEOUT
     """``tracker.py`` on a free port of 127.0.0.1 (``--db :memory:`` unless ``--db`` is given);
     returns the process and its port once it listens."""
     db = [] if "--db" in extra else ["--db", ":memory:"]
-    proc = Proc(name, ["tracker.py", "0", "--host", "127.0.0.1", *db, *extra])
+    proc = Proc(["tracker.py", "0", "--host", "127.0.0.1", *db, *extra], name)
     port = int(proc.expect(r"listening on [\d.]+:(\d+)", timeout).group(1))
     return proc, port
