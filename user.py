@@ -105,6 +105,11 @@ class Console:
             else:
                 print(text, flush=True)
 
+    @property
+    def tracing(self) -> bool:
+        """Whether trace lines or trace records are wanted at all."""
+        return not self.quiet or self.records.stream is not None
+
     def trace(self, text: str) -> None:
         if not self.quiet:
             self.say(f"[trace] {text}")
@@ -334,10 +339,11 @@ class PeerNode:
     # ---- sending ---------------------------------------------------------------------------
     def _send(self, role: str, to: tuple[str, int], message: Datagram, label: str,
               handle: str) -> None:
-        summary = datagrams.summary(message)
-        self.console.records.send(handle, summary.split()[0], summary)
-        if not isinstance(message, Ack):
-            self.console.trace(f"{self.handle} -> {label} {to[0]}:{to[1]} {summary}")
+        if self.console.tracing:                # nobody reads it otherwise: no work per hop
+            summary = datagrams.summary(message)
+            self.console.records.send(handle, summary.split()[0], summary)
+            if not isinstance(message, Ack):
+                self.console.trace(f"{self.handle} -> {label} {to[0]}:{to[1]} {summary}")
         try:
             self.sockets[role].sendto(datagrams.encode(message), to)
         except (OSError, KeyError) as error:
@@ -449,9 +455,10 @@ class PeerNode:
             outgoing.acked = True
             outgoing.done.set()
             return
-        summary = datagrams.summary(message)
-        self.console.records.recv(self.name_of(sender, message), summary.split()[0], summary)
-        self.console.trace(f"{self.handle} <- {where} {summary}")
+        if self.console.tracing:
+            summary = datagrams.summary(message)
+            self.console.records.recv(self.name_of(sender, message), summary.split()[0], summary)
+            self.console.trace(f"{self.handle} <- {where} {summary}")
         if isinstance(message, SetupMsg) and role == "middle":
             self._on_setup(message, sender)
         elif isinstance(message, TeardownMsg) and role == "middle":
@@ -1159,17 +1166,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with contextlib.ExitStack() as stack:
-        trace_stream = None
-        if args.trace_file:
-            try:
-                trace_stream = stack.enter_context(open(args.trace_file, "a", encoding="utf-8"))
-            except OSError as error:
-                print(f"user.py: cannot write the trace file {args.trace_file}: "
-                      f"{error.strerror}", file=sys.stderr)
-                return 1
+    if not args.trace_file:
+        return run(args, TraceWriter(None, "user"))
+    try:
+        trace_stream = open(args.trace_file, "a", encoding="utf-8")  # noqa: SIM115 (with below)
+    except OSError as error:
+        print(f"user.py: cannot write the trace file {args.trace_file}: {error.strerror}",
+              file=sys.stderr)
+        return 1
+    with trace_stream:
         return run(args, TraceWriter(trace_stream, "user"))
-    return 1        # not reached: the with block returns
 
 
 def run(args: argparse.Namespace, records: TraceWriter) -> int:

@@ -567,8 +567,7 @@ class TrackerCore:
                        f"{new} new tweets since the last session", handle=name, new=new)
 
     def _cmd_logout(self, session: Session) -> Reply:
-        me = session.handle
-        assert me is not None
+        me = self._me(session)
         self._announce(me, online=False)
         self._go_offline(session)
         return success(f"{me} logged out; everything is kept")
@@ -697,8 +696,7 @@ class TrackerCore:
         problem = check_count(count)
         if problem:
             return failure(*problem)
-        assert session.handle is not None
-        return self._tweets("tweets in the feed", self.store.feed(session.handle, count))
+        return self._tweets("tweets in the feed", self.store.feed(self._me(session), count))
 
     def _cmd_retweet(self, session: Session, tid: int) -> Reply:
         original = self.store.tweet(tid)
@@ -706,12 +704,13 @@ class TrackerCore:
             return failure("UNKNOWN_TWEET", f"there is no tweet #{tid}")
         if original.retweet_of is not None:     # retweet the original, not "RT @x: RT @y: …"
             original = self.store.tweet(original.retweet_of) or original
-        assert session.handle is not None
         text = f"RT {original.author}: {original.text}"
-        if len(text) > limits.RING_TEXT_MAX:    # a retweet whose original was deleted
+        # A retweet whose original was deleted reads as an original (retweet_of is null):
+        # quoting it again could outgrow what a ring datagram carries.
+        if len(text) > limits.RING_TEXT_MAX:
             return failure("TOO_LONG", f"the retweet would have {len(text)} characters; "
                                        f"a ring carries at most {limits.RING_TEXT_MAX}")
-        return self._start_tweet(session.handle, text, retweet_of=original.id)
+        return self._start_tweet(self._me(session), text, retweet_of=original.id)
 
     def _cmd_search(self, session: Session, tag: str) -> Reply:
         problem = check_tag(tag)
@@ -733,8 +732,7 @@ class TrackerCore:
         problem = check_text(text, "say")
         if problem:
             return failure(*problem)
-        me = session.handle
-        assert me is not None
+        me = self._me(session)
         listeners = [entry.peer.handle for entry in self._online.values()
                      if not entry.lost and handle_key(entry.peer.handle) != handle_key(me)]
         for listener in listeners:
@@ -749,8 +747,7 @@ class TrackerCore:
         target = self._known(to)
         if isinstance(target, Reply):
             return target
-        me = session.handle
-        assert me is not None
+        me = self._me(session)
         if self.store.is_blocked(target, me):
             return failure("BLOCKED", f"{target} has blocked {me}")
         entry = self._online.get(handle_key(target))
@@ -764,17 +761,16 @@ class TrackerCore:
 
     def _cmd_message_undelivered(self, session: Session, message_id: int) -> Reply:
         """The peer-to-peer send failed: keep the message for the recipient's next login."""
-        assert session.handle is not None
-        if not self.store.set_delivered(message_id, session.handle, delivered=False):
-            return failure("UNKNOWN_MESSAGE", f"{session.handle} sent no message #{message_id}")
+        me = self._me(session)
+        if not self.store.set_delivered(message_id, me, delivered=False):
+            return failure("UNKNOWN_MESSAGE", f"{me} sent no message #{message_id}")
         return success(f"message #{message_id} kept for the recipient's next login")
 
     def _cmd_block(self, session: Session, handle: str) -> Reply:
         target = self._known(handle)
         if isinstance(target, Reply):
             return target
-        me = session.handle
-        assert me is not None
+        me = self._me(session)
         if handle_key(target) == handle_key(me):
             return failure("SELF_BLOCK", f"{me} cannot block itself")
         if not self.store.block(me, target):
@@ -785,8 +781,7 @@ class TrackerCore:
         target = self._known(handle)
         if isinstance(target, Reply):
             return target
-        me = session.handle
-        assert me is not None
+        me = self._me(session)
         if not self.store.unblock(me, target):
             return failure("NOT_BLOCKED", f"{me} has not blocked {target}")
         return success(f"{me} unblocked {target}")
