@@ -35,6 +35,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from adapters.output import OutputQueue
 from protocol import limits
 from protocol.accounts import LoginThrottle
 from protocol.text import escape_for_terminal
@@ -288,13 +289,19 @@ class Trace:
     def __init__(self, quiet: bool, records: TraceWriter | None = None) -> None:
         self.quiet = quiet
         self.records = records or TraceWriter(None, "tracker")
-        self._lock = threading.Lock()
+        # A console that stops reading must not stop the tracker: lines wait in a bounded
+        # queue for one writer thread, and are dropped (and counted) when it is full.
+        self.output = OutputQueue(self._write, name="trace")
+
+    @staticmethod
+    def _write(text: str) -> None:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
 
     def line(self, text: str, always: bool = False) -> None:
         if self.quiet and not always:
             return
-        with self._lock:
-            print(text, flush=True)
+        self.output.put(text)
 
     def frame(self, arrow: str, session: Session, data: bytes, kind: str) -> None:
         if self.quiet and self.records.stream is None:
@@ -565,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
             server.serve_forever()
         except KeyboardInterrupt:
             trace.line("[tracker] stopped", always=True)
+        finally:
+            trace.output.flush()
     return 0
 
 

@@ -577,6 +577,7 @@ def run(args: argparse.Namespace, records: TraceWriter) -> int:
     shell = UserShell(connect, node, console, args)
     if not shell.connect():
         shell.close()
+        console.output.flush()
         return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
@@ -587,6 +588,7 @@ def run(args: argparse.Namespace, records: TraceWriter) -> int:
         shell.do_quit("")       # Ctrl-C ends like quit: logged out, nothing deleted
     finally:
         shell.close()
+        console.output.flush()      # the last lines (e.g. "bye") reach the terminal
     return 0
 
 

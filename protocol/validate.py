@@ -6,6 +6,8 @@ that the tracker sends back as its ``FAILURE`` reason.  They never raise on bad 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 
 from protocol import limits
@@ -42,6 +44,25 @@ def check_ipv4(value: object) -> Problem:
     if isinstance(value, str) and is_ipv4_address(value):
         return None
     return ("BAD_ADDRESS", f"{value!r} is not an IPv4 address (dotted quad, e.g. 127.0.0.1)")
+
+
+PUBLIC_KEY_CHARS = 88      # base64 of 64 bytes: Ed25519 and X25519 public keys (protocol.auth)
+
+
+def is_public_key(value: object) -> bool:
+    """A peer's public ``key`` as the tuples carry it (checked for shape, not for trust)."""
+    if not isinstance(value, str) or len(value) != PUBLIC_KEY_CHARS or not value.isascii():
+        return False
+    try:
+        return len(base64.b64decode(value, validate=True)) == 64
+    except (binascii.Error, ValueError):
+        return False
+
+
+def check_public_key(value: object) -> Problem:
+    if is_public_key(value):
+        return None
+    return ("BAD_KEY", "a key is 88 characters of base64: the session's two public keys")
 
 
 def check_port(value: object) -> Problem:
