@@ -38,6 +38,7 @@ from adapters.console import Console, clock_time
 from adapters.peer_node import PeerNode
 from adapters.tracker_link import TrackerLink
 from protocol import limits
+from protocol.auth import SessionKeys
 from protocol.ring import Peer
 from protocol.text import escape_for_terminal
 from protocol.trace import TraceWriter
@@ -218,7 +219,8 @@ class UserShell(cmd.Cmd):
         except ValueError:
             return self.fail("BAD_PORT", "ports are numbers from 0 to 65535")
         try:
-            me = self.node.bind(ip, ports, words[0])
+            keys = SessionKeys.generate()      # every login is a new epoch (SPEC §3)
+            me = self.node.bind(ip, ports, words[0], keys.public)
         except OSError as error:
             return self.fail("PORT_IN_USE", f"cannot bind {ip} {' '.join(port_words)}: "
                                             f"{error.strerror}; nothing was sent")
@@ -231,7 +233,7 @@ class UserShell(cmd.Cmd):
             self.node.close()
             return self.fail("BAD_PASSWORD", "a password is needed; nothing was sent")
         reply = self.show(self.request(cmd_name, handle=words[0], ip=ip, password=password,
-                                            ports=[me.left, me.middle, me.right]))
+                                       ports=[me.left, me.middle, me.right], key=keys.public))
         if reply.ok:
             named = reply.data.get("handle")
             self.handle = named if is_handle(named) else words[0]

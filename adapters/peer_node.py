@@ -96,7 +96,7 @@ class PeerNode:
         self._wakeup: socket.socket | None = None     # written to when a new deadline is set
 
     # ---- life ------------------------------------------------------------------------------
-    def bind(self, ip: str, ports: Sequence[int], handle: str) -> Peer:
+    def bind(self, ip: str, ports: Sequence[int], handle: str, public_key: str) -> Peer:
         """Bind left, middle and right on ``ip`` (0 = any free port); raise OSError if taken."""
         bound: dict[str, socket.socket] = {}
         try:
@@ -110,7 +110,7 @@ class PeerNode:
             raise
         self.sockets = bound
         ports = (bound[role].getsockname()[1] for role in ("left", "middle", "right"))
-        self.me = Peer(handle, ip, *ports)
+        self.me = Peer(handle, ip, *ports, public_key)
         if self.own_ring.author and self.own_ring.author.key != self.me.key:
             self.own_ring = FollowerRing()     # another handle: the old ring is not its own
         selector = selectors.DefaultSelector()

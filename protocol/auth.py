@@ -1,10 +1,11 @@
 """Session keys and the authenticators of peer datagrams (SPEC §3.5; PROTOCOL.md §3.3).
 
-Every login makes fresh :class:`SessionKeys`: an Ed25519 pair that signs the user's tweets and an X25519 pair that agrees a secret with each peer it talks
-to.  The public halves travel as one string, the ``key`` of a peer tuple
-(``base64(ed25519 public ‖ x25519 public)``, 88 characters), which the tracker hands out with the
-tuples it already sends.  The tracker authenticates every session by its password, so a key it
-hands out belongs to that handle's current login, and to no other.
+Every login makes fresh :class:`SessionKeys`: an Ed25519 pair that signs the user's tweets and
+an X25519 pair that agrees a secret with each peer it talks to.  The public halves travel as one
+string, the ``key`` of a peer tuple (``base64(ed25519 public ‖ x25519 public)``, 88 characters),
+which the tracker hands out with the tuples it already sends.  The tracker authenticates every
+session by its password, so a key it hands out belongs to that handle's current login, and to no
+other.
 
 Two authenticators, chosen for cost (a signature costs about 40 µs to make and 130 µs to check,
 a MAC about 4 µs):

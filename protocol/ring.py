@@ -15,35 +15,38 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from protocol.validate import check_ipv4, check_port, is_handle
+from protocol.validate import check_ipv4, check_port, is_handle, is_public_key
 
 
 @dataclass(frozen=True)
 class Peer:
-    """A user as the ring knows it: its handle, IPv4 address and three UDP ports."""
+    """A user as the ring knows it: its handle, IPv4 address, three UDP ports, and the public
+    keys of its current login (``protocol.auth``): a new login is a new tuple."""
 
     handle: str
     ip: str
     left: int
     middle: int
     right: int
+    public_key: str         # the wire calls it `key`
 
     @property
     def key(self) -> str:
         return self.handle.lower()
 
     def as_list(self) -> list[object]:
-        return [self.handle, self.ip, self.left, self.middle, self.right]
+        return [self.handle, self.ip, self.left, self.middle, self.right, self.public_key]
 
     @classmethod
     def from_list(cls, row: object) -> Peer:
-        """A peer from its wire form; ValueError if it is not [handle, ipv4, port, port, port]."""
-        if not isinstance(row, list) or len(row) != 5:
-            raise ValueError("a peer is [handle, ip, left, middle, right]")
-        handle, ip, *ports = row
-        if not is_handle(handle) or check_ipv4(ip) or any(check_port(p) for p in ports):
+        """A peer from its wire form; ValueError unless [handle, ipv4, port, port, port, key]."""
+        if not isinstance(row, list) or len(row) != 6:
+            raise ValueError("a peer is [handle, ip, left, middle, right, key]")
+        handle, ip, left, middle, right, public_key = row
+        if not is_handle(handle) or check_ipv4(ip) or not is_public_key(public_key) \
+                or any(check_port(p) for p in (left, middle, right)):
             raise ValueError(f"not a valid peer: {row!r:.80}")
-        return cls(handle, ip, *ports)
+        return cls(handle, ip, left, middle, right, public_key)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from protocol.validate import (
     check_handle,
     check_ipv4,
     check_ports,
+    check_public_key,
     check_tag,
     check_text,
     handle_key,
@@ -464,9 +465,9 @@ class TrackerCore:
         name = self.store.find(handle)  # type: ignore[arg-type]
         return name if name else failure("UNKNOWN_HANDLE", f"{handle} is not registered")
 
-    def _go_online(self, session: Session, handle: str, ip: str, ports: list[int]) -> None:
-        session.handle = handle
-        self._online[handle_key(handle)] = _Online(session, Peer(handle, ip, *ports))
+    def _go_online(self, session: Session, peer: Peer) -> None:
+        session.handle = peer.handle
+        self._online[handle_key(peer.handle)] = _Online(session, peer)
 
     def _go_offline(self, session: Session, still_listed: bool = False) -> None:
         """The session stops acting for its handle; its running tweet, if any, ends."""
@@ -505,9 +506,9 @@ class TrackerCore:
 
     # ---- accounts (these two take the lock themselves: hashing happens outside it) -----------
     def _cmd_register(self, session: Session, handle: str, ip: str, ports: list[int],
-                      password: str) -> Reply:
+                      password: str, key: str) -> Reply:
         problem = (check_handle(handle) or check_ipv4(ip) or check_ports(ports)
-                   or check_password(password))
+                   or check_public_key(key) or check_password(password))
         if problem:
             return failure(*problem)
         with self._lock:        # a cheap early answer, before spending time on the hash
@@ -524,13 +525,14 @@ class TrackerCore:
                 return failure("DUPLICATE_HANDLE",
                                f"{self.store.find(handle)} is already registered")
             self.store.set_last_seen(handle, self.store.latest_tweet_id())
-            self._go_online(session, handle, ip, ports)
+            self._go_online(session, Peer(handle, ip, *ports, key))
         return success(f"{handle} registered at {ip} ports {ports[0]} {ports[1]} {ports[2]}",
                        handle=handle)
 
     def _cmd_login(self, session: Session, handle: str, ip: str, ports: list[int],
-                   password: str) -> Reply:
-        problem = check_handle(handle) or check_ipv4(ip) or check_ports(ports)
+                   password: str, key: str) -> Reply:
+        problem = (check_handle(handle) or check_ipv4(ip) or check_ports(ports)
+                   or check_public_key(key))
         if problem:
             return failure(*problem)
         with self._lock:
@@ -557,7 +559,7 @@ class TrackerCore:
                 return failure("SERVER_FULL", f"the tracker has {self.session_max} users online")
             self.throttle.succeeded(handle_key(name))
             new = self.store.feed_count_after(name, self.store.last_seen(name))
-            self._go_online(session, name, ip, ports)
+            self._go_online(session, Peer(name, ip, *ports, key))
             self._announce(name, online=True)
             for message in self.store.take_undelivered(name):   # kept while it was offline
                 session.after_reply.append(Push("message", {

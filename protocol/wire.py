@@ -28,8 +28,9 @@ FAILURE = "FAILURE"
 # Argument names and JSON types of every request; a name ending in "?" is optional.
 # `int` excludes bool (checked below).
 COMMANDS: dict[str, dict[str, type]] = {
-    "register": {"handle": str, "ip": str, "ports": list, "password": str},
-    "login": {"handle": str, "ip": str, "ports": list, "password": str},
+    # `key`: the session's public keys (protocol.auth), handed out with its tuple.
+    "register": {"handle": str, "ip": str, "ports": list, "password": str, "key": str},
+    "login": {"handle": str, "ip": str, "ports": list, "password": str, "key": str},
     "logout": {},
     "query-handles": {},
     "follow": {"follower": str, "followee": str},

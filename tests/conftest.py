@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # tools/, pr
 from tools import driver
 from tools.driver import PYTHON as PYTHON
 from tools.driver import ROOT as ROOT
+from tools.driver import SAMPLE_KEY as SAMPLE_KEY
 from tools.driver import TIMEOUT as DEFAULT_TIMEOUT
 from tools.driver import free_port as free_port
 
@@ -157,7 +158,7 @@ class RawClient:
         return frame
 
     def register(self, handle: str, ports: list[int], password: str | None = None) -> dict:
-        return self.call("register", handle=handle, ip="127.0.0.1", ports=ports,
+        return self.call("register", handle=handle, ip="127.0.0.1", ports=ports, key=SAMPLE_KEY,
                          password=password or password_of(handle))
 
     def call(self, cmd: str, **args: object) -> dict:

@@ -7,6 +7,7 @@ import string
 from typing import Any
 
 import pytest
+from conftest import SAMPLE_KEY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,7 +36,7 @@ HANDLES = st.text(st.sampled_from(string.ascii_letters), min_size=1,
                   max_size=limits.HANDLE_MAX).map(lambda letters: "@" + letters)
 IPS = st.lists(st.integers(0, 255), min_size=4, max_size=4).map(lambda o: ".".join(map(str, o)))
 PORTS = st.integers(1, 65535)
-PEERS = st.builds(Peer, HANDLES, IPS, PORTS, PORTS, PORTS)
+PEERS = st.builds(Peer, HANDLES, IPS, PORTS, PORTS, PORTS, st.just(SAMPLE_KEY))
 SEQS = st.integers(0, 2**53 - 1)
 TEXTS = st.text(st.characters(exclude_categories=["Cc", "Cs"]), min_size=1,
                 max_size=limits.TWEET_MAX).filter(lambda text: check_text(text) is None)
@@ -107,7 +108,7 @@ def rejected(obj: object) -> None:
         decode(dumps(obj))
 
 
-PEER = ["@bob", "127.0.0.1", 5001, 5002, 5003]
+PEER = ["@bob", "127.0.0.1", 5001, 5002, 5003, SAMPLE_KEY]
 GOOD_SETUP = {"kind": "setup", "seq": 1, "ring": "@alice", "author": PEER, "left": PEER,
               "right": PEER}
 GOOD_TWEET = {"kind": "tweet", "seq": 1, "ring": "@alice", "tid": 4, "text": "hello",
@@ -219,9 +220,9 @@ def test_good_datagrams_decode() -> None:
     assert decode(b'{"kind":"ack","seq":0}') == Ack(0)
     assert decode(dumps({"kind": "teardown", "seq": 9, "ring": "@Al"})) == TeardownMsg(9, "@Al")
     setup = decode(dumps(GOOD_SETUP))
-    assert setup == SetupMsg(1, "@alice", Peer("@bob", "127.0.0.1", 5001, 5002, 5003),
-                             Peer("@bob", "127.0.0.1", 5001, 5002, 5003),
-                             Peer("@bob", "127.0.0.1", 5001, 5002, 5003))
+    assert setup == SetupMsg(1, "@alice", Peer("@bob", "127.0.0.1", 5001, 5002, 5003, SAMPLE_KEY),
+                             Peer("@bob", "127.0.0.1", 5001, 5002, 5003, SAMPLE_KEY),
+                             Peer("@bob", "127.0.0.1", 5001, 5002, 5003, SAMPLE_KEY))
     tweet = decode(dumps({**GOOD_TWEET, "skipped": ["@x", "@Y"]}))
     assert tweet == TweetMsg(1, "@alice", 4, "hello", "@alice", 0, ("@x", "@Y"))
     detour = decode(dumps({**GOOD_TWEET, "kind": "detour", "dead": "@x"}))
@@ -261,9 +262,10 @@ def test_bad_headers(obj: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(("field", "value"), [
     ("author", None), ("author", PEER[:4]), ("author", [*PEER, 1]), ("author", "@bob"),
-    ("left", ["bob", "127.0.0.1", 1, 2, 3]), ("left", ["@bob", "127.0.0.256", 1, 2, 3]),
-    ("left", ["@bob", "localhost", 1, 2, 3]), ("right", ["@bob", "127.0.0.1", 0, 2, 3]),
-    ("right", ["@bob", "127.0.0.1", 1, 2, 65536]), ("right", ["@bob", "127.0.0.1", True, 2, 3]),
+    ("left", ["bob", "127.0.0.1", 1, 2, 3]), ("left", ["@bob", "127.0.0.256", 1, 2, 3, SAMPLE_KEY]),
+    ("left", ["@bob", "localhost", 1, 2, 3]), ("right", ["@bob", "127.0.0.1", 0, 2, 3, SAMPLE_KEY]),
+    ("right", ["@bob", "127.0.0.1", 1, 2, 65536, SAMPLE_KEY]),
+    ("right", ["@bob", "127.0.0.1", True, 2, 3]),
     ("right", ["@bob", "127.0.0.1", 1, "2", 3]), ("right", ["@bob", "127.0.0.1", 1, 2.0, 3]),
     ("right", {"handle": "@bob"}),
 ])

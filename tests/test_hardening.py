@@ -17,11 +17,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import DEFAULT_TIMEOUT, Cluster, RawClient, Tweeter, User, password_of
+from conftest import (
+    DEFAULT_TIMEOUT,
+    SAMPLE_KEY,
+    Cluster,
+    RawClient,
+    Tweeter,
+    User,
+    password_of,
+)
 
 COMMAND_SHAPES: dict[str, dict[str, object]] = {
-    "register": {"handle": "@fuzz", "ip": "127.0.0.1", "ports": [1, 2, 3], "password": "x"},
-    "login": {"handle": "@fuzz", "ip": "127.0.0.1", "ports": [1, 2, 3], "password": "x"},
+    "register": {"handle": "@fuzz", "ip": "127.0.0.1", "ports": [1, 2, 3], "password": "x",
+                 "key": SAMPLE_KEY},
+    "login": {"handle": "@fuzz", "ip": "127.0.0.1", "ports": [1, 2, 3], "password": "x",
+              "key": SAMPLE_KEY},
     "follow": {"follower": "@fuzz", "followee": "@a"}, "drop": {"follower": "@f", "followee": "@a"},
     "tweet": {"handle": "@fuzz", "text": "hi"}, "end-tweet": {"handle": "@f", "tid": 1,
                                                              "reached": 0, "skipped": []},
@@ -75,7 +85,7 @@ def fuzz_datagram(rng: random.Random, victim: int) -> bytes:
     choice = rng.random()
     if choice < 0.3:
         return bytes(rng.randrange(256) for _ in range(rng.randrange(0, 600)))
-    peer = ["@a", "127.0.0.1", victim, victim, victim]
+    peer = ["@a", "127.0.0.1", victim, victim, victim, SAMPLE_KEY]
     shapes: list[dict[str, object]] = [
         {"kind": "setup", "seq": 1, "ring": "@a", "author": peer, "left": peer, "right": peer},
         {"kind": "teardown", "seq": 2, "ring": "@a"},
@@ -219,7 +229,7 @@ def test_a_silent_session_goes_offline_but_heartbeats_keep_one_online(cluster: C
     alive.expect(r"^  @alive$")
     again = net.client()
     assert again.call("login", handle="@silent", ip="127.0.0.1", ports=[61001, 61002, 61003],
-                      password=password_of("@silent"))["status"] == "SUCCESS"
+                      key=SAMPLE_KEY, password=password_of("@silent"))["status"] == "SUCCESS"
 
 
 def test_a_flooding_session_is_throttled_while_another_is_served(net: Tweeter) -> None:
@@ -275,12 +285,12 @@ def test_soak_graph_and_tweets_match_the_replies(cluster: Cluster) -> None:
 
         try:
             online = do("register", None, handle=me, ip="127.0.0.1", ports=ports,
-                        password=password_of(me))["status"] == "SUCCESS"
+                        key=SAMPLE_KEY, password=password_of(me))["status"] == "SUCCESS"
             while time.monotonic() < deadline:
                 choice = rng.random()
                 if not online:
                     online = do("login", None, handle=me, ip="127.0.0.1", ports=ports,
-                                password=password_of(me))["status"] == "SUCCESS"
+                                key=SAMPLE_KEY, password=password_of(me))["status"] == "SUCCESS"
                 elif choice < 0.35:
                     other = rng.choice(handles)
                     do("follow", other, follower=me, followee=other)
@@ -381,7 +391,7 @@ def test_peers_accept_ring_traffic_only_from_the_expected_neighbour(net: Tweeter
     users["@a"].tweet("@a", "set the ring up")
     b_left, b_middle, _ = user_ports(users["@b"])
     a_ports = user_ports(users["@a"])
-    fake_author = ["@a", "127.0.0.1", *a_ports]
+    fake_author = ["@a", "127.0.0.1", *a_ports, SAMPLE_KEY]
     forged = [
         # a setup for @a's ring that does not come from @a's middle port
         (b_middle, {"kind": "setup", "seq": 1, "ring": "@a", "author": fake_author,

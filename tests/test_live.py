@@ -18,6 +18,7 @@ from conftest import (
     FAST_PEER_ARGS,
     PYTHON,
     ROOT,
+    SAMPLE_KEY,
     Cluster,
     RawClient,
     Tweeter,
@@ -218,7 +219,7 @@ def test_hostile_text_from_the_network_is_shown_escaped(net: Tweeter) -> None:
         victim.ok("follow @victim @evil")
         tweet = evil.call("tweet", handle="@evil", text="innocent")
         row = tweet["followers"][0]
-        author = ["@evil", "127.0.0.1", *ports]
+        author = ["@evil", "127.0.0.1", *ports, SAMPLE_KEY]
         setup = {"kind": "setup", "seq": 1, "ring": "@evil", "author": author, "left": author,
                  "right": author}
         sockets["middle"].sendto(json.dumps(setup).encode(), ("127.0.0.1", row[3]))

@@ -7,7 +7,7 @@ import socket
 import threading
 from pathlib import Path
 
-from conftest import Tweeter, password_of
+from conftest import SAMPLE_KEY, Tweeter, password_of
 
 from protocol.accounts import LoginThrottle, PasswordHasher
 from protocol.tracker_core import Session, TrackerCore
@@ -31,7 +31,7 @@ def call(core: TrackerCore, session: Session, cmd: str, **args: object):
 def join(core: TrackerCore, handle: str, base: int) -> Session:
     session = Session(handle)
     reply = call(core, session, "register", handle=handle, ip="127.0.0.1",
-                 ports=[base, base + 1, base + 2], password=password_of(handle))
+                 ports=[base, base + 1, base + 2], key=SAMPLE_KEY, password=password_of(handle))
     assert reply.ok, reply
     return session
 
@@ -49,7 +49,7 @@ def test_a_live_skipped_follower_goes_offline_cleanly_and_is_told() -> None:
     assert fan.handle is None and not fan.exiting
     assert core.expired(fan) is None                 # not closed as if it never logged in
     again = call(core, fan, "login", handle="@fan", ip="127.0.0.1", ports=[300, 301, 302],
-                 password=password_of("@fan"))
+                 key=SAMPLE_KEY, password=password_of("@fan"))
     assert again.ok
 
 
@@ -91,7 +91,7 @@ def test_parallel_wrong_logins_cannot_outrun_the_throttle() -> None:
     def guess(index: int) -> None:
         barrier.wait()
         reply = call(core, Session(f"guess{index}"), "login", handle="@a", ip="127.0.0.1",
-                     ports=[1, 2, 3], password="wrong")
+                     ports=[1, 2, 3], key=SAMPLE_KEY, password="wrong")
         codes.append(reply.code or "")
 
     threads = [threading.Thread(target=guess, args=(i,)) for i in range(30)]
@@ -169,7 +169,7 @@ def test_a_setup_for_a_ring_of_someone_not_followed_is_dropped(net: Tweeter) -> 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as liar:
         liar.bind(("127.0.0.1", 0))
         liar.settimeout(0.5)
-        me = ["@zed", "127.0.0.1", 1, liar.getsockname()[1], 3]
+        me = ["@zed", "127.0.0.1", 1, liar.getsockname()[1], 3, SAMPLE_KEY]
         setup = {"kind": "setup", "seq": 1, "ring": "@zed", "author": me, "left": me,
                  "right": me}
         liar.sendto(json.dumps(setup).encode(), ("127.0.0.1", ports[1]))

@@ -6,6 +6,7 @@ import string
 from collections.abc import Sequence
 
 import pytest
+from conftest import SAMPLE_KEY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +28,7 @@ State = tuple[Peer, Peer, Peer, Peer]       # member, author, left, right
 
 def peer(handle: str, ip: str = "127.0.0.1", base: int | None = None) -> Peer:
     base = base if base is not None else 10000 + 3 * (sum(map(ord, handle.lower())) % 5000)
-    return Peer(handle, ip, base, base + 1, base + 2)
+    return Peer(handle, ip, base, base + 1, base + 2, SAMPLE_KEY)
 
 
 A, B, C, D, E = (peer(h) for h in ("@a", "@b", "@c", "@d", "@e"))
@@ -68,7 +69,7 @@ AUTHOR_HANDLE = "@Author"
 
 
 def peers_for(handle_strategy: st.SearchStrategy[str]) -> st.SearchStrategy[Peer]:
-    return st.builds(lambda h, ip, base: Peer(h, ip, base, base + 1, base + 2),
+    return st.builds(lambda h, ip, base: Peer(h, ip, base, base + 1, base + 2, SAMPLE_KEY),
                      handle_strategy, IPS, PORT_BASES)
 
 
@@ -86,16 +87,23 @@ def test_ring_order_is_alphabetical_case_insensitively() -> None:
 
 
 def test_peer_key_and_lists() -> None:
-    alice = Peer("@Alice", "10.0.0.1", 1, 2, 3)
+    alice = Peer("@Alice", "10.0.0.1", 1, 2, 3, SAMPLE_KEY)
     assert alice.key == "@alice"
-    assert alice.as_list() == ["@Alice", "10.0.0.1", 1, 2, 3]
+    assert alice.as_list() == ["@Alice", "10.0.0.1", 1, 2, 3, SAMPLE_KEY]
     assert Peer.from_list(alice.as_list()) == alice
 
 
-@pytest.mark.parametrize("row", [("@Alice", "10.0.0.1", 1, 2, 3), ["@Alice", "10.0.0.1", "1", 2, 3],
-                                 ["alice", "10.0.0.1", 1, 2, 3], ["@a", "10.0.0.256", 1, 2, 3],
-                                 ["@a", "10.0.0.1", 0, 2, 3], ["@a", "10.0.0.1", 1, 2],
-                                 ["@a\x1b[2J", "10.0.0.1", 1, 2, 3], None])
+K = SAMPLE_KEY
+
+
+@pytest.mark.parametrize("row", [("@Alice", "10.0.0.1", 1, 2, 3, K),
+                                 ["@Alice", "10.0.0.1", "1", 2, 3, K],
+                                 ["alice", "10.0.0.1", 1, 2, 3, K],
+                                 ["@a", "10.0.0.256", 1, 2, 3, K],
+                                 ["@a", "10.0.0.1", 0, 2, 3, K], ["@a", "10.0.0.1", 1, 2, K],
+                                 ["@a\x1b[2J", "10.0.0.1", 1, 2, 3, K], None,
+                                 ["@a", "10.0.0.1", 1, 2, 3], ["@a", "10.0.0.1", 1, 2, 3, "key"],
+                                 ["@a", "10.0.0.1", 1, 2, 3, K[:-4] + "????"]])
 def test_peer_from_the_wire_is_validated(row: object) -> None:
     with pytest.raises(ValueError):
         Peer.from_list(row)
@@ -186,14 +194,14 @@ def test_deleting() -> None:
 
 
 def test_a_changed_follower_address() -> None:
-    moved = Peer("@c", "10.9.9.9", 7000, 7001, 7002)
+    moved = Peer("@c", "10.9.9.9", 7000, 7001, 7002, SAMPLE_KEY)
     plan = plan_setup(A, [B, C, D, E], A, [B, moved, D, E])
     assert plan.removed == []
     assert plan.setups == [Setup(B, A, A, moved), Setup(moved, A, B, D), Setup(D, A, moved, E)]
 
 
 def test_a_changed_author_address_reaches_every_follower() -> None:
-    moved = Peer("@a", "10.9.9.9", 7000, 7001, 7002)
+    moved = Peer("@a", "10.9.9.9", 7000, 7001, 7002, SAMPLE_KEY)
     plan = plan_setup(A, [B, C, D], moved, [B, C, D])
     assert plan.removed == []
     assert members(plan) == ["@b", "@c", "@d"]

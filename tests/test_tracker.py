@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import threading
 
-from conftest import PYTHON, ROOT, RawClient, Tweeter
+from conftest import PYTHON, ROOT, SAMPLE_KEY, RawClient, Tweeter
 
 PORTS = [61001, 61002, 61003]
 
@@ -45,10 +45,10 @@ def test_register_failures_and_duplicate_is_case_insensitive(net: Tweeter) -> No
     assert register(second, "@al1ce")["code"] == "BAD_HANDLE"
     assert register(second, "@" + "x" * 16)["code"] == "BAD_HANDLE"
     assert second.call("register", handle="@bob", ip="300.1.1.1", ports=PORTS,
-                       password="x")["code"] \
+                       key=SAMPLE_KEY, password="x")["code"] \
         == "BAD_ADDRESS"
     assert second.call("register", handle="@bob", ip="127.0.0.1", ports=[1, 2, 70000],
-                       password="x")["code"] \
+                       key=SAMPLE_KEY, password="x")["code"] \
         == "BAD_PORT"
     assert register(first, "@other")["code"] == "ALREADY_LOGGED_IN"
 
@@ -81,7 +81,7 @@ def test_follow_and_drop_codes(net: Tweeter) -> None:
     assert bob.call("follow", follower="@bob", followee="@alice")["status"] == "SUCCESS"
     assert bob.call("follow", follower="@bob", followee="@alice")["code"] == "ALREADY_FOLLOWING"
     tweet = alice.call("tweet", handle="@alice", text="hello")
-    assert tweet["followers"] == [["@bob", "127.0.0.1", 61004, 61005, 61006]]
+    assert tweet["followers"] == [["@bob", "127.0.0.1", 61004, 61005, 61006, SAMPLE_KEY]]
     assert alice.call("end-tweet", handle="@alice", tid=tweet["tid"], reached=1,
                       skipped=[])["status"] == "SUCCESS"
     assert bob.call("drop", follower="@bob", followee="@alice")["status"] == "SUCCESS"

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import SAMPLE_KEY
 
 from protocol import datagrams, limits
 from protocol.accounts import LoginThrottle, PasswordHasher
@@ -45,12 +46,12 @@ class Net:
 
     def register(self, session: Session, handle: str, ip: str = "127.0.0.1",
                  ports: list[Any] | None = None, password: Any = PASSWORD) -> Reply:
-        return self.call(session, "register", handle=handle, ip=ip,
+        return self.call(session, "register", handle=handle, ip=ip, key=SAMPLE_KEY,
                          ports=self.ports() if ports is None else ports, password=password)
 
     def login(self, session: Session, handle: str, password: Any = PASSWORD,
               ip: str = "127.0.0.1", ports: list[Any] | None = None) -> Reply:
-        return self.call(session, "login", handle=handle, ip=ip,
+        return self.call(session, "login", handle=handle, ip=ip, key=SAMPLE_KEY,
                          ports=self.ports() if ports is None else ports, password=password)
 
     def join(self, handle: str, ip: str = "127.0.0.1") -> Session:
@@ -321,7 +322,7 @@ def test_tweet_lists_online_followers_alphabetically_with_their_addresses() -> N
         ports = net.ports()
         assert net.register(session, handle, ip, ports).ok
         net.follow(session, "@star")
-        rows[handle] = [handle, ip, *ports]
+        rows[handle] = [handle, ip, *ports, SAMPLE_KEY]
     net.join("@stranger")                                   # not a follower
     reply = net.tweet(star, "first")
     assert reply.ok
@@ -728,7 +729,7 @@ def test_logout_keeps_everything_and_login_comes_back_at_a_new_address() -> None
     assert reply.ok
     assert reply.data == {"handle": "@Bob", "new": 1}    # shown as registered
     assert again.handle == "@Bob"
-    assert net.tweet(star).data["followers"] == [["@Bob", "10.0.0.9", 7001, 7002, 7003]]
+    assert net.tweet(star).data["followers"] == [["@Bob", "10.0.0.9", 7001, 7002, 7003, SAMPLE_KEY]]
 
 
 def test_logout_ends_the_authors_running_tweet() -> None:

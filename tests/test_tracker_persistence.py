@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import Cluster, RawClient, Tweeter, password_of
+from conftest import SAMPLE_KEY, Cluster, RawClient, Tweeter, password_of
 
 
 def restart(tweeter: Tweeter, db: Path, *extra: str) -> None:
@@ -119,7 +119,7 @@ def test_wrong_password_then_throttled_until_the_window_passes(cluster: Cluster,
 
     def login(password: str) -> dict:
         return intruder.call("login", handle="@alice", ip="127.0.0.1",
-                             ports=[61004, 61005, 61006], password=password)
+                             ports=[61004, 61005, 61006], key=SAMPLE_KEY, password=password)
 
     for _ in range(5):
         reply = login("a guess")
@@ -133,12 +133,12 @@ def test_wrong_password_then_throttled_until_the_window_passes(cluster: Cluster,
     assert reply["status"] == "SUCCESS", reply
     assert login("x")["code"] == "ALREADY_LOGGED_IN"
     unknown = net.client().call("login", handle="@nobody", ip="127.0.0.1",
-                                ports=[1, 2, 3], password="x")
+                                ports=[1, 2, 3], key=SAMPLE_KEY, password="x")
     assert unknown["code"] == "UNKNOWN_HANDLE"
     online = net.client()
     online.register("@bob", [61007, 61008, 61009])
     again = net.client().call("login", handle="@bob", ip="127.0.0.1", ports=[4, 5, 6],
-                              password=password_of("@bob"))
+                              key=SAMPLE_KEY, password=password_of("@bob"))
     assert again["code"] == "ALREADY_ONLINE"
 
     assert net.tracker_proc is not None

@@ -52,7 +52,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # protocol/, tracker.py
 
-from driver import PYTHON, ROOT, Proc, Timeout, free_port, start_tracker  # tools/ on sys.path
+from driver import (  # tools/ on sys.path
+    PYTHON,
+    ROOT,
+    SAMPLE_KEY,
+    Proc,
+    Timeout,
+    free_port,
+    start_tracker,
+)
 
 NO_FLOOD = ["--flood-burst", "1000000000", "--flood-rate", "1000000000"]
 LONG_IDLE = ["--idle-timeout", "3600", "--register-timeout", "3600"]
@@ -323,7 +331,7 @@ def register_all(port: int, handles: Sequence[str], in_flight: int,
             client = Client(port, index)
             udp = [20000 + 3 * index + k for k in range(3)]      # only registered, never bound
             client.sock.sendall(frame({"id": 1, "cmd": "register", "handle": handle,
-                                       "ip": "127.0.0.1", "ports": udp,
+                                       "ip": "127.0.0.1", "ports": udp, "key": SAMPLE_KEY,
                                        "password": f"pw-{handle}"}))
             clients.append(client)
             selector.register(client.sock, selectors.EVENT_READ, client)
@@ -412,7 +420,7 @@ def bench_tracker(sizes: Sizes, workdir: Path) -> Row:
         for client in clients:
             client.sock.sendall(frame({"id": 0, "cmd": cmd, "handle": load_handle(client.index),
                                        "ip": "127.0.0.1", "ports": [1, 2, 3],
-                                       "password": f"pw-{client.index}"}))
+                                       "key": SAMPLE_KEY, "password": f"pw-{client.index}"}))
         answered: set[int] = set()
 
         def on_reply(client: Client, line: bytes) -> None:
@@ -664,7 +672,7 @@ def timed_feeds(port: int, count: int) -> list[float]:
     client = Client(port, -1)
     try:
         client.sock.sendall(frame({"id": 1, "cmd": "login", "handle": "@reader",
-                                   "ip": "127.0.0.1", "ports": [1, 2, 3],
+                                   "ip": "127.0.0.1", "ports": [1, 2, 3], "key": SAMPLE_KEY,
                                    "password": "pw-@reader"}))
         replies: list[bytes] = []
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # protocol/, tracker.py
 
-from driver import Proc, Timeout, free_port, start_tracker  # tools/ is on sys.path
+from driver import SAMPLE_KEY, Proc, Timeout, free_port, start_tracker  # tools/ is on sys.path
 
 from protocol.diagram import REPLY, aliases, arrow_style, merge, read_traces, render
 from protocol.trace import TraceRecord
@@ -316,7 +316,7 @@ def run_scenario(demo: Demo) -> None:
     raw.call("FAILURE BAD_REQUEST", "query-handles", verbose=True)
     raw.call("FAILURE BAD_REQUEST", "online", verbose=True)
     raw.call("FAILURE NOT_LOGGED_IN", "heartbeat")
-    raw.call("SUCCESS", "register", handle="@raw", ip="127.0.0.1", ports=udp,
+    raw.call("SUCCESS", "register", handle="@raw", ip="127.0.0.1", ports=udp, key=SAMPLE_KEY,
              password=password_of("@raw"))
     raw.call("SUCCESS", "heartbeat")
     raw.call("FAILURE NO_TWEET_IN_PROGRESS", "end-tweet", handle="@raw", tid=1, reached=0,

@@ -28,6 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 TIMEOUT = 15.0                      # default seconds for any one wait
+# A well-formed public `key` (protocol.auth) for raw wire sessions that never speak UDP.
+SAMPLE_KEY = ("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g"
+              "ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==")
 
 _arrival = itertools.count()        # global order of lines across all processes
 _arrival_lock = threading.Lock()
