@@ -31,7 +31,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from adapters.console import Console, clock_time
@@ -39,10 +38,11 @@ from adapters.peer_node import PeerNode
 from adapters.tracker_link import TrackerLink
 from protocol import limits
 from protocol.auth import SessionKeys
+from protocol.peer import PeerConfig
 from protocol.ring import Peer
 from protocol.text import escape_for_terminal
 from protocol.trace import TraceWriter
-from protocol.validate import check_handle, check_ipv4, handle_key, is_handle
+from protocol.validate import check_handle, check_ipv4, is_handle
 from protocol.wire import Push, Reply, failure
 
 
@@ -219,8 +219,7 @@ class UserShell(cmd.Cmd):
         except ValueError:
             return self.fail("BAD_PORT", "ports are numbers from 0 to 65535")
         try:
-            keys = SessionKeys.generate()      # every login is a new epoch (SPEC §3)
-            me = self.node.bind(ip, ports, words[0], keys.public)
+            left, middle, right = self.node.bind(ip, ports)
         except OSError as error:
             return self.fail("PORT_IN_USE", f"cannot bind {ip} {' '.join(port_words)}: "
                                             f"{error.strerror}; nothing was sent")
@@ -232,25 +231,24 @@ class UserShell(cmd.Cmd):
         if not password:
             self.node.close()
             return self.fail("BAD_PASSWORD", "a password is needed; nothing was sent")
+        keys = SessionKeys.generate()      # every login is a new epoch (SPEC §3)
         reply = self.show(self.request(cmd_name, handle=words[0], ip=ip, password=password,
-                                       ports=[me.left, me.middle, me.right], key=keys.public))
-        if reply.ok:
-            named = reply.data.get("handle")
-            self.handle = named if is_handle(named) else words[0]
-            self.known_handles.add(self.handle)
-            self.node.me = replace(me, handle=self.handle)
-
-            records = self.console.records
-            if not is_handle(records.owner):        # this lifeline has a name now
-                records.record("send", records.owner, self.handle, "alias")
-            records.owner = self.handle
-            self.console.say(f"ports: left={me.left} middle={me.middle} right={me.right}")
-            follows = self.request("following") if cmd_name == "login" else None
-            self.node.following = {handle_key(h) for h in (follows.data.get("handles", [])
-                                                           if follows and follows.ok else [])
-                                   if is_handle(h)}
-        else:
+                                       ports=[left, middle, right], key=keys.public))
+        if not reply.ok:
             self.node.close()
+            return False
+        named = reply.data.get("handle")
+        self.handle = named if is_handle(named) else words[0]
+        self.known_handles.add(self.handle)
+        records = self.console.records
+        if not is_handle(records.owner):        # this lifeline has a name now
+            records.record("send", records.owner, self.handle, "alias")
+        records.owner = self.handle
+        self.console.say(f"ports: left={left} middle={middle} right={right}")
+        follows = self.request("following") if cmd_name == "login" else None
+        following = [h for h in (follows.data.get("handles", []) if follows and follows.ok
+                                 else []) if is_handle(h)]
+        self.node.start(Peer(self.handle, ip, left, middle, right, keys.public), following)
         return False
 
     def do_register(self, arg: str) -> bool:
@@ -294,11 +292,10 @@ class UserShell(cmd.Cmd):
             return self.usage(f"{name} @follower @followee")
         reply = self.show(self.request(name, follower=words[0], followee=words[1]))
         if reply.ok and name == "follow":
-            self.node.following.add(handle_key(words[1]))
+            self.node.follow(words[1])
             self.known_handles.add(words[1])
         elif reply.ok:
-            self.node.following.discard(handle_key(words[1]))
-            self.node.forget(words[1])     # a follower that left a ring keeps nothing of it
+            self.node.unfollow(words[1])   # a follower that left a ring keeps nothing of it
         return False
 
     def do_follow(self, arg: str) -> bool:
@@ -332,7 +329,7 @@ class UserShell(cmd.Cmd):
             return
         tid, text = int(reply.data["tid"]), str(reply.data["text"])
         followers = [Peer.from_list(row) for row in reply.data.get("followers", [])]
-        result = self.node.run_tweet(tid, text, followers, self.tweet_timeout)
+        result = self.node.run_tweet(tid, text, followers)
         self.show(self.request("end-tweet", handle=self.handle, tid=tid,
                                     reached=result.reached, skipped=result.skipped))
         if not result.completed:
@@ -353,7 +350,7 @@ class UserShell(cmd.Cmd):
         if not reply.ok:
             return False
         # Those this process set up, and those an earlier process of the handle may have.
-        followers = {peer.key: peer for peer in self.node.own_ring.followers}
+        followers = {peer.key: peer for peer in self.node.rings()[0]}
         for row in reply.data.get("followers", []):
             peer = Peer.from_list(row)
             followers.setdefault(peer.key, peer)
@@ -484,7 +481,7 @@ class UserShell(cmd.Cmd):
             self.console.notice(f"[say] {data.get('sender')}: {data.get('text')}")
         elif push.kind == "message":
             message_id = push.data.get("id")
-            if isinstance(message_id, int) and not self.node.first_time(("message", message_id)):
+            if isinstance(message_id, int) and not self.node.first_kept_message(message_id):
                 return          # it came peer to peer after all; show it once
             self.console.notice(f"[message] {data.get('sender')}: {data.get('text')} "
                              f"(kept by the tracker, sent {clock_time(push.data.get('created'))})")
@@ -493,13 +490,13 @@ class UserShell(cmd.Cmd):
 
     def do_rings(self, arg: str) -> bool:
         """rings — the rings this user belongs to, as this user keeps them."""
-        own = self.node.own_ring
-        if own.followers:
-            order = " -> ".join(p.handle for p in own.followers)
+        own, memberships = self.node.rings()
+        if own:
+            order = " -> ".join(p.handle for p in own)
             self.console.say(f"own ring {self.handle}: {self.handle} -> {order} -> {self.handle}")
         else:
             self.console.say(f"own ring {self.handle}: no followers set up")
-        for member in sorted(self.node.memberships.values(), key=lambda m: m.author.key):
+        for member in sorted(memberships, key=lambda m: m.author.key):
             self.console.say(f"ring {member.author.handle}: left {member.left.handle}, "
                              f"right {member.right.handle}")
         return False
@@ -569,7 +566,8 @@ def run(args: argparse.Namespace, records: TraceWriter) -> int:
         import readline  # line editing and history for cmd.Cmd
         readline.set_completer_delims(" \t\n\"'")   # "@alice" and "#tag" are whole words
     console = Console(interactive, args.quiet, records)
-    node = PeerNode(console, args.hop_timeout, args.hop_retries)
+    node = PeerNode(console, PeerConfig(args.hop_timeout, args.hop_retries, args.tweet_timeout,
+                                        trace=console.tracing))
     shell: UserShell | None = None
 
     def connect() -> TrackerLink:
