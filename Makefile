@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 13000
 DB     ?= tracker.db
 
-.PHONY: run test lint sample demo bench clean
+.PHONY: run test lint sample demo bench sim clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ demo: $(STAMP)           ## the course demo in one terminal, ending with its Mer
 
 bench: $(STAMP)          ## the SPEC §9 figures, each beside its baseline
 	$(VPY) tools/bench.py
+
+sim: $(STAMP)            ## the ring's deterministic simulation: SEED=n replays one run, SEEDS=n runs many
+	$(VPY) -m tests.simulation $(if $(SEED),--seed $(SEED),--seeds $(or $(SEEDS),1000))
 
 sample: $(STAMP)         ## regenerate Sample.txt from the standard ttweet scenario
 	$(VPY) tools/sample.py Sample.txt

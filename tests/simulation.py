@@ -1,0 +1,767 @@
+"""A deterministic simulation of Tweeter's ring: many peers, the real tracker core, a bad network.
+
+Everything runs on one thread and one simulated clock, driven by one seeded random generator, so a
+run replays exactly from its seed (FoundationDB's and TigerBeetle's way of testing):
+
+    scripted users ──requests──> Link (in order, delayed) ──> TrackerCore (MemoryStore)
+         │   ^                                                     │
+         │   └──────────── replies and pushes (in order, delayed) ─┘
+         │
+         └── RingPeer per login ──datagrams──> Network: loss, duplication, delay (so reordering),
+                  ^                                     partitions that heal, hosts that crash
+                  └──────── datagrams, timers ──────────┘
+
+Each run draws a few users on hosts of their own (10.0.0.x), a loss rate from 0 to 40 %, and a
+script of logins, follows, drops, tweets, retweets, direct messages, logouts, crashes and restarts
+(a new process, at the same or new ports) and partitions.  Afterwards it checks the invariants
+(``Simulation.check``); a failing run prints its seed and a readable trace of what happened.
+
+    python3 -m tests.simulation --seed 7          # one run, replayed exactly, with its trace
+    python3 -m tests.simulation --seeds 100000    # many runs: counts and the first failure
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import random
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from protocol import datagrams
+from protocol.accounts import LoginThrottle, PasswordHasher
+from protocol.auth import SessionKeys
+from protocol.datagrams import Ack, DatagramError, TweetMsg
+from protocol.peer import (
+    DirectEnded,
+    MessageShown,
+    PeerConfig,
+    RingPeer,
+    RoundEnded,
+    TeardownEnded,
+    TweetShown,
+)
+from protocol.ring import FollowerRing, Peer
+from protocol.tracker_core import MemoryStore, Session, TrackerCore
+from protocol.validate import handle_key
+from protocol.wire import Push, Reply, Request
+
+Address = tuple[str, int]
+LINK_DELAY = (0.0005, 0.003)        # seconds a tracker frame takes, one way (in order)
+SETTLE = 150.0                      # simulated seconds after the script for rounds to end
+CHEAP_HASH = PasswordHasher(n=2, r=1, p=1)
+REUSED_KEYS: dict[str, SessionKeys] = {}   # one key per handle (SimConfig.reuse_keys)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    users: int
+    loss: float                 # probability that a datagram is lost
+    duplicate: float            # probability that a datagram arrives twice
+    delay: tuple[float, float]  # one-way datagram delay, uniform (reordering when they overlap)
+    operations: int
+    crashes: bool
+    partitions: bool
+    reuse_keys: bool = False    # every login of a handle reuses its key (as before per-login keys)
+
+    @classmethod
+    def draw(cls, rng: random.Random, reuse_keys: bool = False) -> SimConfig:
+        return cls(users=rng.randint(3, 6), loss=rng.choice([0, 0, 0.05, 0.1, 0.2, 0.3, 0.4]),
+                   duplicate=rng.choice([0, 0, 0.05, 0.2]),
+                   delay=rng.choice([(0.0002, 0.001), (0.0005, 0.02), (0.001, 0.15)]),
+                   operations=rng.randint(6, 16), crashes=rng.random() < 0.5,
+                   partitions=rng.random() < 0.3, reuse_keys=reuse_keys)
+
+
+@dataclass
+class TweetRecord:
+    """What the simulator knows of one tweet."""
+
+    tid: int
+    author: str
+    text: str
+    process: int                    # the author's process id
+    started: float
+    followers: list[Peer]           # as the tracker handed them out
+    ended: RoundEnded | None = None
+    ended_at: float | None = None
+    # follower key -> the simulated time it showed the tweet (ring path)
+    shown_at: dict[str, float] = field(default_factory=dict)
+    relays: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    acks_to_author: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    datagrams: int = 0
+    abandoned: bool = False         # its author logged out or crashed before the round ended
+
+
+class Violation(AssertionError):
+    """An invariant that did not hold."""
+
+
+class Process:
+    """One run of ``user.py`` on a host: a tracker session, and a ring peer while logged in."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, sim: Simulation, host: str, handle: str, own_ring: FollowerRing) -> None:
+        self.sim, self.host, self.handle = sim, host, handle
+        self.id = next(self._ids)
+        self.session = Session(f"{host}:{next(sim.tcp_ports)}")
+        self.alive = True
+        self.peer: RingPeer | None = None
+        self.me: Peer | None = None
+        self.own_ring = own_ring        # a process keeps its own ring across its logins
+        self.ports: tuple[int, int, int] | None = None
+        self.queue: list[tuple[str, tuple[Any, ...]]] = []
+        self.busy = False
+        self.waiting: tuple[str, int] | None = None
+        self.timer_at: float | None = None
+        self.shown: dict[tuple[str, int], int] = defaultdict(int)
+        self.messages_shown: dict[tuple[str, int], int] = defaultdict(int)
+
+    # ---- the shell: one command at a time --------------------------------------------------
+    def command(self, name: str, *args: Any) -> None:
+        self.queue.append((name, args))
+        self._next()
+
+    def _next(self) -> None:
+        if self.busy or not self.queue or not self.alive:
+            return
+        name, args = self.queue.pop(0)
+        self.busy = True
+        getattr(self, f"cmd_{name}")(*args)
+
+    def _done(self) -> None:
+        self.busy = False
+        self.waiting = None
+        self.sim.schedule(0.0, self._next)
+
+    def request(self, cmd: str, then: Callable[[Reply], None] | None = None,
+                **args: Any) -> None:
+        self.sim.link_request(self, cmd, args, then)
+
+    # ---- commands ------------------------------------------------------------------------------
+    def cmd_join(self, verb: str, ports: tuple[int, int, int] | None) -> None:
+        if self.me is not None:
+            self._done()
+            return
+        self.ports = ports or self.sim.new_ports(self.host)
+        keys = self.sim.keys_for(self.handle)
+
+        def joined(reply: Reply) -> None:
+            if not reply.ok:
+                self._done()
+                return
+            self.me = Peer(self.handle, self.host, *self.ports, keys.public)
+            self.sim.changes[self.handle].append(self.sim.now)
+            self.sim.note(f"{self.handle} {verb}s at {self.host} ports {self.ports} "
+                          f"(process {self.id})")
+            if verb == "login":
+                self.request("following", then=lambda r: self._start(r.data.get("handles", [])))
+            else:
+                self._start([])
+
+        self.request(verb, then=joined, handle=self.handle, ip=self.host,
+                     ports=list(self.ports), password="pw", key=keys.public)
+
+    def _start(self, following: list[str]) -> None:
+        assert self.me is not None
+        self.peer = RingPeer(self.me, self.sim.peer_config,
+                             seq_start=self.sim.rng.randrange(1, 2**31), own_ring=self.own_ring)
+        self.own_ring = self.peer.own_ring
+        for author in following:
+            self.peer.follow(author)
+        self.sim.bind(self)
+        self._done()
+
+    def cmd_logout(self) -> None:
+        if self.me is None:
+            self._done()
+            return
+
+        def gone(reply: Reply) -> None:
+            if reply.ok:
+                self.leave()
+            self._done()
+
+        self.request("logout", then=gone)
+
+    def leave(self) -> None:
+        """Forget the rings and release the ports (logout, or the tracker took us offline)."""
+        self.sim.abandon(self)
+        self.sim.changes[self.handle].append(self.sim.now)
+        self.sim.unbind(self)
+        self.peer, self.me = None, None
+        if self.waiting is not None:
+            self._done()
+
+    def cmd_follow(self, name: str, target: str) -> None:
+        if self.me is None:
+            self._done()
+            return
+
+        def followed(reply: Reply) -> None:
+            self.sim.changes[self.handle].append(self.sim.now)
+            self.sim.note(f"{self.handle} {name} {target}: {reply.status}")
+            if reply.ok and self.peer is not None:
+                if name == "follow":
+                    self.peer.follow(target)
+                else:
+                    self.peer.unfollow(target)
+                self.sim.pump(self)
+            self._done()
+
+        self.request(name, then=followed, follower=self.handle, followee=target)
+
+    def cmd_tweet(self, text: str, retweet_of: int | None = None) -> None:
+        if self.me is None:
+            self._done()
+            return
+        if retweet_of is None:
+            self.request("tweet", then=self._run_round, handle=self.handle, text=text)
+        else:
+            self.request("retweet", then=self._run_round, tid=retweet_of)
+
+    def _run_round(self, reply: Reply) -> None:
+        if not reply.ok or self.peer is None:
+            self._done()
+            return
+        tid, text = int(reply.data["tid"]), str(reply.data["text"])
+        followers = [Peer.from_list(row) for row in reply.data["followers"]]
+        self.sim.tweets[tid] = TweetRecord(tid, self.handle, text, self.id, self.sim.now,
+                                           followers)
+        self.sim.note(f"{self.handle} tweet #{tid} to "
+                      f"{' '.join(p.handle for p in followers) or 'nobody'}")
+        self.waiting = ("round", tid)
+        self.peer.start_tweet(tid, text, followers, self.sim.now)
+        self.sim.pump(self)
+
+    def round_ended(self, event: RoundEnded) -> None:
+        record = self.sim.tweets[event.tid]
+        record.ended, record.ended_at = event, self.sim.now
+        if event.completed and self.peer is not None:
+            self.sim.check_ring_state(self.peer, event)
+        self.sim.note(f"{self.handle} round #{event.tid} ended: completed={event.completed} "
+                      f"reached={event.reached} skipped={' '.join(event.skipped) or '-'}")
+        self.request("end-tweet", then=lambda r: self._done(), handle=self.handle, tid=event.tid,
+                     reached=event.reached, skipped=list(event.skipped))
+
+    def cmd_message(self, target: str, text: str) -> None:
+        if self.me is None:
+            self._done()
+            return
+
+        def asked(reply: Reply) -> None:
+            if not reply.ok or "peer" not in reply.data or self.peer is None:
+                self._done()
+                return
+            self.sim.messages[int(reply.data["message_id"])] = (self.handle, target, text)
+            self.waiting = ("message", int(reply.data["message_id"]))
+            self.peer.send_direct(Peer.from_list(reply.data["peer"]),
+                                  int(reply.data["message_id"]), text, self.sim.now)
+            self.sim.pump(self)
+
+        self.request("message", then=asked, to=target, text=text)
+
+    def direct_ended(self, event: DirectEnded) -> None:
+        if event.delivered:
+            self._done()
+        else:
+            self.request("message-undelivered", then=lambda r: self._done(),
+                         message_id=event.message_id)
+
+    # ---- the tracker's pushes ------------------------------------------------------------------
+    def on_push(self, push: Push) -> None:
+        if push.kind == "presence" and push.data.get("online") and self.peer is not None:
+            self.peer.author_moved(Peer.from_list(push.data["peer"]))
+        elif push.kind == "offline":
+            self.sim.note(f"{self.handle} was taken offline by the tracker")
+            self.leave()
+        elif push.kind == "message" and self.peer is not None \
+                and self.peer.first_time_message(int(push.data["id"])):
+            self.messages_shown[(str(push.data["sender"]), int(push.data["id"]))] += 1
+
+
+@dataclass(order=True)
+class _Scheduled:
+    at: float
+    order: int
+    action: Callable[[], None] = field(compare=False)
+
+
+class Simulation:
+    """One run: the tracker core, the processes, the network and the clock."""
+
+    def __init__(self, seed: int, config: SimConfig | None = None,
+                 reuse_keys: bool = False) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.config = config or SimConfig.draw(self.rng, reuse_keys)
+        self.now = 0.0
+        self._queue: list[_Scheduled] = []
+        self._order = itertools.count()
+        self.core = TrackerCore(store=MemoryStore(), clock=lambda: self.now, hasher=CHEAP_HASH,
+                                throttle=LoginThrottle(clock=lambda: self.now),
+                                register_timeout=1e9, idle_timeout=1e9, flood_burst=10**9,
+                                flood_rate=1e9)
+        self.peer_config = PeerConfig(trace=False)
+        self.tcp_ports = itertools.count(40000)
+        self._udp_ports: dict[str, itertools.count[int]] = {}
+        self.bound: dict[Address, tuple[Process, str]] = {}
+        self.processes: list[Process] = []
+        self.current: dict[str, Process] = {}      # handle -> its running process
+        self.cut: set[str] = set()                 # hosts cut off by a partition
+        self.tweets: dict[int, TweetRecord] = {}
+        self.messages: dict[int, tuple[str, str, str]] = {}
+        self.crashed_at: dict[int, float] = {}     # process id -> when it crashed
+        self.log: list[str] = []
+        self.problems: list[str] = []              # found while running (ring state)
+        self.trouble: dict[str, list[float]] = defaultdict(list)   # host -> when it lost one
+        self.changes: dict[str, list[float]] = defaultdict(list)   # handle -> login/follow change
+        self.datagrams_sent = 0
+        self._link_free: dict[int, float] = defaultdict(float)   # in-order delivery per process
+        # (author address, seq) of each tweet the author sent itself -> (tid, follower key)
+        self._last_relay: dict[tuple[Address, int], tuple[int, str]] = {}
+
+    # ---- the clock -----------------------------------------------------------------------------
+    def schedule(self, delay: float, action: Callable[[], None]) -> None:
+        heapq.heappush(self._queue, _Scheduled(self.now + delay, next(self._order), action))
+
+    def run_until(self, end: float) -> None:
+        while self._queue and self._queue[0].at <= end:
+            item = heapq.heappop(self._queue)
+            self.now = max(self.now, item.at)
+            item.action()
+        self.now = max(self.now, end)
+
+    def note(self, text: str) -> None:
+        self.log.append(f"{self.now:9.4f}  {text}")
+
+    # ---- the tracker link: reliable and in order -------------------------------------------
+    def _link_delay(self, process: Process) -> float:
+        at = max(self.now + self.rng.uniform(*LINK_DELAY), self._link_free[process.id])
+        self._link_free[process.id] = at
+        return at - self.now
+
+    def link_request(self, process: Process, cmd: str, args: dict[str, Any],
+                     then: Callable[[Reply], None] | None) -> None:
+        def arrive() -> None:
+            if process.session.closing:
+                return
+            reply = self.core.execute(process.session, Request(1, cmd, args))
+            after = list(process.session.after_reply)
+            process.session.after_reply.clear()
+            self._to_process(process, lambda: then(reply) if then else None)
+            for push in after:
+                self._to_process(process, lambda push=push: process.on_push(push))
+            self.deliver_pushes()
+
+        self.schedule(self._link_delay(process), arrive)
+
+    def _to_process(self, process: Process, action: Callable[[], None]) -> None:
+        def arrive() -> None:
+            if process.alive:
+                action()
+                self.pump(process)
+
+        self.schedule(self._link_delay(process), arrive)
+
+    def deliver_pushes(self) -> None:
+        for session, push in self.core.take_pushes():
+            target = next((p for p in self.processes if p.session is session and p.alive), None)
+            if target is not None:
+                self._to_process(target, lambda t=target, push=push: t.on_push(push))
+
+    # ---- the network -------------------------------------------------------------------------
+    def new_ports(self, host: str) -> tuple[int, int, int]:
+        counter = self._udp_ports.setdefault(host, itertools.count(20000))
+        return next(counter), next(counter), next(counter)
+
+    def keys_for(self, handle: str) -> SessionKeys:
+        if not self.config.reuse_keys:
+            return SessionKeys.generate()
+        if handle not in REUSED_KEYS:
+            REUSED_KEYS[handle] = SessionKeys.generate()
+        return REUSED_KEYS[handle]
+
+    def bind(self, process: Process) -> None:
+        assert process.ports is not None
+        for role, port in zip(("left", "middle", "right"), process.ports, strict=True):
+            self.bound[(process.host, port)] = (process, role)
+
+    def unbind(self, process: Process) -> None:
+        for address, (owner, _role) in list(self.bound.items()):
+            if owner is process:
+                del self.bound[address]
+
+    def pump(self, process: Process) -> None:
+        """Carry out what a process's peer asked: datagrams out, events handled, next timer."""
+        peer = process.peer
+        if peer is None or not process.alive:
+            return
+        assert process.ports is not None
+        ports = dict(zip(("left", "middle", "right"), process.ports, strict=True))
+        for out in peer.take_datagrams():
+            self.send((process.host, ports[out.port]), out.address, out.data)
+        for event in peer.take_events():
+            self.handle_event(process, event)
+        deadline = peer.next_deadline()
+        if deadline is not None and deadline != process.timer_at:
+            process.timer_at = deadline
+            self.schedule(max(deadline - self.now, 0.0), lambda: self._timer(process, peer))
+
+    def _timer(self, process: Process, peer: RingPeer) -> None:
+        if process.peer is not peer or not process.alive:
+            return
+        deadline = peer.next_deadline()
+        if deadline is None or deadline > self.now:
+            if deadline is not None:
+                process.timer_at = None
+                self.pump(process)
+            return
+        process.timer_at = None
+        peer.handle_timer(self.now)
+        self.pump(process)
+
+    def handle_event(self, process: Process, event: Any) -> None:
+        if isinstance(event, TweetShown):
+            process.shown[(handle_key(event.author), event.tid)] += 1
+            record = self.tweets.get(event.tid)
+            if record is not None and handle_key(event.author) == handle_key(record.author):
+                record.shown_at.setdefault(handle_key(process.handle), self.now)
+            self.note(f"{process.handle} shows tweet #{event.tid} by {event.author} "
+                      f"via {event.prev}")
+        elif isinstance(event, MessageShown):
+            process.messages_shown[(event.sender, event.message_id)] += 1
+        elif isinstance(event, RoundEnded):
+            if process.waiting == ("round", event.tid):
+                process.round_ended(event)
+        elif isinstance(event, DirectEnded):
+            if process.waiting == ("message", event.message_id):
+                process.direct_ended(event)
+        elif isinstance(event, TeardownEnded):
+            pass
+
+    def send(self, source: Address, destination: Address, data: bytes) -> None:
+        self.datagrams_sent += 1
+        try:
+            message = datagrams.decode(data)
+        except DatagramError:
+            message = None
+        what = datagrams.summary(message) if message is not None else "?"
+        record = self._tweet_of(message)
+        if record is not None:
+            record.datagrams += 1
+        copies = 1 + (self.rng.random() < self.config.duplicate)
+        for _ in range(copies):
+            lost = (self.rng.random() < self.config.loss or source[0] in self.cut
+                    or destination[0] in self.cut)
+            if lost:
+                self.trouble[source[0]].append(self.now)
+                self.trouble[destination[0]].append(self.now)
+            sender = self._owner(source)
+            receiver = self._owner(destination)
+            self.note(f"{sender} -> {receiver} {what}{'  LOST' if lost else ''}")
+            if lost:
+                continue
+            self._count_author_traffic(source, destination, message)
+            self.schedule(self.rng.uniform(*self.config.delay),
+                          lambda data=data: self._arrive(source, destination, data))
+
+    def _tweet_of(self, message: object) -> TweetRecord | None:
+        if isinstance(message, TweetMsg):
+            return self.tweets.get(message.tid)
+        return None
+
+    def _count_author_traffic(self, source: Address, destination: Address,
+                              message: object) -> None:
+        """Record the author's direct sends of a tweet, and acks that reach the author."""
+        src, dst = self.bound.get(source), self.bound.get(destination)
+        if isinstance(message, TweetMsg) and src is not None and dst is not None \
+                and handle_key(src[0].handle) == handle_key(message.ring):
+            record = self.tweets.get(message.tid)
+            if record is not None:
+                record.relays[handle_key(dst[0].handle)].add(message.seq)
+                self._last_relay[(source, message.seq)] = (message.tid,
+                                                           handle_key(dst[0].handle))
+        if isinstance(message, Ack) and dst is not None and src is not None:
+            key = (destination, message.seq)
+            found = self._last_relay.get(key)
+            if found is not None:
+                self.tweets[found[0]].acks_to_author[found[1]] += 1
+
+    def _owner(self, address: Address) -> str:
+        bound = self.bound.get(address)
+        return bound[0].handle if bound else f"{address[0]}:{address[1]}"
+
+    def _arrive(self, source: Address, destination: Address, data: bytes) -> None:
+        bound = self.bound.get(destination)
+        if bound is None or bound[0].peer is None or not bound[0].alive:
+            self.trouble[destination[0]].append(self.now)      # nobody is there
+            return
+        process, role = bound
+        assert process.peer is not None
+        process.peer.receive(role, data, source, self.now)
+        self.pump(process)
+
+    # ---- the script ------------------------------------------------------------------------------
+    def start_process(self, handle: str, host: str) -> Process:
+        old = self.current.get(handle)
+        own_ring = FollowerRing() if old is None or not old.alive else old.own_ring
+        process = Process(self, host, handle, own_ring)
+        self.processes.append(process)
+        self.current[handle] = process
+        return process
+
+    def check_ring_state(self, author: RingPeer, event: RoundEnded) -> None:
+        """After a round: every follower in the author's ring stores the neighbours the ring
+        gives it (SPEC §3.1), unless it was skipped."""
+        rows = [author.me, *author.own_ring.followers]
+        skipped = {handle_key(h) for h in event.skipped}
+        following = {handle_key(h) for h in self.core.store.followers(author.me.handle)}
+        for index in range(1, len(rows)):
+            member = rows[index]
+            process = self.current.get(member.handle)
+            if member.key in skipped or member.key not in following or process is None \
+                    or process.me != member or process.peer is None:
+                continue        # skipped, or no longer a follower: nothing to keep
+            stored = process.peer.memberships.get(author.me.key)
+            wanted = (author.me, rows[index - 1], rows[(index + 1) % len(rows)])
+            if stored is None or (stored.author, stored.left, stored.right) != wanted:
+                self.problems.append(f"after tweet #{event.tid} {member.handle} keeps "
+                                     f"{'no ring' if stored is None else 'other neighbours'} "
+                                     f"for {author.me.handle}")
+
+    def abandon(self, process: Process) -> None:
+        """The process's peer is gone: a round it was running will never end by itself."""
+        if process.waiting is not None and process.waiting[0] == "round":
+            record = self.tweets.get(process.waiting[1])
+            if record is not None and record.ended is None:
+                record.abandoned = True
+                self.note(f"{process.handle} abandons its round #{record.tid}")
+
+    def crash(self, process: Process) -> None:
+        if not process.alive:
+            return
+        self.note(f"{process.handle} (process {process.id}) crashes")
+        self.changes[process.handle].append(self.now)
+        process.alive = False
+        self.crashed_at[process.id] = self.now
+        self.abandon(process)
+        self.unbind(process)
+
+        def closed() -> None:
+            self.core.disconnect(process.session)
+            self.deliver_pushes()
+
+        self.schedule(self.rng.uniform(*LINK_DELAY), closed)
+
+    def script(self) -> float:
+        """Schedule the run's operations; return when the last one starts."""
+        rng, config = self.rng, self.config
+        handles = [f"@u{chr(ord('a') + i)}" for i in range(config.users)]
+        hosts = {h: f"10.0.0.{i + 2}" for i, h in enumerate(handles)}
+        for handle in handles:
+            self.start_process(handle, hosts[handle]).command("join", "register", None)
+        at = 0.5
+        for handle in handles:        # everyone follows a few others
+            for other in rng.sample(handles, rng.randint(1, len(handles) - 1)):
+                if other != handle:
+                    self.schedule(at, lambda h=handle, o=other:
+                                  self.current[h].command("follow", "follow", o))
+            at += 0.05
+        texts = itertools.count(1)
+        for _ in range(config.operations):
+            at += rng.uniform(0.05, 3.0)
+            handle = rng.choice(handles)
+            roll = rng.random()
+            if roll < 0.45:
+                text = f"tweet {next(texts)} from {handle}"
+                self.schedule(at, lambda h=handle, t=text: self.current[h].command("tweet", t))
+            elif roll < 0.52:
+                self.schedule(at, lambda h=handle: self._retweet(h))
+            elif roll < 0.62:
+                other = rng.choice(handles)
+                verb = rng.choice(["follow", "drop"])
+                self.schedule(at, lambda h=handle, o=other, v=verb:
+                              self.current[h].command("follow", v, o))
+            elif roll < 0.72:
+                other, note = rng.choice(handles), f"note {next(texts)}"
+                self.schedule(at, lambda h=handle, o=other, n=note:
+                              self.current[h].command("message", o, n))
+            elif roll < 0.82:
+                same = rng.random() < 0.5
+                self.schedule(at, lambda h=handle, s=same: self._relogin(h, s))
+            elif roll < 0.92 and config.crashes:
+                same = rng.random() < 0.5
+                back = rng.uniform(0.1, 5.0)
+                self.schedule(at, lambda h=handle, s=same, b=back: self._crash_and_restart(
+                    h, hosts[h], s, b))
+            elif config.partitions:
+                length = rng.uniform(0.5, 8.0)
+                self.schedule(at, lambda h=handle, n=length: self._partition(hosts[h], n))
+        return at
+
+    def _retweet(self, handle: str) -> None:
+        if self.tweets:
+            self.current[handle].command("tweet", "", self.rng.choice(sorted(self.tweets)))
+
+    def _relogin(self, handle: str, same_ports: bool) -> None:
+        process = self.current[handle]
+        ports = process.ports if same_ports else None
+        process.command("logout")
+        process.command("join", "login", ports)
+
+    def _crash_and_restart(self, handle: str, host: str, same_ports: bool, after: float) -> None:
+        process = self.current[handle]
+        ports = process.ports if same_ports else None
+        self.crash(process)
+
+        def restart() -> None:
+            self.start_process(handle, host).command("join", "login", ports)
+
+        self.schedule(after, restart)
+
+    def _partition(self, host: str, length: float) -> None:
+        self.note(f"{host} is cut off for {length:.1f}s")
+        self.cut.add(host)
+
+        def heal() -> None:
+            self.cut.discard(host)
+            self.note(f"{host} is reachable again")
+
+        self.schedule(length, heal)
+
+    # ---- running and checking ----------------------------------------------------------------
+    def run(self) -> None:
+        last = self.script()
+        self.run_until(last + SETTLE)
+
+    def check(self) -> list[str]:
+        """Every invariant, as a list of violations (empty when the run is good)."""
+        problems: list[str] = list(self.problems)
+        store = self.core.store
+        for record in sorted(self.tweets.values(), key=lambda r: r.tid):
+            if record.ended is None and not record.abandoned:
+                problems.append(f"tweet #{record.tid} of {record.author} never ended")
+            stored = store.tweet(record.tid)
+            if stored is None or stored.text != record.text:
+                problems.append(f"tweet #{record.tid}: the simulator and the store disagree")
+            bound = 8 * (len(record.followers) + 1) * (self.peer_config.hop_retries + 1) + 8
+            if record.datagrams > bound:
+                problems.append(f"tweet #{record.tid}: {record.datagrams} datagrams, more than "
+                                f"{bound} (a resend storm)")
+            for target, seqs in record.relays.items():
+                if len(seqs) > 1:
+                    problems.append(f"tweet #{record.tid}: the author relayed it to {target} "
+                                    f"{len(seqs)} times")
+            if record.ended is None or not record.ended.completed:
+                continue
+            skipped = {handle_key(h) for h in record.ended.skipped}
+            for follower in record.followers:
+                key = follower.key
+                printed_first = key in record.shown_at \
+                    and record.shown_at[key] <= (record.ended_at or 0)
+                # Printed, yet reported skipped: only if the author itself tried it and every
+                # answer was lost (no protocol can tell that from silence).
+                if key in skipped and printed_first \
+                        and (not record.relays.get(key) or record.acks_to_author.get(key)):
+                    problems.append(f"tweet #{record.tid}: {follower.handle} printed it but was "
+                                    "reported skipped, and the author never heard it fail")
+                if key in skipped and not self._had_trouble(follower, record):
+                    problems.append(f"tweet #{record.tid}: {follower.handle} was reported "
+                                    "skipped, but it was up, reachable and lost nothing")
+                if key not in skipped and key not in record.shown_at:
+                    problems.append(f"tweet #{record.tid}: {follower.handle} was not skipped "
+                                    "but never printed it")
+        for process in self.processes:
+            for (author, tid), count in process.shown.items():
+                record = self.tweets.get(tid)
+                if count > 1:
+                    problems.append(f"{process.handle} (process {process.id}) printed tweet "
+                                    f"#{tid} {count} times")
+                if record is None or handle_key(record.author) != author:
+                    problems.append(f"{process.handle} printed tweet #{tid} of {author}, "
+                                    "which that author never sent")
+            for (sender, message_id), count in process.messages_shown.items():
+                sent = self.messages.get(message_id)
+                if count > 1:
+                    problems.append(f"{process.handle} showed message #{message_id} twice")
+                if sent is not None and handle_key(sent[0]) != handle_key(sender):
+                    problems.append(f"{process.handle} showed message #{message_id} as from "
+                                    f"{sender}, sent by {sent[0]}")
+        return problems
+
+
+    def _had_trouble(self, follower: Peer, record: TweetRecord) -> bool:
+        """Whether something the simulator did explains a skip: a lost datagram to or from the
+        follower's host, a crash, a login or follow change, or a cut-off, during the round."""
+        start, end = record.started, record.ended_at or self.now
+        during = [t for t in (*self.trouble[follower.ip], *self.changes[follower.handle])
+                  if start - 1.0 <= t <= end]
+        return bool(during)
+
+
+@dataclass
+class Outcome:
+    seed: int
+    config: SimConfig
+    problems: list[str]
+    tweets: int
+    datagrams: int
+    log: list[str]
+
+
+def run_seed(seed: int, reuse_keys: bool = False) -> Outcome:
+    sim = Simulation(seed, reuse_keys=reuse_keys)
+    sim.run()
+    return Outcome(seed, sim.config, sim.check(), len(sim.tweets), sim.datagrams_sent, sim.log)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m tests.simulation",
+                                     description="Deterministic simulation of the Tweeter ring.")
+    parser.add_argument("--seed", type=int, help="replay one run and print its trace")
+    parser.add_argument("--seeds", type=int, default=1000, help="how many runs (from --start)")
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--reuse-keys", action="store_true",
+                        help="every login of a handle reuses one key (as tuples were before)")
+    args = parser.parse_args(argv)
+    if args.seed is not None:
+        outcome = run_seed(args.seed, args.reuse_keys)
+        print("\n".join(outcome.log))
+        print(f"seed {args.seed}: {outcome.config}")
+        for problem in outcome.problems:
+            print(f"VIOLATION: {problem}")
+        print(f"{outcome.tweets} tweets, {outcome.datagrams} datagrams, "
+              f"{len(outcome.problems)} violations")
+        return 1 if outcome.problems else 0
+    started = time.perf_counter()
+    tweets = datagram_count = 0
+    failing: list[Outcome] = []
+    for seed in range(args.start, args.start + args.seeds):
+        outcome = run_seed(seed, args.reuse_keys)
+        tweets += outcome.tweets
+        datagram_count += outcome.datagrams
+        if outcome.problems:
+            failing.append(outcome)
+    seconds = time.perf_counter() - started
+    print(f"{args.seeds} seeds from {args.start}, {tweets} simulated tweets, {datagram_count} "
+          f"datagrams, {len(failing)} failing seeds, {seconds:.1f} s")
+    for outcome in failing[:20]:
+        print(f"  seed {outcome.seed}: {outcome.problems[0]}"
+              + (f" (+{len(outcome.problems) - 1} more)" if len(outcome.problems) > 1 else ""))
+    if failing:
+        print(f"replay one with: make sim SEED={failing[0].seed}")
+    return 1 if failing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
