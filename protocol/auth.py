@@ -65,6 +65,12 @@ class SessionKeys:
     def generate(cls) -> SessionKeys:
         return cls(Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
 
+    @classmethod
+    def from_bytes(cls, secret: bytes) -> SessionKeys:
+        """Keys made from 64 given bytes: for simulations that must replay exactly."""
+        return cls(Ed25519PrivateKey.from_private_bytes(secret[:32]),
+                   X25519PrivateKey.from_private_bytes(secret[32:64]))
+
     def sign(self, statement: bytes) -> bytes:
         return self._signing.sign(statement)
 

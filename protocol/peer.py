@@ -153,6 +153,7 @@ class _Round:
     setup_failed: set[str] = field(default_factory=set)
     base: tuple[Peer | None, list[Peer]] = (None, [])    # the ring the plan starts from
     propagating: bool = False
+    relayed_to: set[str] = field(default_factory=set)     # followers the author sent it to
 
 
 class RingPeer:
@@ -401,7 +402,7 @@ class RingPeer:
         self.own_ring.store(self.me, state.target)
         state.propagating = True
         first = TweetMsg(0, self.me.handle, state.tid, state.text, self.me.handle, 0, ())
-        self._deliver(first, self.me.handle, now)
+        self._relay(first, self.own_ring.successor(self.me.handle), now)
 
     def _on_own_tweet(self, message: TweetMsg, sender: Address, now: float) -> None:
         if not any(sender == (p.ip, p.right) for p in self.own_ring.followers):
@@ -413,27 +414,35 @@ class RingPeer:
         if state is None or not state.propagating or state.tid != message.tid:
             return                              # late or repeated: the round is over
         if message.is_detour and message.dead:
-            if self.own_ring.member(message.dead) is None:
+            dead = self.own_ring.member(message.dead)
+            if dead is None:
                 self._drop(sender, "left", "not a member",
                            f"dropped detour around {message.dead}: not in my ring")
                 return
-            self._deliver(message, message.dead, now)
+            if dead.key in state.relayed_to:
+                return          # a resent or duplicated detour, or one the author ran into
+            # The neighbour heard nothing back; the follower may still have it (its acks may
+            # be what was lost).  The author tries it itself before skipping it.
+            self._relay(replace(message, dead=None, skipped=tuple(
+                name for name in message.skipped if handle_key(name) != dead.key)), dead, now)
         else:
             self._end_round(now, True, message.hops, tuple(state.skipped) + message.skipped)
 
-    def _deliver(self, message: TweetMsg, after: str, now: float) -> None:
-        """Send the tweet to the follower after ``after``, or the next one if that one never
-        answers; when none is left the round is over."""
-        nxt = self.own_ring.successor(after)
+    def _relay(self, message: TweetMsg, target: Peer | None, now: float) -> None:
+        """Send the tweet to ``target``, or to the follower after it if it never answers;
+        when none is left (``None``: the author is next) the round is over."""
         state = self._round
-        if nxt is None:
+        if target is None:
             if state is not None and state.tid == message.tid:
                 self._end_round(now, True, message.hops, tuple(state.skipped) + message.skipped)
             return
+        if state is not None:
+            state.relayed_to.add(target.key)
         hop = replace(message, dead=None)
-        skipping = replace(message, skipped=(*message.skipped, nxt.handle)[:limits.SKIPPED_MAX])
-        self._post("right", nxt, nxt.left, lambda seq: replace(hop, seq=seq), now,
-                   on_fail=lambda: self._deliver(skipping, nxt.handle, now))
+        skipping = replace(message, skipped=(*message.skipped, target.handle)[:limits.SKIPPED_MAX])
+        self._post("right", target, target.left, lambda seq: replace(hop, seq=seq), now,
+                   on_fail=lambda: self._relay(skipping, self.own_ring.successor(target.handle),
+                                               now))
 
     def _end_round(self, now: float, completed: bool, reached: int,
                    skipped: tuple[str, ...]) -> None:

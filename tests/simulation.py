@@ -58,7 +58,6 @@ Address = tuple[str, int]
 LINK_DELAY = (0.0005, 0.003)        # seconds a tracker frame takes, one way (in order)
 SETTLE = 150.0                      # simulated seconds after the script for rounds to end
 CHEAP_HASH = PasswordHasher(n=2, r=1, p=1)
-REUSED_KEYS: dict[str, SessionKeys] = {}   # one key per handle (SimConfig.reuse_keys)
 
 
 @dataclass(frozen=True)
@@ -108,11 +107,9 @@ class Violation(AssertionError):
 class Process:
     """One run of ``user.py`` on a host: a tracker session, and a ring peer while logged in."""
 
-    _ids = itertools.count(1)
-
     def __init__(self, sim: Simulation, host: str, handle: str, own_ring: FollowerRing) -> None:
         self.sim, self.host, self.handle = sim, host, handle
-        self.id = next(self._ids)
+        self.id = next(sim.process_ids)
         self.session = Session(f"{host}:{next(sim.tcp_ports)}")
         self.alive = True
         self.peer: RingPeer | None = None
@@ -313,6 +310,8 @@ class Simulation:
                                 flood_rate=1e9)
         self.peer_config = PeerConfig(trace=False)
         self.tcp_ports = itertools.count(40000)
+        self.process_ids = itertools.count(1)
+        self._reused_keys: dict[str, SessionKeys] = {}
         self._udp_ports: dict[str, itertools.count[int]] = {}
         self.bound: dict[Address, tuple[Process, str]] = {}
         self.processes: list[Process] = []
@@ -385,11 +384,12 @@ class Simulation:
         return next(counter), next(counter), next(counter)
 
     def keys_for(self, handle: str) -> SessionKeys:
+        """A login's keys, drawn from the run's generator (so a run replays exactly)."""
         if not self.config.reuse_keys:
-            return SessionKeys.generate()
-        if handle not in REUSED_KEYS:
-            REUSED_KEYS[handle] = SessionKeys.generate()
-        return REUSED_KEYS[handle]
+            return SessionKeys.from_bytes(self.rng.randbytes(64))
+        if handle not in self._reused_keys:
+            self._reused_keys[handle] = SessionKeys.from_bytes(self.rng.randbytes(64))
+        return self._reused_keys[handle]
 
     def bind(self, process: Process) -> None:
         assert process.ports is not None
@@ -459,6 +459,7 @@ class Simulation:
         record = self._tweet_of(message)
         if record is not None:
             record.datagrams += 1
+        self._count_relay(source, destination, message)
         copies = 1 + (self.rng.random() < self.config.duplicate)
         for _ in range(copies):
             lost = (self.rng.random() < self.config.loss or source[0] in self.cut
@@ -471,7 +472,6 @@ class Simulation:
             self.note(f"{sender} -> {receiver} {what}{'  LOST' if lost else ''}")
             if lost:
                 continue
-            self._count_author_traffic(source, destination, message)
             self.schedule(self.rng.uniform(*self.config.delay),
                           lambda data=data: self._arrive(source, destination, data))
 
@@ -480,22 +480,29 @@ class Simulation:
             return self.tweets.get(message.tid)
         return None
 
-    def _count_author_traffic(self, source: Address, destination: Address,
-                              message: object) -> None:
-        """Record the author's direct sends of a tweet, and acks that reach the author."""
-        src, dst = self.bound.get(source), self.bound.get(destination)
-        if isinstance(message, TweetMsg) and src is not None and dst is not None \
+    def _count_relay(self, source: Address, destination: Address, message: object) -> None:
+        """Record the author's own sends of a tweet to a follower (lost or not)."""
+        src = self.bound.get(source)
+        if isinstance(message, TweetMsg) and src is not None \
                 and handle_key(src[0].handle) == handle_key(message.ring):
             record = self.tweets.get(message.tid)
-            if record is not None:
-                record.relays[handle_key(dst[0].handle)].add(message.seq)
-                self._last_relay[(source, message.seq)] = (message.tid,
-                                                           handle_key(dst[0].handle))
-        if isinstance(message, Ack) and dst is not None and src is not None:
-            key = (destination, message.seq)
-            found = self._last_relay.get(key)
-            if found is not None:
-                self.tweets[found[0]].acks_to_author[found[1]] += 1
+            target = next((p.key for p in record.followers
+                           if (p.ip, p.left) == destination), None) if record else None
+            if record is not None and target is not None:
+                record.relays[target].add(message.seq)
+                self._last_relay[(source, message.seq)] = (message.tid, target)
+
+    def _count_heard(self, process: Process, destination: Address, data: bytes) -> None:
+        """An ack of one of the author's own sends that arrives while the author still waits
+        for it: the author has heard from that follower."""
+        try:
+            message = datagrams.decode(data)
+        except DatagramError:
+            return
+        found = self._last_relay.get((destination, getattr(message, "seq", -1)))
+        if isinstance(message, Ack) and found is not None and process.peer is not None \
+                and message.seq in process.peer._pending:
+            self.tweets[found[0]].acks_to_author[found[1]] += 1
 
     def _owner(self, address: Address) -> str:
         bound = self.bound.get(address)
@@ -508,6 +515,7 @@ class Simulation:
             return
         process, role = bound
         assert process.peer is not None
+        self._count_heard(process, destination, data)
         process.peer.receive(role, data, source, self.now)
         self.pump(process)
 
@@ -671,7 +679,7 @@ class Simulation:
                     and record.shown_at[key] <= (record.ended_at or 0)
                 # Printed, yet reported skipped: only if the author itself tried it and every
                 # answer was lost (no protocol can tell that from silence).
-                if key in skipped and printed_first \
+                if key in skipped and printed_first and not self._changed(follower, record) \
                         and (not record.relays.get(key) or record.acks_to_author.get(key)):
                     problems.append(f"tweet #{record.tid}: {follower.handle} printed it but was "
                                     "reported skipped, and the author never heard it fail")
@@ -699,6 +707,12 @@ class Simulation:
                                     f"{sender}, sent by {sent[0]}")
         return problems
 
+
+    def _changed(self, follower: Peer, record: TweetRecord) -> bool:
+        """Whether the follower crashed, logged in or out, or followed or dropped someone
+        during the round."""
+        end = record.ended_at or self.now
+        return any(record.started <= t <= end for t in self.changes[follower.handle])
 
     def _had_trouble(self, follower: Peer, record: TweetRecord) -> bool:
         """Whether something the simulator did explains a skip: a lost datagram to or from the
