@@ -22,8 +22,8 @@ test: $(STAMP)           ## the whole suite (what CI runs)
 lint: $(STAMP)
 	$(VPY) -m ruff check .
 
-demo: $(STAMP)           ## the course demo in one terminal, ending with its Mermaid diagram
-	$(VPY) tools/demo.py
+demo: $(STAMP)           ## the course demo in one terminal; writes tools/demo.md (HOSTS=1, as root: a host per process)
+	$(VPY) tools/demo.py$(if $(filter-out 0,$(HOSTS)), --hosts)
 
 bench: $(STAMP)          ## the SPEC §9 figures, each beside its baseline
 	$(VPY) tools/bench.py
