@@ -441,7 +441,7 @@ def parse_summary(kind: str, summary: str) -> Label:
     try:
         obj = json.loads(text)
     except ValueError:
-        obj = None
+        obj = _json_prefix(text) if text.startswith("{") else None
     if isinstance(obj, dict):
         if "status" in obj:
             return Label(kind, (), str(obj.get("message", "")))
@@ -466,6 +466,22 @@ def parse_summary(kind: str, summary: str) -> Label:
         elif word:
             words.append(word)
     return Label(kind, tuple(pairs), " ".join(words))
+
+
+_JSON_PAIR = re.compile(r'\s*,?\s*"((?:[^"\\]|\\.)*)"\s*:\s*'
+                        r'("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false|null)')
+
+
+def _json_prefix(text: str) -> dict[str, Any] | None:
+    """The leading simple fields of a JSON object cut short (a program may trace only the first
+    characters of a long frame): ``{"re":2,"status":"SUCCESS","message":"…","tid"`` gives
+    ``re``, ``status`` and ``message``; None if not even one field is whole."""
+    fields: dict[str, Any] = {}
+    position = 1
+    while match := _JSON_PAIR.match(text, position):
+        fields[json.loads(f'"{match.group(1)}"')] = json.loads(match.group(2))
+        position = match.end()
+    return fields or None
 
 
 class Normaliser:

@@ -438,6 +438,14 @@ def test_too_narrow_a_width_is_an_error_not_a_mess() -> None:
         render_text(run, 20)
 
 
+def test_a_json_frame_cut_short_still_gives_its_first_fields() -> None:
+    # user.py traces the first 200 characters of what the tracker sends it.
+    cut = '{"re":2,"status":"SUCCESS","message":"tweet #1 of @a goes to 2 followers","tid":1,"fo'
+    assert label_text(message("SUCCESS", cut)) == "SUCCESS: tweet #1 of @a goes to 2 followers"
+    assert label_text(message("push:say", '{"push":"say","sender":"@b","text":"a \\"q')) == \
+        "push:say sender=@b"
+
+
 def test_parse_summary_reads_pairs_only_before_the_sentence() -> None:
     label = parse_summary("note", "note a=1 b=2 then c=3")
     assert label.fields == (("a", "1"), ("b", "2")) and label.text == "then c=3"
