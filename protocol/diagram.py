@@ -762,10 +762,24 @@ class _Row:
         return "".join(self.cells).rstrip()
 
 
+def _margins(shown: Sequence[str]) -> tuple[int, int]:
+    """Columns left of the first lifeline and right of the last: half their names."""
+    if not shown:
+        return 1, 1
+    return max(1, (cells(shown[0]) - 1) // 2), max(1, cells(shown[-1]) // 2)
+
+
+def text_width_needed(run: Run, names: Mapping[str, str] | None = None,
+                      norm: Normaliser | None = None) -> int:
+    """The fewest columns ``render_text`` can draw ``run`` in."""
+    shown = list(display_names(run, names, norm).values())
+    left, right = _margins(shown)
+    return left + right + 1 + MIN_GAP * max(0, len(shown) - 1)
+
+
 def _columns(count: int, shown: Sequence[str], width: int) -> list[int]:
     """The column of each lifeline: evenly spread over the width, at most ``MAX_GAP`` apart."""
-    left = max(1, (cells(shown[0]) - 1) // 2) if shown else 1
-    right = max(1, cells(shown[-1]) // 2) if shown else 1
+    left, right = _margins(shown)
     if count == 1:
         return [left]
     gap = min(MAX_GAP, (width - 1 - left - right) // (count - 1))

@@ -41,6 +41,7 @@ from protocol.diagram import (
     parse_summary,
     render_text,
     select,
+    text_width_needed,
     wrap,
 )
 from protocol.trace import TraceRecord
@@ -434,8 +435,11 @@ def test_glyph_sets_have_the_same_shape() -> None:
 
 def test_too_narrow_a_width_is_an_error_not_a_mess() -> None:
     run = random_run(1)
-    with pytest.raises(DiagramError, match="columns are too few for 7 lifelines"):
-        render_text(run, 20)
+    needed = text_width_needed(run)
+    with pytest.raises(DiagramError, match=f"columns are too few for 7 lifelines .at least "
+                                           f"{needed}"):
+        render_text(run, needed - 1)
+    assert all(cells(line) <= needed for line in render_text(run, needed).splitlines())
 
 
 def test_a_json_frame_cut_short_still_gives_its_first_fields() -> None:
