@@ -2,7 +2,8 @@
 
 One line at a time, never through a half-typed command: a line that arrives from the network
 while the user is typing is printed above the prompt, and the prompt with what was typed is
-drawn again.
+drawn again.  The trace records of the session go through :class:`CommandTrace`, which writes
+the ``--trace-file`` and keeps the last command's records for the ``diagram`` command.
 """
 
 from __future__ import annotations

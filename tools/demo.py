@@ -98,7 +98,7 @@ class HostsError(Exception):
 
 
 def _shortened(match: re.Match[str]) -> str:
-    """A run of one character as the transcript shows it: ``"xxxxxxxx…" (141 x)``."""
+    """A run of one character as the transcript shows it: ``xxxxxxxx…(141 x)``."""
     return f"{match.group(1) * 8}…({len(match.group(0))} {match.group(1)})"
 
 
@@ -185,7 +185,8 @@ class RawSession:
 
     def __init__(self, demo: Demo) -> None:
         self.demo = demo
-        self.proc = demo.start("raw", ["-c", RELAY, demo.tracker_ip, str(demo.port)])
+        self.proc = demo.start("raw", ["-c", RELAY, demo.tracker_ip, str(demo.port)],
+                               host="@raw")
         self.next_id = 1
         welcome = self.frame()
         if welcome.get("push") != "welcome":
@@ -270,10 +271,11 @@ class Demo:
         self.steps[-1].entries.append((True, who, f"{line}{note}"))
 
     # ---- processes ---------------------------------------------------------------------------
-    def start(self, name: str, args: Sequence[str]) -> Proc:
-        """Start ``python3 args`` as process ``name`` (on its own host with --hosts)."""
+    def start(self, name: str, args: Sequence[str], host: str | None = None) -> Proc:
+        """Start ``python3 args`` as process ``name`` (with --hosts, on the host of the lifeline
+        ``host``, by default ``name``)."""
         self.marks.record("send", "demo", "demo", "mark", f"start {name}")
-        full = self.hosts.args(name, args) if self.hosts else list(args)
+        full = self.hosts.args(host or name, args) if self.hosts else list(args)
         proc = Proc(full, name)
         self.procs[name] = proc
         return proc
@@ -508,7 +510,7 @@ def run_scenario(demo: Demo) -> None:
     raw.call("FAILURE NOT_LOGGED_IN", "heartbeat")
 
     d.step("the raw session registers, then sends end-tweet and exit-complete out of turn")
-    ip = d.hosts.addresses["raw"] if d.hosts else "127.0.0.1"
+    ip = d.hosts.addresses["@raw"] if d.hosts else "127.0.0.1"
     udp = [free_port(socket.SOCK_DGRAM) for _ in range(3)]
     raw.call("SUCCESS", "register", handle="@raw", ip=ip, ports=udp, key=SAMPLE_KEY,
              password=password_of("@raw"))
@@ -629,8 +631,7 @@ def page(demo: Demo, run: Run, summary: Sequence[str]) -> str:
     norm = Normaliser()
     names = None
     if demo.hosts:              # the lifelines name their hosts
-        names = {("@raw" if name == "raw" else name): f"{name.replace('raw', '@raw')} {address}"
-                 for name, address in demo.hosts.addresses.items()}
+        names = {name: f"{name} {address}" for name, address in demo.hosts.addresses.items()}
     where = ("each process on a host of its own (a network namespace with an address in "
              f"{Hosts.SUBNET}.0/24, joined by a bridge): `make demo HOSTS=1`"
              if demo.hosts else "all on one machine: `make demo`")
@@ -753,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
             return run(args, None)
         try:
             Hosts.check()
-            with Hosts(("tracker", *USERS, "raw")) as hosts:
+            with Hosts(LIFELINES) as hosts:
                 return run(args, hosts)
         except HostsError as error:
             print(f"demo: {error}", file=sys.stderr)
