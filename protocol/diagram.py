@@ -780,8 +780,8 @@ def text_width_needed(run: Run, names: Mapping[str, str] | None = None,
 def _columns(count: int, shown: Sequence[str], width: int) -> list[int]:
     """The column of each lifeline: evenly spread over the width, at most ``MAX_GAP`` apart."""
     left, right = _margins(shown)
-    if count == 1:
-        return [left]
+    if count <= 1:
+        return [left][:count]
     gap = min(MAX_GAP, (width - 1 - left - right) // (count - 1))
     if gap < MIN_GAP:
         needed = left + right + 1 + MIN_GAP * (count - 1)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from conftest import Cluster, Tweeter
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol.diagram import (
     ASCII,
@@ -453,6 +455,31 @@ def test_a_json_frame_cut_short_still_gives_its_first_fields() -> None:
 def test_parse_summary_reads_pairs_only_before_the_sentence() -> None:
     label = parse_summary("note", "note a=1 b=2 then c=3")
     assert label.fields == (("a", "1"), ("b", "2")) and label.text == "then c=3"
+
+
+NAMES = st.sampled_from(["tracker", "@a", "@b", "127.0.0.1:5", "demo", "日本"])
+SUMMARIES = st.one_of(
+    st.text(max_size=60),
+    st.sampled_from(['{"re":1,"status":"SUCCESS","message":"ok"}', '{"push":"say","t":1e10}',
+                     "setup ring=@a seq=7", "ack seq=7", "x {'ports': [1, 2], 'key': 'AB12"
+                     "CDEF34567890abcd'}", '{"status":"FAILURE","message":"no', "{'a': [1"]))
+RECORDS = st.lists(st.builds(
+    TraceRecord, st.floats(0, 100), NAMES, st.sampled_from(["send", "recv"]), NAMES, NAMES,
+    st.sampled_from(["alias", "step", "mark", "ack", "SUCCESS", "push:x", "setup", "tweet"]),
+    SUMMARIES), max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(RECORDS, st.integers(30, 120), st.booleans())
+def test_any_records_draw_without_error(records: list[TraceRecord], width: int,
+                                        normalise: bool) -> None:
+    run = build(records)
+    norm = Normaliser() if normalise else None
+    assert mermaid(run, norm).startswith("sequenceDiagram\n")
+    width = max(width, text_width_needed(run))
+    assert all(cells(line) <= width for line in render_text(run, width, norm=norm).splitlines())
+    assert len(run.messages) <= sum(1 for r in records if r.kind not in ("alias", "step",
+                                                                          "mark"))
 
 
 # ---- a real run ------------------------------------------------------------------------------
