@@ -524,8 +524,7 @@ class UserShell(cmd.Cmd):
         # Too many lifelines for the terminal: wider lines (it wraps them) beat no diagram.
         width = max(shutil.get_terminal_size().columns, MIN_WIDTH, text_width_needed(run))
         text = render_text(run, width, ascii_only=arg.strip() == "ascii")
-        for line in text.splitlines():
-            self.console.say(line)
+        self.console.say(text.rstrip("\n"))     # one entry: the output queue drops none of it
         return False
 
     def do_quit(self, arg: str) -> bool:
