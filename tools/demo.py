@@ -750,15 +750,18 @@ def run(args: argparse.Namespace, hosts: Hosts | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with terminated_cleanly():
-        if not args.hosts:
-            return run(args, None)
         try:
+            if not args.hosts:
+                return run(args, None)
             Hosts.check()
             with Hosts(LIFELINES) as hosts:
                 return run(args, hosts)
         except HostsError as error:
             print(f"demo: {error}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:       # the processes and hosts are gone by now
+            print("\ndemo interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":
