@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 13000
 DB     ?= tracker.db
 
-.PHONY: run test lint sample demo bench sim clean
+.PHONY: run test lint sample demo diagrams bench sim clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,14 @@ test: $(STAMP)           ## the whole suite (what CI runs)
 lint: $(STAMP)
 	$(VPY) -m ruff check .
 
-demo: $(STAMP)           ## the course demo in one terminal, ending with its Mermaid diagram
-	$(VPY) tools/demo.py
+demo: $(STAMP)           ## the course demo in one terminal; writes tools/demo.md (HOSTS=1, as root: a host per process)
+	$(VPY) tools/demo.py$(if $(filter-out 0,$(HOSTS)), --hosts)
+
+diagrams: $(STAMP)       ## regenerate every diagram from real runs: tools/demo.md, PROTOCOL.md's (and tools/demo-hosts.md as root)
+	$(VPY) tools/demo.py --quiet
+	@if [ "$$(id -u)" = 0 ] && command -v ip > /dev/null; then $(VPY) tools/demo.py --quiet --hosts; \
+	 else echo "tools/demo-hosts.md left as it is: make demo HOSTS=1 needs root and ip"; fi
+	$(VPY) tools/protocol_diagrams.py
 
 bench: $(STAMP)          ## the SPEC §9 figures, each beside its baseline
 	$(VPY) tools/bench.py

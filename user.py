@@ -27,6 +27,7 @@ import argparse
 import cmd
 import contextlib
 import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -38,12 +39,15 @@ from adapters.peer_node import PeerNode
 from adapters.tracker_link import TrackerLink
 from protocol import limits
 from protocol.auth import SessionKeys
+from protocol.diagram import build, render_text, text_width_needed
 from protocol.peer import PeerConfig
 from protocol.ring import Peer
 from protocol.text import escape_for_terminal
 from protocol.trace import TraceWriter
 from protocol.validate import check_handle, check_ipv4, is_handle
 from protocol.wire import Push, Reply, failure
+
+MIN_WIDTH = 40                  # columns the diagram command draws in, whatever the terminal
 
 
 class UserShell(cmd.Cmd):
@@ -129,6 +133,7 @@ class UserShell(cmd.Cmd):
     def precmd(self, line: str) -> str:
         self.console.at_prompt = False
         self.console.hold()
+        self.console.records.command_started()
         return line
 
     def postcmd(self, stop: bool, line: str) -> bool:
@@ -499,6 +504,24 @@ class UserShell(cmd.Cmd):
         for member in sorted(memberships, key=lambda m: m.author.key):
             self.console.say(f"ring {member.author.handle}: left {member.left.handle}, "
                              f"right {member.right.handle}")
+        return False
+
+    def do_diagram(self, arg: str) -> bool:
+        """diagram [ascii] — the time-space diagram of the last command that sent or received
+        something (and what came after it), from this user's own trace."""
+        records = self.console.records.last
+        if not records:
+            keeping = self.console.records.keep
+            self.console.say("no messages to draw yet" if keeping else
+                             "no messages kept: run user.py in a terminal, without -q, or "
+                             "with --trace-file")
+            return False
+        owner = self.handle or self.console.records.owner
+        run = build(records, order=("tracker", owner))
+        # Too many lifelines for the terminal: wider lines (it wraps them) beat no diagram.
+        width = max(shutil.get_terminal_size().columns, MIN_WIDTH, text_width_needed(run))
+        text = render_text(run, width, ascii_only=arg.strip() == "ascii")
+        self.console.say(text.rstrip("\n"))     # one entry: the output queue drops none of it
         return False
 
     def do_quit(self, arg: str) -> bool:

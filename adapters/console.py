@@ -2,7 +2,8 @@
 
 One line at a time, never through a half-typed command: a line that arrives from the network
 while the user is typing is printed above the prompt, and the prompt with what was typed is
-drawn again.
+drawn again.  The trace records of the session go through :class:`CommandTrace`, which writes
+the ``--trace-file`` and keeps the last command's records for the ``diagram`` command.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import threading
 import time
 
 from adapters.output import OutputQueue, Summariser
-from protocol.trace import TraceWriter
+from protocol.trace import TraceRecord, TraceWriter
+
+KEPT_RECORDS = 2000         # at most this many records of the last command kept, for `diagram`
 
 
 def clock_time(seconds: object) -> str:
@@ -23,6 +26,33 @@ def clock_time(seconds: object) -> str:
         return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
     except (OverflowError, OSError, ValueError):
         return "?"
+
+
+class CommandTrace(TraceWriter):
+    """user.py's trace: written to ``--trace-file`` as any ``TraceWriter`` does and, when
+    ``keep``, also kept in memory since the start of the last command that sent or received
+    something (at most ``KEPT_RECORDS``): the ``diagram`` command draws those."""
+
+    def __init__(self, writer: TraceWriter, keep: bool) -> None:
+        super().__init__(writer.stream, writer.owner)
+        self.keep = keep
+        self._kept: list[TraceRecord] = []
+        self.last: list[TraceRecord] = []       # the last command's records, once another began
+        self._kept_lock = threading.Lock()
+
+    def record(self, direction: str, src: str, dst: str, kind: str, summary: str = "") -> None:
+        if self.keep:
+            entry = TraceRecord(time.time(), self.owner, direction, src, dst, kind, summary)
+            with self._kept_lock:
+                if len(self._kept) < KEPT_RECORDS:
+                    self._kept.append(entry)
+        super().record(direction, src, dst, kind, summary)
+
+    def command_started(self) -> None:
+        """What was kept so far becomes the last command's, unless nothing was."""
+        with self._kept_lock:
+            if self._kept:
+                self.last, self._kept = self._kept, []
 
 
 class Console:
@@ -37,7 +67,10 @@ class Console:
     def __init__(self, interactive: bool, quiet: bool,
                  records: TraceWriter | None = None) -> None:
         self.interactive, self.quiet = interactive, quiet
-        self.records = records or TraceWriter(None, "user")   # --trace-file, if given
+        # --trace-file, if given; the last command's records are kept for `diagram` unless
+        # nobody could look (no terminal, no trace wanted): ring hops then cost no trace work.
+        writer = records or TraceWriter(None, "user")
+        self.records = CommandTrace(writer, interactive or not quiet or writer.stream is not None)
         self.prompt = ""
         self.at_prompt = False
         self._held: list[str] | None = None     # notices kept back while a command runs
@@ -61,7 +94,7 @@ class Console:
     @property
     def tracing(self) -> bool:
         """Whether trace lines or trace records are wanted at all."""
-        return not self.quiet or self.records.stream is not None
+        return not self.quiet or self.records.stream is not None or self.records.keep
 
     def trace(self, text: str, kind: str | None = None) -> None:
         """A trace line; lines of one ``kind`` (e.g. drops from one address) are summarised."""
