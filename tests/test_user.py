@@ -191,14 +191,16 @@ def test_not_your_handle_from_the_shell(net: Tweeter) -> None:
 def test_shell_errors_are_one_clear_line(net: Tweeter) -> None:
     user = net.user("@a")
     user.fails("fly away", "UNKNOWN_COMMAND")
-    user.fails('tweet @a "unclosed', "BAD_SYNTAX")
-    user.fails("follow @a", "USAGE")
+    user.fails("follow @a @b @c", "USAGE")
     user.fails("query everything", "USAGE")
-    user.fails('tweet @a "too early"', "NOT_LOGGED_IN")
+    user.fails("tweet", "USAGE")
+    user.fails('tweet @a "too early"', "NOT_LOGGED_IN")       # the tracker says so
+    user.fails("tweet too early", "NOT_LOGGED_IN")             # short forms need a login
+    user.fails("follow @a", "NOT_LOGGED_IN")
     user.register("@a")
     user.fails("register @b", "ALREADY_LOGGED_IN")
     user.send("help tweet")
-    user.expect(r"tweet @handle \"text\"")
+    user.expect(r"^tweet \[@you\] text — ")
     user.close_stdin()                       # Ctrl-D / end of input: a clean end
     assert user.wait() == 0
     user.assert_no_traceback()

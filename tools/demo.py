@@ -187,7 +187,7 @@ class Demo:
             then.append((follower, rf"^tweet #\d+ by {author} via {previous}: "))
             previous = follower
         then += [(author, r"^SUCCESS: tweet #\d+ of \S+ ended"),
-                 (author, rf"^tweet #\d+ reached {len(ring)} followers in [\d.]+ ms$")]
+                 (author, rf"^tweet #\d+ reached {len(ring)} followers? in [\d.]+ ms$")]
         self.type(author, cmd or f'tweet {author} "{text}"', None, then)
 
     def stop_all(self) -> None:
