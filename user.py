@@ -173,12 +173,15 @@ class UserShell(cmd.Cmd):
         """The tracker ended the session (called on the link's reader thread): someone logged
         in is told at once.  The rings are left at the next command, on the main thread."""
         me = self.handle
-        why = as_typed(farewell.message) if farewell is not None else "the tracker went away"
-        if me:
-            self.console.notice(f"[notice] lost the tracker ({why}): {me} is offline; "
-                                f"login {me} once it is back")
+        why = as_typed(farewell.message) if farewell is not None else None
+        if me and why:
+            self.console.notice(f"[notice] the tracker ended the session of {me} ({why}); "
+                                "log in again")
+        elif me:
+            self.console.notice(f"[notice] lost the tracker: {me} is offline; "
+                                "log in again once it is back")
         else:
-            self.console.trace(f"the tracker closed the session ({why}); "
+            self.console.trace(f"the tracker closed the session ({why or 'it went away'}); "
                                "the next command opens a new one")
 
     def _heartbeat(self, interval: float) -> None:
