@@ -394,7 +394,7 @@ class UserShell(cmd.Cmd):
     complete_say = completedefault
 
     def do_help(self, arg: str) -> bool:
-        """help [command] — the commands, one line each, or more about one of them"""
+        """help [command] — this list, or more about one command"""
         name = ALIASES.get(arg.strip().lstrip("/"), arg.strip().lstrip("/"))
         if name:
             if name not in COMMANDS:
@@ -502,18 +502,19 @@ class UserShell(cmd.Cmd):
         return False
 
     def do_register(self, arg: str) -> bool:
-        """register @you [ipv4 left middle right] — create an account and come online
-        Binds three UDP ports first (0 = any free port; `register @you` alone is
-        127.0.0.1 0 0 0), then asks for a password twice (Ctrl-C cancels)."""
+        """register @you [ip L M R] — create an account and come online
+        Binds three UDP ports first, left, middle and right (0 = any free port;
+        `register @you` alone is 127.0.0.1 0 0 0), then asks for a password twice
+        (Ctrl-C cancels)."""
         return self._join("register", arg)
 
     def do_login(self, arg: str) -> bool:
-        """login @you [ipv4 left middle right] — come online with your account, at a new address
-        Says how many tweets are new since your last session."""
+        """login @you [ip L M R] — come online with your account, at a new address
+        Ports as for register.  Says how many tweets are new since your last session."""
         return self._join("login", arg)
 
     def do_logout(self, arg: str) -> bool:
-        """logout — go offline; your account, follows and tweets are kept"""
+        """logout — go offline; account, follows and tweets are kept"""
         if self.show(self.request("logout")).ok:
             self.leave_rings()
         return False
@@ -553,7 +554,7 @@ class UserShell(cmd.Cmd):
         return False
 
     def do_follow(self, arg: str) -> bool:
-        """follow [@you] @handle — start following @handle (the course form names you first)"""
+        """follow [@you] @handle — start following @handle"""
         return self._pair("follow", arg)
 
     def do_drop(self, arg: str) -> bool:
@@ -568,7 +569,7 @@ class UserShell(cmd.Cmd):
         return self.handle, typed_text(arg)
 
     def do_tweet(self, arg: str) -> bool:
-        """tweet [@you] text — send a tweet (1-140 characters) around your followers' ring
+        """tweet [@you] text — a tweet (1-140 characters) to your followers' ring
         The text is the rest of the line, quotes optional: tweet it's done, or
         tweet @you "it's done".  A tweet that starts with a handle needs quotes:
         tweet "@bob was right"."""
@@ -581,7 +582,7 @@ class UserShell(cmd.Cmd):
         return False
 
     def do_retweet(self, arg: str) -> bool:
-        """retweet <id> — send "RT @author: text" of tweet <id> around your own ring"""
+        """retweet <id> — tweet "RT @author: text" of tweet <id>"""
         number = arg.strip().removeprefix("#")
         if not number.isdecimal() or not number.isascii():
             return self.usage("retweet <id>")
@@ -605,9 +606,9 @@ class UserShell(cmd.Cmd):
                          f"in {result.seconds * 1000:.1f} ms{skipped}")
 
     def do_exit(self, arg: str) -> bool:
-        """exit [@you] — delete your handle, account and follows for good, then leave
-        Tears your ring down first.  At a terminal it asks before deleting anything;
-        to leave and keep everything, use quit."""
+        """exit [@you] — delete your account for good, then leave
+        Deletes your handle, account and follows, after tearing your ring down.
+        At a terminal it asks first; to leave and keep everything, use quit."""
         words = arg.split()
         if len(words) > 1:
             return self.usage("exit [@you]")
@@ -670,7 +671,8 @@ class UserShell(cmd.Cmd):
                              f"{as_typed(text)}")
 
     def do_feed(self, arg: str) -> bool:
-        """feed [n] — the newest n (default 20) tweets by you and those you follow"""
+        """feed [n] — your feed: the newest n tweets (default 20)
+        Tweets and retweets by you and those you follow, newest first."""
         if arg.strip() and not (arg.strip().isdecimal() and arg.strip().isascii()):
             return self.usage("feed [n]")
         args = {"count": int(arg)} if arg.strip() else {}
@@ -685,14 +687,14 @@ class UserShell(cmd.Cmd):
         return False
 
     def do_trending(self, arg: str) -> bool:
-        """trending — the five most used hashtags, with how often each was used"""
+        """trending — the five most used hashtags, with their counts"""
         reply = self.show(self.request("trending"))
         for tag, uses in reply.data.get("tags", []):
             self.console.say(f"  {as_typed(tag)} {uses}")
         return False
 
     def do_say(self, arg: str) -> bool:
-        """say text — a chat-room line to everyone online now (quotes optional)"""
+        """say text — a chat line to everyone online (quotes optional)"""
         if not arg.strip():
             return self.usage("say text")
         text = typed_text(arg)
@@ -702,9 +704,9 @@ class UserShell(cmd.Cmd):
         return False
 
     def do_message(self, arg: str) -> bool:
-        """message @handle text — a direct message, peer to peer (quotes optional)
-        Kept by the tracker when @handle is offline, and delivered at its next login.
-        msg is short for it."""
+        """message @handle text — a direct message, peer to peer (msg for short)
+        Quotes are optional.  Kept by the tracker when @handle is offline, and
+        delivered at its next login."""
         to, rest = split_first(arg)
         if not rest:
             return self.usage("message @handle text")
@@ -720,7 +722,7 @@ class UserShell(cmd.Cmd):
         return False
 
     def do_block(self, arg: str) -> bool:
-        """block @handle — @handle stops following you and cannot follow or message you"""
+        """block @handle — @handle may no longer follow or message you"""
         if len(arg.split()) != 1:
             return self.usage("block @handle")
         self.show(self.request("block", handle=arg.strip()))
@@ -759,7 +761,7 @@ class UserShell(cmd.Cmd):
             self.console.trace(f"unknown notice {as_typed(push.kind)}")
 
     def do_rings(self, arg: str) -> bool:
-        """rings — the rings you are in, with your neighbours, as you keep them"""
+        """rings — the rings you are in, with your neighbours"""
         if not self.handle:
             self.console.say("no rings: not logged in")
             return False
@@ -775,7 +777,8 @@ class UserShell(cmd.Cmd):
         return False
 
     def do_quit(self, arg: str) -> bool:
-        """quit — log out and leave (or Ctrl-D, or Ctrl-C at an empty prompt); nothing is deleted"""
+        """quit — log out and leave; nothing is deleted
+        Ctrl-D does the same, and so does Ctrl-C at an empty prompt."""
         if self.handle and self.show(self.request("logout")).ok:
             self.leave_rings()
         return True

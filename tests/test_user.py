@@ -235,3 +235,37 @@ def test_user_without_a_tracker_says_so(cluster) -> None:
     assert done.returncode == 1
     assert "FAILURE NO_TRACKER: cannot reach the tracker" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_short_forms_act_for_the_sessions_handle(net: Tweeter) -> None:
+    users = net.users("@a", "@b")
+    a, b = users["@a"], users["@b"]
+    b.ok("follow @a")                                   # follow @b @a
+    a.ok("tweet hello, short form")                      # tweet @a "hello, short form"
+    b.expect(r"^tweet #\d+ by @a via @a: hello, short form$")
+    a.expect(r"^tweet #\d+ reached 1 follower in [\d.]+ ms$")
+    a.ok("tweet @a it's the course form, unquoted")
+    b.expect(r"^tweet #\d+ by @a via @a: it's the course form, unquoted$")
+    b.ok("drop @a")
+    b.fails("drop @a", "NOT_FOLLOWING")
+    a.ok("msg @b hi, b")                                  # msg is message
+    b.expect(r"^\[message\] @a: hi, b$")
+    a.ok("/online")                                      # a chat client's slash
+    a.ok("exit")                                         # piped: no question, as the tests do
+    a.expect(r"^bye$")
+    assert a.wait() == 0
+    b.ok("query handles")
+    b.expect(r"^1: @b$")
+
+
+def test_a_command_too_long_for_a_frame_fails_here_and_the_session_stays(net: Tweeter) -> None:
+    user = net.users("@a")["@a"]
+    reply = user.fails("say " + "y" * 5000, "TOO_LONG")
+    assert reply.endswith("a say has at most 140 characters, this one has 5000; nothing was sent")
+    reply = user.fails("search #" + "t" * 5000, "TOO_LONG")
+    assert "over the tracker's 4096; nothing was sent" in reply
+    user.fails("message @a " + "z" * 141, "TOO_LONG")    # fits a frame: the tracker says so
+    user.ok("online")
+    user.expect(r"^  @a$")
+    assert net.tracker_proc is not None
+    assert "TOO_LARGE" not in net.tracker_proc.text()
