@@ -339,8 +339,8 @@ class UserShell(cmd.Cmd):
     def others(self, leave_out: dict[str, str] | None = None) -> list[str]:
         """Known handles but your own (and those in ``leave_out``)."""
         mine = handle_key(self.handle) if self.handle else None
-        return [handle for key, handle in self.known_handles.items()
-                if key != mine and key not in (leave_out or {})]
+        known = list(self.known_handles.items())      # a copy: other threads add to it
+        return [handle for key, handle in known if key != mine and key not in (leave_out or {})]
 
     def completenames(self, text: str, *ignored: Any) -> list[str]:
         slash = "/" if text.startswith("/") else ""

@@ -219,7 +219,7 @@ def run_scenario(demo: Demo) -> None:
     d.ok("@ann", "query handles", ("@ann", r"^5: @ann @bea @cal @dan @eve$"))
 
     d.step("help")
-    d.type("@ann", "help follow", None, [("@ann", r"^follow @i @j")])
+    d.type("@ann", "help follow", None, [("@ann", r"^follow \[@you\] @handle")])
 
     d.step("follow: @bea and @cal follow @ann; @cal and @dan follow @eve (two rings, one "
            "shared member: @cal)")
