@@ -110,7 +110,8 @@ class UserShell(cmd.Cmd):
         self.follows: dict[str, str] = {}           # the handles this user follows, by key
         self._handles_asked = -HANDLES_FRESH
         self.interrupted_line: str | None = None    # what was typed when Ctrl-C came
-        console.on_line = self.learn
+        if console.interactive:         # completion is for people; pipes need no vocabulary
+            console.on_line = self.learn
         self._stop_heartbeat = threading.Event()
         threading.Thread(target=self._heartbeat, args=(args.heartbeat,), name="heartbeat",
                          daemon=True).start()
@@ -158,16 +159,24 @@ class UserShell(cmd.Cmd):
         if problem is not None:
             return problem
         assert self.link is not None
-        return self.link.request(cmd_name, **args)
+        reply = self.link.request(cmd_name, **args)
+        if reply.code == "NO_TRACKER" and self.link.closed and not self.handle \
+                and self.link.farewell is not None \
+                and self.link.farewell.code == "REGISTER_TIMEOUT":
+            # The tracker closed the unused connection as this request left (a password
+            # typed slowly): it was not served, so it goes once more on a new session.
+            problem = self.connect()
+            reply = problem or self.link.request(cmd_name, **args)
+        return reply
 
     def text_request(self, cmd_name: str, what: str, text: str, **fields: Any) -> Reply:
         """Ask the tracker about a typed text.  One too long for any frame (a paste) fails here
         with the reason the tracker gives for a long text: sent, the frame would end the session.
         Any other text is for the tracker to judge."""
-        if len(text) > limits.TWEET_MAX and not frame_fits(cmd_name, text=text, **fields):
+        if len(text) > limits.TWEET_MAX and not frame_fits(cmd_name, **fields, text=text):
             code, message = check_text(text, what) or ("TOO_LONG", f"that {what} is too long")
             return failure(code, f"{message}; nothing was sent")
-        return self.request(cmd_name, text=text, **fields)
+        return self.request(cmd_name, **fields, text=text)     # in the wire's field order
 
     def on_link_closed(self, farewell: Reply | None) -> None:
         """The tracker ended the session (called on the link's reader thread): someone logged

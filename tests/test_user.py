@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 
-from conftest import PYTHON, ROOT, Tweeter, User
+from conftest import PYTHON, ROOT, Tweeter, User, password_of
 
 
 def lines_since(user: User, start: int, pattern: str) -> list[str]:
@@ -269,3 +269,17 @@ def test_a_command_too_long_for_a_frame_fails_here_and_the_session_stays(net: Tw
     user.expect(r"^  @a$")
     assert net.tracker_proc is not None
     assert "TOO_LARGE" not in net.tracker_proc.text()
+
+
+def test_a_session_the_tracker_closed_unused_is_replaced_without_a_word(cluster) -> None:
+    net = Tweeter(cluster)
+    tracker = net.tracker("--register-timeout", "1")
+    user = net.user("@slow")
+    tracker.expect(r"-- 127\.0\.0\.1:\d+ REGISTER_TIMEOUT")    # the session opened at start
+    user.send("register @slow")
+    # The new session opened for the register times out too while the password is "typed".
+    tracker.expect(r"-- 127\.0\.0\.1:\d+ REGISTER_TIMEOUT")
+    user.send(password_of("@slow"))
+    user.ok(password_of("@slow"))           # sent on a third session, opened there and then
+    user.expect(r"^ports: left=")
+    assert not [line for line in user.lines if line.startswith("FAILURE")]
