@@ -861,19 +861,17 @@ def run(args: argparse.Namespace, records: TraceWriter) -> int:
                            on_close=lambda why: shell.on_link_closed(why) if shell else None)
 
     shell = UserShell(connect, node, console, args)
-    problem = shell.connect()
-    if problem is not None:
-        shell.show(problem)
-        shell.close()
-        console.output.flush()
-        return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    if interactive:
-        signal.signal(signal.SIGINT, shell.on_interrupt)
     try:
+        problem = shell.connect()
+        if problem is not None:
+            shell.show(problem)
+            return 1
+        if interactive:
+            signal.signal(signal.SIGINT, shell.on_interrupt)
         shell.loop()
     except KeyboardInterrupt:
-        pass                        # Ctrl-C again while quitting: end now
+        pass                        # Ctrl-C while connecting, or again while quitting: end now
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)    # the session closes undisturbed
         shell.close()

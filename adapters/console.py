@@ -320,7 +320,9 @@ class Console:
                 if key in ("", "\x03", "\x04"):         # end of input, Ctrl-C, Ctrl-D
                     cancelled = True
                     break
-                if key in ("\x7f", "\b"):
+                if key == "\x1b":                       # an arrow or function key:
+                    self._skip_escape_sequence(stdiomask.getch)    # not part of a password
+                elif key in ("\x7f", "\b"):
                     if typed:
                         typed.pop()
                         self._show_masked(prompt, "*" * len(typed))
@@ -336,6 +338,16 @@ class Console:
             termios.tcsetattr(fd, termios.TCSADRAIN, saved)
             self._end_masked("^C" if cancelled else "")
         return None if cancelled else "".join(typed)
+
+    @staticmethod
+    def _skip_escape_sequence(getch: Callable[[], str]) -> None:
+        """Read the rest of a key's escape sequence (ESC [ A, ESC O P, ESC [ 1 5 ~)."""
+        if getch() not in ("[", "O"):
+            return
+        while True:
+            key = getch()
+            if not key or key.isalpha() or key == "~":
+                return
 
     def _read_password_unechoed(self, prompt: str) -> str | None:
         """Without stdiomask (SPEC §4): the standard library's unechoed entry."""

@@ -262,6 +262,15 @@ def test_ctrl_c_and_ctrl_d_cancel_a_password_and_send_nothing(net: Tweeter, term
     assert '"cmd":"login"' not in net.tracker_proc.text().replace(" ", "")
     assert "half" not in alice.written and "secret" not in alice.written
     alice.register("@alice")                                # nothing was left bound or half done
+    alice.enter("logout")
+    alice.at_prompt("tweeter> ")
+    alice.enter("login @alice")
+    alice.at_prompt("password: ")
+    secret = password_of("@alice")
+    alice.type(secret[:3] + "\x1b[D\x1b[A" + secret[3:] + "x\x7f")   # arrows; a backspace
+    alice.at_prompt("password: ", "*" * len(secret))
+    alice.enter()
+    alice.shows(r"^SUCCESS: @alice logged in")
 
 
 def test_ctrl_c_drops_a_half_typed_line_and_quits_at_an_empty_prompt(net: Tweeter,

@@ -283,3 +283,15 @@ def test_a_session_the_tracker_closed_unused_is_replaced_without_a_word(cluster)
     user.ok(password_of("@slow"))           # sent on a third session, opened there and then
     user.expect(r"^ports: left=")
     assert not [line for line in user.lines if line.startswith("FAILURE")]
+
+
+def test_a_session_timed_out_by_the_tracker_is_said_with_its_reason(cluster) -> None:
+    net = Tweeter(cluster)
+    net.tracker("--idle-timeout", "1")
+    user = net.user("@idle", "--heartbeat", "600")        # silent: no heartbeat in time
+    user.register("@idle")
+    user.expect(r"^\[notice\] the tracker ended the session of @idle \(nothing received for "
+                r"1s: you are offline\); log in again$")
+    user.login("@idle")                                   # at once, on a new session
+    user.ok("online")
+    user.expect(r"^  @idle$")
