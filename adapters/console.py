@@ -129,6 +129,11 @@ class ReadlineScreen:
     readline module does not offer these two calls, so they are reached through ctypes in the
     library it is linked with.  With another library (libedit on macOS) the rows are worked out
     from the prompt and the text, the cursor assumed at the end of the line.
+
+    Readline is not thread-safe: these calls come from the writer thread while the main thread
+    sits in readline's select() waiting for a key.  They are made only in :data:`READING`, and
+    only while readline still holds a line (``active``); a key handled in the very microseconds
+    of a redraw could still mix the two, which is the price of printing while someone types.
     """
 
     RL_STATE_CALLBACK = 0x0080000     # readline is between showing a prompt and taking the line
@@ -175,7 +180,7 @@ class Console:
     Lines go through an :class:`OutputQueue`: a terminal that stops reading never holds up the
     thread that prints (the ring's selector thread acks and forwards whatever the terminal
     does).  ``interactive`` means a person at a terminal: the prompt is redrawn around incoming
-    lines, and those get the time (``decorate``) and colour (``colour``).
+    lines, those get the time, and with ``colour`` every line is coloured.
     """
 
     def __init__(self, interactive: bool, quiet: bool, records: TraceWriter | None = None,

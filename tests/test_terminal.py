@@ -7,10 +7,13 @@ users are ordinary piped ``user.py`` processes.  Every wait is on output, with a
 
 from __future__ import annotations
 
+import io
+import os
 import re
 import signal
 import stat
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +33,7 @@ from conftest import (
     terminal_env,
 )
 
-from adapters.console import cells, dress, erase_rows, visible
+from adapters.console import ReadlineScreen, cells, dress, erase_rows, visible
 from protocol.text import as_typed, escape_for_terminal
 from user import plural, split_first, typed_text
 
@@ -411,6 +414,22 @@ def test_how_lines_are_dressed_and_rows_erased() -> None:
     assert erase_rows("x" * 81, 40) == "\r\x1b[2A\x1b[J"
     assert [plural(n, "follower") for n in (0, 1, 2)] == ["0 followers", "1 follower",
                                                           "2 followers"]
+
+
+def test_without_gnu_readline_the_rows_are_worked_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libedit has no rl_clear_visible_line: the prompt and the text say how many rows to clear
+    (the cursor taken to be at the end), and they are written again after the line."""
+    screen = ReadlineScreen.__new__(ReadlineScreen)
+    screen._gnu = None
+    screen.readline = types.SimpleNamespace(get_line_buffer=lambda: "say " + "y" * 80)
+    screen.prompt = "\001\x1b[1m\002@alice\001\x1b[0m\002> "
+    monkeypatch.setattr("shutil.get_terminal_size", lambda: os.terminal_size((40, 24)))
+    out = io.StringIO()
+    screen.clear(out)
+    assert out.getvalue() == "\r\x1b[2A\x1b[J"                 # 92 columns: three rows
+    screen.redraw(out)
+    assert out.getvalue().endswith("@alice> say " + "y" * 80)
+    assert screen.active()
 
 
 # ---- what people expect ----------------------------------------------------------------------
