@@ -439,8 +439,10 @@ def test_colour_on_a_terminal_and_none_with_no_color(net: Tweeter, terminals) ->
     alice.register("@alice")
     alice.enter("follow @nobody")
     alice.shows(r"^FAILURE UNKNOWN_HANDLE:")
+    alice.type("half")
     bob.ok("follow @bob @alice")
     alice.shows(rf"^{STAMP}\[notice\] you were followed by @bob$")
+    alice.at_prompt("@alice> ", "half")             # the coloured prompt redrawn, same width
     rows = alice.rows()
 
     def colour_at(text: str, offset: int = 0) -> str:
@@ -450,6 +452,7 @@ def test_colour_on_a_terminal_and_none_with_no_color(net: Tweeter, terminals) ->
     assert colour_at("FAILURE UNKNOWN_HANDLE") == "red"
     assert colour_at("[notice]") == "brown"                 # pyte's name for SGR 33
     assert colour_at("@bob", 0) == "cyan"
+    assert alice.screen.buffer[alice.cursor[1]][0].fg == "green"        # the prompt's handle
     plain: Terminal = terminals(net.port)                   # NO_COLOR=1
     plain.register("@plain")
     plain.enter("follow @nobody")
