@@ -9,6 +9,7 @@ How data flows::
                                left   <── ring traffic from the left neighbour (tweets, detours)
                                middle <── ring control from authors (setup, teardown)
                                right  ──> ring traffic to the right neighbour (acks come back here)
+    every line printed ──> Console (adapters/console.py): one writer thread, above the prompt
 
 A tweet: the shell asks the tracker (``tweet``), gets the online followers, lets
 ``protocol.ring`` plan which followers need a ``setup``, sends those on the middle port, then
@@ -17,8 +18,10 @@ right; when it is back on the author's left port, the shell sends ``end-tweet`` 
 datagram is acknowledged and sent again until it is; a follower that never answers is skipped by
 a ``detour`` through the author (see ``protocol/PROTOCOL.md``).
 
-Run: ``python3 user.py [tracker-ip [tracker-port]] [-q]``.  When standard input is not a
-terminal the same commands are read one a line, with no prompt.
+Run: ``python3 user.py [tracker-ip [tracker-port]] [-q]``.  At a terminal: a prompt naming the
+handle, line editing, Tab completion, history kept in ``~/.tweeter_history``, colour, and the time
+before incoming lines.  When standard input is not a terminal the same commands are read one a
+line, with no prompt, and every line is printed plain, as scripts and tests expect.
 """
 
 from __future__ import annotations
@@ -26,15 +29,16 @@ from __future__ import annotations
 import argparse
 import cmd
 import contextlib
-import shlex
+import os
 import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from adapters.console import Console, clock_time
+from adapters.console import HANDLE_WORD, Console, History, clock_time, wants_colour
 from adapters.peer_node import PeerNode
 from adapters.tracker_link import TrackerLink
 from protocol import limits
@@ -42,16 +46,66 @@ from protocol.auth import SessionKeys
 from protocol.diagram import build, render_text, text_width_needed
 from protocol.peer import PeerConfig
 from protocol.ring import Peer
-from protocol.text import escape_for_terminal
+from protocol.text import as_typed
 from protocol.trace import TraceWriter
-from protocol.validate import check_handle, check_ipv4, is_handle
-from protocol.wire import Push, Reply, failure
+from protocol.validate import (
+    check_handle,
+    check_ipv4,
+    check_text,
+    handle_key,
+    hashtags,
+    is_handle,
+)
+from protocol.wire import Push, Reply, Request, encode_request, failure
+
+INTRO = "Tweeter — type help for the commands, Tab to complete, quit to leave."
+HISTORY_FILE = ".tweeter_history"       # in the home folder
+HANDLES_FRESH = 30.0    # seconds a `query handles` done for completion is reused
+KNOWN_MAX = 10_000      # handles and hashtags remembered for completion
+
+# The commands in the order `help` lists them; other spellings people type.
+COMMANDS = ("register", "login", "logout", "quit", "exit", "query", "online", "follow", "drop",
+            "followers", "following", "tweet", "retweet", "feed", "search", "trending", "say",
+            "message", "block", "unblock", "rings", "help")
+ALIASES = {"msg": "message"}
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 follower``, ``2 followers``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def split_first(arg: str) -> tuple[str, str]:
+    """The first word of ``arg`` and the rest of it exactly as typed (inner spaces kept)."""
+    parts = arg.strip().split(None, 1)
+    if not parts:
+        return "", ""
+    return parts[0], parts[1] if len(parts) == 2 else ""
+
+
+def typed_text(text: str) -> str:
+    """The text of a tweet, ``say`` or message: the rest of the line, as typed.
+
+    Quotes are optional: one quoted string (``"…"`` or ``'…'`` with no such quote inside) stands
+    for what it holds, so ``say "hi there"`` and ``say hi there`` say the same.  Nothing else is
+    interpreted: apostrophes and backslashes stay as typed (``say it's C:\\Users``).
+    """
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'" \
+            and text[0] not in text[1:-1]:
+        return text[1:-1]
+    return text
+
+
+def frame_fits(cmd_name: str, **args: Any) -> bool:
+    """Whether a request fits in one tracker frame (the longest id counted)."""
+    return len(encode_request(Request(2**53 - 1, cmd_name, args))) <= limits.FRAME_MAX
 
 MIN_WIDTH = 40                  # columns the diagram command draws in, whatever the terminal
 
 
 class UserShell(cmd.Cmd):
-    intro = "Tweeter — type help for the commands, quit to leave."
+    intro = None            # said by loop(), through the console
 
     def __init__(self, connect: Callable[[], TrackerLink], node: PeerNode, console: Console,
                  args: argparse.Namespace) -> None:
@@ -61,53 +115,104 @@ class UserShell(cmd.Cmd):
         self.tweet_timeout = args.tweet_timeout
         self.password_file: str | None = args.server_password_file
         self.handle: str | None = None
-        self.known_handles: set[str] = set()
+        # Words for completion, by key (handles are case-insensitive): learnt from every line.
+        self.known_handles: dict[str, str] = {}
+        self.known_tags: set[str] = set()
+        self.follows: dict[str, str] = {}           # the handles this user follows, by key
+        self._handles_asked = -HANDLES_FRESH
+        self.interrupted_line: str | None = None    # what was typed when Ctrl-C came
+        if console.interactive:         # completion is for people; pipes need no vocabulary
+            console.on_line = self.learn
         self._stop_heartbeat = threading.Event()
         threading.Thread(target=self._heartbeat, args=(args.heartbeat,), name="heartbeat",
                          daemon=True).start()
-        if console.interactive:
-            self.prompt = "tweeter> "
-        else:
-            self.prompt, self.intro, self.use_rawinput = "", None, False
-        console.prompt = self.prompt
+        if not console.interactive:
+            self.use_rawinput = False
+        self.prompt = self.make_prompt()
+
+    def make_prompt(self) -> str:
+        """``@alice> `` once logged in, ``tweeter> `` before; nothing when reading a pipe.  The
+        colour codes sit between \\001 and \\002, so that readline knows they take no room."""
+        if not self.console.interactive:
+            return ""
+        name = self.handle or "tweeter"
+        if self.console.colour:
+            return f"\001\x1b[1;32m\002{name}\001\x1b[0m\002> "
+        return f"{name}> "
 
     # ---- the tracker session ---------------------------------------------------------------
-    def connect(self) -> bool:
-        """Open the session: connect, read the welcome, give the server password if asked."""
+    def connect(self) -> Reply | None:
+        """Open the session: connect, read the welcome, give the server password if asked.
+        None when it is open; else the failure that says why not."""
         try:
             self.link = self.connect_link()
         except OSError as error:
-            self.console.say(f"FAILURE NO_TRACKER: cannot reach the tracker: "
-                             f"{error.strerror or error}")
-            return False
+            return failure("NO_TRACKER", f"cannot reach the tracker: {error.strerror or error}")
         welcome = self.link.wait_welcome()
         if welcome is None:
-            self.console.say("FAILURE NO_TRACKER: the tracker did not greet")
-            return False
+            return self.link.farewell or failure("NO_TRACKER", "the tracker did not greet")
         if welcome.data.get("password_required"):
             return self.admit()
-        return True
+        return None
+
+    def ensure_connected(self) -> Reply | None:
+        """A session that the tracker (or the network) ended is replaced by a new one, not
+        logged in; its rings are left.  The failure if the tracker cannot be reached."""
+        if self.link is not None and not self.link.closed:
+            return None
+        if self.handle:
+            self.leave_rings()          # announced when it happened (on_link_closed)
+        return self.connect()
 
     def request(self, cmd_name: str, **args: Any) -> Reply:
         """Ask the tracker; if it had closed the session, open a new one first."""
-        if self.link is None or self.link.closed:
-            if self.handle:
-                self.console.say(f"[notice] the tracker closed the session of {self.handle}; "
-                                 "log in again")
-                self.leave_rings()
-            if not self.connect():
-                return failure("NO_TRACKER", "the connection to the tracker is closed")
+        problem = self.ensure_connected()
+        if problem is not None:
+            return problem
         assert self.link is not None
-        return self.link.request(cmd_name, **args)
+        reply = self.link.request(cmd_name, **args)
+        if reply.code == "NO_TRACKER" and self.link.closed and not self.handle \
+                and self.link.farewell is not None \
+                and self.link.farewell.code == "REGISTER_TIMEOUT":
+            # The tracker closed the unused connection as this request left (a password
+            # typed slowly): it was not served, so it goes once more on a new session.
+            problem = self.connect()
+            reply = problem or self.link.request(cmd_name, **args)
+        return reply
+
+    def text_request(self, cmd_name: str, what: str, text: str, **fields: Any) -> Reply:
+        """Ask the tracker about a typed text.  One too long for any frame (a paste) fails here
+        with the reason the tracker gives for a long text: sent, the frame would end the session.
+        Any other text is for the tracker to judge."""
+        if len(text) > limits.TWEET_MAX and not frame_fits(cmd_name, **fields, text=text):
+            code, message = check_text(text, what) or ("TOO_LONG", f"that {what} is too long")
+            return failure(code, f"{message}; nothing was sent")
+        return self.request(cmd_name, **fields, text=text)     # in the wire's field order
+
+    def on_link_closed(self, farewell: Reply | None) -> None:
+        """The tracker ended the session (called on the link's reader thread): someone logged
+        in is told at once.  The rings are left at the next command, on the main thread."""
+        me = self.handle
+        why = as_typed(farewell.message) if farewell is not None else None
+        if me and why:
+            self.console.notice(f"[notice] the tracker ended the session of {me} ({why}); "
+                                "log in again")
+        elif me:
+            self.console.notice(f"[notice] lost the tracker: {me} is offline; "
+                                "log in again once it is back")
+        else:
+            self.console.trace(f"the tracker closed the session ({why or 'it went away'}); "
+                               "the next command opens a new one")
 
     def _heartbeat(self, interval: float) -> None:
-        """While logged in, tell the tracker now and then that this session is alive."""
+        """While logged in, tell the tracker now and then that this session is alive.  Its
+        answers are never shown: nobody asked, and a lost tracker is announced by the link."""
         while not self._stop_heartbeat.wait(interval):
             link = self.link
             if self.handle and link is not None and not link.closed:
                 reply = link.request("heartbeat")
-                if not reply.ok and reply.code != "NO_TRACKER":
-                    self.show(reply)
+                if not reply.ok:
+                    self.console.trace(f"heartbeat: {reply.code}: {reply.message}")
 
     def close(self) -> None:
         self._stop_heartbeat.set()
@@ -115,7 +220,49 @@ class UserShell(cmd.Cmd):
             self.link.close()
         self.node.close()
 
-    # ---- plumbing --------------------------------------------------------------------------
+    # ---- the loop, and what the terminal shows -----------------------------------------------
+    def loop(self) -> None:
+        """Read commands until quit, exit or the end of the input.  At a terminal, Ctrl-C drops
+        a half-typed line; at an empty prompt, or while a command runs, it logs out and ends
+        as quit does."""
+        if self.console.interactive:
+            self.console.say(INTRO)
+        while True:
+            self.interrupted_line = None
+            try:
+                self.cmdloop()
+                return
+            except KeyboardInterrupt:
+                self.console.prompt_gone()
+                self.console.release()
+                self.console.say("^C" if self.console.interactive else "")
+                if self.interrupted_line and self.interrupted_line.strip():
+                    continue            # the line is dropped; a fresh prompt
+                self.do_quit("")        # logged out, nothing deleted
+                return
+
+    def on_interrupt(self, signum: int, frame: object) -> None:
+        """SIGINT (Ctrl-C): note what was typed, while readline still holds it."""
+        if self.console.reading:
+            import readline
+            self.interrupted_line = readline.get_line_buffer()
+        raise KeyboardInterrupt
+
+    def preloop(self) -> None:
+        self.console.prompt_coming(self.prompt)
+
+    def parseline(self, line: str) -> tuple[str | None, str | None, str]:
+        """As cmd.Cmd's, and ``/help``, ``/quit`` … (a leading slash, as in chat clients) and
+        the aliases (``msg``) name their commands."""
+        line = line.strip()
+        if line.startswith("/"):
+            line = line[1:]
+        name, arg, line = super().parseline(line)
+        if name in ALIASES:
+            name = ALIASES[name]
+            line = f"{name} {arg}"
+        return name, arg, line
+
     def onecmd(self, line: str) -> bool:
         """Run one command.  Replies are checked where they are used; a reply too malformed
         for that (a tracker that is not Tweeter's, or a broken one) ends the command here
@@ -124,42 +271,36 @@ class UserShell(cmd.Cmd):
             return bool(super().onecmd(line))
         except (KeyError, ValueError, TypeError, IndexError) as error:
             self.console.say(f"FAILURE BAD_REPLY: the tracker's answer was not understood "
-                             f"({escape_for_terminal(type(error).__name__)})")
+                             f"({as_typed(type(error).__name__)})")
             return False
 
-    def preloop(self) -> None:
-        self.console.at_prompt = True
-
     def precmd(self, line: str) -> str:
-        self.console.at_prompt = False
+        self.console.prompt_gone()
         self.console.hold()
         self.console.records.command_started()
+        if self.handle and (self.link is None or self.link.closed):
+            self.leave_rings()          # the tracker went away; the notice said so then
         return line
 
     def postcmd(self, stop: bool, line: str) -> bool:
         self.console.release()
-        self.console.at_prompt = not stop
+        self.console.own_handle = self.handle
+        self.prompt = self.make_prompt()
+        if not stop:
+            self.console.prompt_coming(self.prompt)
         return stop
 
     def emptyline(self) -> bool:
         return False
 
     def default(self, line: str) -> bool:
-        self.console.say(f"FAILURE UNKNOWN_COMMAND: {escape_for_terminal(line.split()[0])!s}"
-                         " — type help")
+        self.console.say(f"FAILURE UNKNOWN_COMMAND: {as_typed(line.split()[0])} — type help")
         return False
 
-    def words(self, arg: str) -> list[str] | None:
-        try:
-            return shlex.split(arg)
-        except ValueError as error:
-            self.console.say(f"FAILURE BAD_SYNTAX: {error}")
-            return None
-
     def show(self, reply: Reply) -> Reply:
-        text = escape_for_terminal(reply.message)
+        text = as_typed(reply.message)
         self.console.say(f"SUCCESS: {text}" if reply.ok
-                         else f"FAILURE {escape_for_terminal(str(reply.code))}: {text}")
+                         else f"FAILURE {as_typed(str(reply.code))}: {text}")
         return reply
 
     def usage(self, form: str) -> bool:
@@ -170,47 +311,160 @@ class UserShell(cmd.Cmd):
         self.console.say(f"FAILURE {code}: {message}")
         return False
 
+    def not_logged_in(self) -> bool:
+        return self.fail("NOT_LOGGED_IN", "log in first (register or login)")
+
+    def ask(self, question: str) -> str:
+        """A question at the terminal (the answer is not kept in the history); "" when
+        Ctrl-C or Ctrl-D answers it."""
+        import readline
+        self.console.prompt_coming(question)
+        readline.set_auto_history(False)
+        try:
+            return input(question)
+        except (EOFError, KeyboardInterrupt):
+            self.console.say("")
+            return ""
+        finally:
+            readline.set_auto_history(True)
+            self.console.prompt_gone()
+
+    # ---- completion and help ---------------------------------------------------------------
+    def learn(self, line: str) -> None:
+        """Remember the handles and hashtags of a line printed, for completion."""
+        if line.startswith("FAILURE") or len(self.known_handles) > KNOWN_MAX:
+            return                      # a refused handle is no handle to offer
+        for handle in HANDLE_WORD.findall(line):
+            self.known_handles.setdefault(handle_key(handle), handle)
+        if len(self.known_tags) < KNOWN_MAX:
+            self.known_tags.update(f"#{tag}" for tag in hashtags(line))
+
+    def refresh_handles(self) -> None:
+        """Ask for every handle (`query handles`), at most every 30 s, when completion needs
+        the handles one could follow."""
+        link = self.link
+        if link is None or link.closed or time.monotonic() - self._handles_asked < HANDLES_FRESH:
+            return
+        self._handles_asked = time.monotonic()
+        reply = link.request("query-handles", wait=2.0)
+        if reply.ok:
+            for handle in reply.data.get("handles", []):
+                if is_handle(handle):
+                    self.known_handles.setdefault(handle_key(handle), handle)
+
+    @staticmethod
+    def matching(text: str, words: list[str]) -> list[str]:
+        """The words that start with ``text`` (any case), each with the space that follows."""
+        return sorted({f"{word} " for word in words if word.lower().startswith(text.lower())})
+
+    def others(self, leave_out: dict[str, str] | None = None) -> list[str]:
+        """Known handles but your own (and those in ``leave_out``)."""
+        mine = handle_key(self.handle) if self.handle else None
+        known = list(self.known_handles.items())      # a copy: other threads add to it
+        return [handle for key, handle in known if key != mine and key not in (leave_out or {})]
+
+    def completenames(self, text: str, *ignored: Any) -> list[str]:
+        slash = "/" if text.startswith("/") else ""
+        return [f"{slash}{name}" for name in self.matching(text[len(slash):],
+                                                            [*COMMANDS, *ALIASES])]
+
     def completedefault(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
-        return sorted(h for h in self.known_handles if h.lower().startswith(text.lower()))
+        """Handles, or hashtags for a word that starts with #."""
+        if text.startswith("#"):
+            return self.matching(text, sorted(self.known_tags))
+        return self.matching(text, list(self.known_handles.values()))
+
+    def argument_index(self, line: str, begidx: int) -> int:
+        """Which argument of the command is being completed (0 is the first)."""
+        return len(line[:begidx].split()) - 1
+
+    def complete_follow(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
+        """You (the course form), then the handles you do not follow yet."""
+        self.refresh_handles()
+        followable = self.others(self.follows)
+        mine = [self.handle] if self.handle and self.argument_index(line, begidx) == 0 else []
+        return self.matching(text, mine + followable)
+
+    def complete_drop(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
+        mine = [self.handle] if self.handle and self.argument_index(line, begidx) == 0 else []
+        return self.matching(text, mine + list(self.follows.values()))
+
+    def complete_tweet(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
+        if self.handle and self.argument_index(line, begidx) == 0 and text.startswith("@"):
+            return self.matching(text, [self.handle, *self.others()])
+        return self.completedefault(text, line, begidx, endidx)
+
+    def complete_message(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
+        if self.argument_index(line, begidx) == 0:
+            return self.matching(text, self.others())
+        return self.completedefault(text, line, begidx, endidx)
+
+    def complete_search(self, text: str, *ignored: Any) -> list[str]:
+        return self.matching(text, sorted(self.known_tags))
+
+    def complete_exit(self, text: str, *ignored: Any) -> list[str]:
+        return self.matching(text, [self.handle] if self.handle else [])
+
+    def complete_help(self, text: str, *ignored: Any) -> list[str]:
+        return self.matching(text, list(COMMANDS))
+
+    def complete_block(self, text: str, *ignored: Any) -> list[str]:
+        return self.matching(text, self.others())
+
+    complete_unblock = complete_block
+    complete_say = completedefault
+
+    def do_help(self, arg: str) -> bool:
+        """help [command] — this list, or more about one command"""
+        name = ALIASES.get(arg.strip().lstrip("/"), arg.strip().lstrip("/"))
+        if name:
+            if name not in COMMANDS:
+                return self.fail("UNKNOWN_COMMAND", f"{as_typed(name)} — type help")
+            for line in (getattr(self, f"do_{name}").__doc__ or "").splitlines():
+                self.console.say(line.strip())
+            return False
+        summaries = [(getattr(self, f"do_{name}").__doc__ or name).splitlines()[0].split(" — ")
+                     for name in COMMANDS]
+        width = max(len(form) for form, *_ in summaries)
+        self.console.say("Commands (help <command> tells more; /help and /quit work too):")
+        for form, *summary in summaries:
+            self.console.say(f"  {form:<{width}}  {' — '.join(summary)}")
+        return False
 
     # ---- commands --------------------------------------------------------------------------
-    def admit(self) -> bool:
-        """Give the tracker its server password: from the file, or asked (masked)."""
+    def admit(self) -> Reply | None:
+        """Give the tracker its server password: from the file, or asked (masked).  None when
+        admitted, else the failure."""
         if self.password_file:
             try:
                 with open(self.password_file, encoding="utf-8") as handle:
                     password: str | None = handle.readline().rstrip("\n")
             except OSError as error:
-                self.console.say(f"FAILURE NO_PASSWORD_FILE: {self.password_file}: "
-                                 f"{error.strerror}")
-                return False
+                return failure("NO_PASSWORD_FILE", f"{self.password_file}: {error.strerror}")
         else:
             password = self.read_password("server password: ")
+        if password is None:
+            return failure("CANCELLED", "no server password given; nothing was sent")
         assert self.link is not None
-        return self.show(self.link.request("auth", password=password or "")).ok
+        reply = self.link.request("auth", password=password)
+        if reply.ok:
+            self.show(reply)
+            return None
+        return reply
 
     def read_password(self, prompt: str) -> str | None:
-        """A password: masked on a terminal, the next input line otherwise (None at its end)."""
-        if not self.console.interactive:
+        """A password: masked on a terminal, the next input line otherwise.  None when the
+        person cancelled (Ctrl-C, Ctrl-D) or the input ended."""
+        if not sys.stdin.isatty():
             line = sys.stdin.readline()
             return line.rstrip("\n") if line else None
-        try:
-            import stdiomask
-            return stdiomask.getpass(prompt=prompt, mask="*")
-        except ImportError:
-            import getpass
-            self.console.say("(stdiomask is not installed: the password is read unechoed)")
-            return getpass.getpass(prompt)
-        except EOFError:
-            return None
+        return self.console.read_password(prompt)
 
     def _join(self, cmd_name: str, arg: str) -> bool:
         """register or login: bind the three UDP ports, ask the password, ask the tracker."""
-        words = self.words(arg)
-        if words is None:
-            return False
+        words = arg.split()
         if len(words) not in (1, 5):
-            return self.usage(f"{cmd_name} @handle [ipv4 left middle right]")
+            return self.usage(f"{cmd_name} @you [ipv4 left middle right]")
         if self.handle:
             return self.fail("ALREADY_LOGGED_IN", f"this session is already {self.handle}")
         ip, port_words = (words[1], words[2:]) if len(words) == 5 else ("127.0.0.1", ["0"] * 3)
@@ -223,16 +477,25 @@ class UserShell(cmd.Cmd):
                 raise ValueError
         except ValueError:
             return self.fail("BAD_PORT", "ports are numbers from 0 to 65535")
+        unreachable = self.ensure_connected()     # say so before asking for a password
+        if unreachable is not None:
+            self.show(unreachable)
+            return False
         try:
             left, middle, right = self.node.bind(ip, ports)
         except OSError as error:
             return self.fail("PORT_IN_USE", f"cannot bind {ip} {' '.join(port_words)}: "
                                             f"{error.strerror}; nothing was sent")
         password = self.read_password("password: ")
-        if password is not None and cmd_name == "register" \
-                and self.read_password("password again: ") != password:
+        if password is not None and cmd_name == "register":
+            again = self.read_password("password again: ")
+            if again is not None and again != password:
+                self.node.close()
+                return self.fail("PASSWORD_MISMATCH", "the two passwords differ; nothing was sent")
+            password = again
+        if password is None:
             self.node.close()
-            return self.fail("PASSWORD_MISMATCH", "the two passwords differ; nothing was sent")
+            return self.fail("CANCELLED", f"{cmd_name} cancelled; nothing was sent")
         if not password:
             self.node.close()
             return self.fail("BAD_PASSWORD", "a password is needed; nothing was sent")
@@ -244,7 +507,7 @@ class UserShell(cmd.Cmd):
             return False
         named = reply.data.get("handle")
         self.handle = named if is_handle(named) else words[0]
-        self.known_handles.add(self.handle)
+        self.learn(self.handle)
         records = self.console.records
         if not is_handle(records.owner):        # this lifeline has a name now
             records.record("send", records.owner, self.handle, "alias")
@@ -253,79 +516,95 @@ class UserShell(cmd.Cmd):
         follows = self.request("following") if cmd_name == "login" else None
         following = [h for h in (follows.data.get("handles", []) if follows and follows.ok
                                  else []) if is_handle(h)]
+        self.follows = {handle_key(h): h for h in following}
         self.node.start(Peer(self.handle, ip, left, middle, right, keys.public), following)
         return False
 
     def do_register(self, arg: str) -> bool:
-        """register @handle [ipv4 left middle right] — create an account and come online.
-        Binds three UDP ports first (0 = any free port; `register @h` alone is 127.0.0.1 0 0 0),
-        then asks for a password twice."""
+        """register @you [ip L M R] — create an account and come online
+        Binds three UDP ports first, left, middle and right (0 = any free port;
+        `register @you` alone is 127.0.0.1 0 0 0), then asks for a password twice
+        (Ctrl-C cancels)."""
         return self._join("register", arg)
 
     def do_login(self, arg: str) -> bool:
-        """login @handle [ipv4 left middle right] — come online with an existing account,
-        at a new address; says how many tweets are new since your last session."""
+        """login @you [ip L M R] — come online with your account, at a new address
+        Ports as for register.  Says how many tweets are new since your last session."""
         return self._join("login", arg)
 
     def do_logout(self, arg: str) -> bool:
-        """logout — go offline; your account, follows and tweets are kept."""
+        """logout — go offline; account, follows and tweets are kept"""
         if self.show(self.request("logout")).ok:
             self.leave_rings()
         return False
 
     def leave_rings(self) -> None:
         self.handle = None
+        self.follows = {}
         self.node.close()
 
     def do_query(self, arg: str) -> bool:
-        """query handles — how many handles are registered, and which, alphabetically."""
+        """query handles — how many handles are registered, and which"""
         if arg.strip() != "handles":
             return self.usage("query handles")
         reply = self.show(self.request("query-handles"))
         if reply.ok:
             handles = reply.data.get("handles", [])
-            self.known_handles.update(handles)
-            self.console.say(f"{reply.data.get('count', 0)}: "
-                             + escape_for_terminal(" ".join(handles)))
+            self.console.say(f"{reply.data.get('count', 0)}: " + as_typed(" ".join(handles)))
         return False
 
     def _pair(self, name: str, arg: str) -> bool:
-        words = self.words(arg)
-        if words is None:
-            return False
+        """follow or drop: ``@you @handle``, or ``@handle`` alone for yourself."""
+        words = arg.split()
+        if len(words) == 1:
+            if not self.handle:
+                return self.not_logged_in()
+            words = [self.handle, words[0]]
         if len(words) != 2:
-            return self.usage(f"{name} @follower @followee")
+            return self.usage(f"{name} [@you] @handle")
         reply = self.show(self.request(name, follower=words[0], followee=words[1]))
         if reply.ok and name == "follow":
             self.node.follow(words[1])
-            self.known_handles.add(words[1])
+            self.follows[handle_key(words[1])] = words[1]
         elif reply.ok:
             self.node.unfollow(words[1])   # a follower that left a ring keeps nothing of it
+            self.follows.pop(handle_key(words[1]), None)
         return False
 
     def do_follow(self, arg: str) -> bool:
-        """follow @i @j — @i (you) starts following @j."""
+        """follow [@you] @handle — start following @handle"""
         return self._pair("follow", arg)
 
     def do_drop(self, arg: str) -> bool:
-        """drop @i @j — @i (you) stops following @j."""
+        """drop [@you] @handle — stop following @handle"""
         return self._pair("drop", arg)
 
+    def actor_and_text(self, arg: str) -> tuple[str | None, str]:
+        """``@you text`` (the course form: a handle first, then text) or just ``text``."""
+        first, rest = split_first(arg)
+        if is_handle(first) and rest:
+            return first, typed_text(rest)
+        return self.handle, typed_text(arg)
+
     def do_tweet(self, arg: str) -> bool:
-        """tweet @handle "text" — send a tweet (1-140 characters) around your followers' ring."""
-        words = self.words(arg)
-        if words is None:
-            return False
-        if len(words) < 2:
-            return self.usage('tweet @handle "text"')
-        self.run_ring(self.request("tweet", handle=words[0], text=" ".join(words[1:])))
+        """tweet [@you] text — a tweet (1-140 characters) to your followers' ring
+        The text is the rest of the line, quotes optional: tweet it's done, or
+        tweet @you "it's done".  A tweet that starts with a handle needs quotes:
+        tweet "@bob was right"."""
+        if not arg.strip():
+            return self.usage("tweet [@you] text")
+        actor, text = self.actor_and_text(arg)
+        if actor is None:
+            return self.not_logged_in()
+        self.run_ring(self.text_request("tweet", "tweet", text, handle=actor))
         return False
 
     def do_retweet(self, arg: str) -> bool:
-        """retweet <id> — send "RT @author: text" of tweet <id> around your own ring."""
-        if not arg.strip().isdecimal() or not arg.strip().isascii():
+        """retweet <id> — tweet "RT @author: text" of tweet <id>"""
+        number = arg.strip().removeprefix("#")
+        if not number.isdecimal() or not number.isascii():
             return self.usage("retweet <id>")
-        self.run_ring(self.request("retweet", tid=int(arg)))
+        self.run_ring(self.request("retweet", tid=int(number)))
         return False
 
     def run_ring(self, reply: Reply) -> None:
@@ -341,17 +620,27 @@ class UserShell(cmd.Cmd):
             self.console.say(f"tweet #{tid} did not come back within {self.tweet_timeout:g}s")
             return
         skipped = f"; skipped {' '.join(result.skipped)}" if result.skipped else ""
-        self.console.say(f"tweet #{tid} reached {result.reached} followers "
+        self.console.say(f"tweet #{tid} reached {plural(result.reached, 'follower')} "
                          f"in {result.seconds * 1000:.1f} ms{skipped}")
 
     def do_exit(self, arg: str) -> bool:
-        """exit @handle — tear your ring down and delete your handle, then end."""
-        words = self.words(arg)
-        if words is None:
-            return False
-        if len(words) != 1:
-            return self.usage("exit @handle")
-        reply = self.show(self.request("exit", handle=words[0]))
+        """exit [@you] — delete your account for good, then leave
+        Deletes your handle, account and follows, after tearing your ring down.
+        At a terminal it asks first; to leave and keep everything, use quit."""
+        words = arg.split()
+        if len(words) > 1:
+            return self.usage("exit [@you]")
+        handle = words[0] if words else self.handle
+        if handle is None:
+            return self.not_logged_in()
+        mine = self.handle is not None and handle_key(handle) == handle_key(self.handle)
+        if self.console.interactive and mine:
+            answer = self.ask(f"Delete {handle} for good (account, follows, tweets)? "
+                              "quit only logs out. [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                self.console.say(f"exit cancelled: {handle} is kept")
+                return False
+        reply = self.show(self.request("exit", handle=handle))
         if not reply.ok:
             return False
         # Those this process set up, and those an earlier process of the handle may have.
@@ -365,46 +654,43 @@ class UserShell(cmd.Cmd):
             self.console.say(f"teardown not acknowledged by {' '.join(silent)}")
         self.console.say(f"ring of {self.handle} torn down ({len(followers) - len(silent)} "
                          f"of {len(followers)} followers acknowledged)")
-        if self.show(self.request("exit-complete", handle=words[0])).ok:
+        if self.show(self.request("exit-complete", handle=handle)).ok:
             self.console.say("bye")
             return True
         return False
 
     def do_online(self, arg: str) -> bool:
-        """online — who is online now; the handles you follow are marked."""
+        """online — who is online now; those you follow are marked"""
         reply = self.show(self.request("online"))
         for name, followed in reply.data.get("online", []):
-            self.known_handles.add(name)
-            self.console.say(f"  {escape_for_terminal(name)}{'  (following)' if followed else ''}")
+            self.console.say(f"  {as_typed(name)}{'  (following)' if followed else ''}")
         return False
 
     def _handle_list(self, cmd_name: str, arg: str) -> bool:
-        words = self.words(arg)
-        if words is None:
-            return False
+        words = arg.split()
         if len(words) > 1:
             return self.usage(f"{cmd_name} [@handle]")
         reply = self.show(self.request(cmd_name, **({"handle": words[0]} if words else {})))
         if reply.ok:
-            self.known_handles.update(reply.data.get("handles", []))
-            self.console.say("  " + escape_for_terminal(" ".join(reply.data.get("handles", []))))
+            self.console.say("  " + as_typed(" ".join(reply.data.get("handles", []))))
         return False
 
     def do_followers(self, arg: str) -> bool:
-        """followers [@handle] — who follows you (or @handle), alphabetically."""
+        """followers [@handle] — who follows you (or @handle)"""
         return self._handle_list("followers", arg)
 
     def do_following(self, arg: str) -> bool:
-        """following [@handle] — whom you (or @handle) follow, alphabetically."""
+        """following [@handle] — whom you (or @handle) follow"""
         return self._handle_list("following", arg)
 
     def show_tweets(self, reply: Reply) -> None:
         for tid, author, created, text, _retweet_of in reply.data.get("tweets", []):
-            self.console.say(f"  #{tid} {clock_time(created)} {escape_for_terminal(author)}: "
-                             f"{escape_for_terminal(text)}")
+            self.console.say(f"  #{tid} {clock_time(created)} {as_typed(author)}: "
+                             f"{as_typed(text)}")
 
     def do_feed(self, arg: str) -> bool:
-        """feed [n] — the newest n (default 20) tweets by you and the handles you follow."""
+        """feed [n] — your feed: the newest n tweets (default 20)
+        Tweets and retweets by you and those you follow, newest first."""
         if arg.strip() and not (arg.strip().isdecimal() and arg.strip().isascii()):
             return self.usage("feed [n]")
         args = {"count": int(arg)} if arg.strip() else {}
@@ -412,39 +698,38 @@ class UserShell(cmd.Cmd):
         return False
 
     def do_search(self, arg: str) -> bool:
-        """search #tag — the tweets carrying #tag, newest first."""
+        """search #tag — the tweets carrying #tag, newest first"""
         if len(arg.split()) != 1:
             return self.usage("search #tag")
         self.show_tweets(self.show(self.request("search", tag=arg.strip())))
         return False
 
     def do_trending(self, arg: str) -> bool:
-        """trending — the five most used hashtags, with how often each was used."""
+        """trending — the five most used hashtags, with their counts"""
         reply = self.show(self.request("trending"))
         for tag, uses in reply.data.get("tags", []):
-            self.console.say(f"  {escape_for_terminal(tag)} {uses}")
+            self.console.say(f"  {as_typed(tag)} {uses}")
         return False
 
     def do_say(self, arg: str) -> bool:
-        """say "text" — a chat-room line to everyone online now."""
-        words = self.words(arg)
-        if words is None:
-            return False
-        if not words:
-            return self.usage('say "text"')
-        self.show(self.request("say", text=" ".join(words)))
+        """say text — a chat line to everyone online (quotes optional)"""
+        if not arg.strip():
+            return self.usage("say text")
+        text = typed_text(arg)
+        reply = self.show(self.text_request("say", "say", text))
+        if reply.ok and self.console.interactive and self.handle:
+            self.console.say(f"[say] {self.handle}: {as_typed(text)}")   # as the others see it
         return False
 
     def do_message(self, arg: str) -> bool:
-        """message @handle "text" — a direct message, peer to peer; kept by the tracker when
-        @handle is offline, and delivered at its next login."""
-        words = self.words(arg)
-        if words is None:
-            return False
-        if len(words) < 2:
-            return self.usage('message @handle "text"')
-        text = " ".join(words[1:])
-        reply = self.show(self.request("message", to=words[0], text=text))
+        """message @handle text — a direct message, peer to peer (msg for short)
+        Quotes are optional.  Kept by the tracker when @handle is offline, and
+        delivered at its next login."""
+        to, rest = split_first(arg)
+        if not rest:
+            return self.usage("message @handle text")
+        text = typed_text(rest)
+        reply = self.show(self.text_request("message", "message", text, to=to))
         if not reply.ok or "peer" not in reply.data:
             return False
         peer, message_id = Peer.from_list(reply.data["peer"]), int(reply.data["message_id"])
@@ -455,14 +740,14 @@ class UserShell(cmd.Cmd):
         return False
 
     def do_block(self, arg: str) -> bool:
-        """block @handle — @handle stops following you and cannot follow or message you."""
+        """block @handle — @handle may no longer follow or message you"""
         if len(arg.split()) != 1:
             return self.usage("block @handle")
         self.show(self.request("block", handle=arg.strip()))
         return False
 
     def do_unblock(self, arg: str) -> bool:
-        """unblock @handle — @handle may follow and message you again."""
+        """unblock @handle — @handle may follow and message you again"""
         if len(arg.split()) != 1:
             return self.usage("unblock @handle")
         self.show(self.request("unblock", handle=arg.strip()))
@@ -470,7 +755,7 @@ class UserShell(cmd.Cmd):
 
     def on_push(self, push: Push) -> None:
         """A notice from the tracker, shown above the prompt; network text always escaped."""
-        data = {key: escape_for_terminal(str(value)) for key, value in push.data.items()}
+        data = {key: as_typed(str(value)) for key, value in push.data.items()}
         if push.kind == "presence":
             if push.data.get("online") and "peer" in push.data:
                 self.node.author_moved(Peer.from_list(push.data["peer"]))
@@ -491,10 +776,13 @@ class UserShell(cmd.Cmd):
             self.console.notice(f"[message] {data.get('sender')}: {data.get('text')} "
                              f"(kept by the tracker, sent {clock_time(push.data.get('created'))})")
         else:
-            self.console.trace(f"unknown notice {escape_for_terminal(push.kind)}")
+            self.console.trace(f"unknown notice {as_typed(push.kind)}")
 
     def do_rings(self, arg: str) -> bool:
-        """rings — the rings this user belongs to, as this user keeps them."""
+        """rings — the rings you are in, with your neighbours"""
+        if not self.handle:
+            self.console.say("no rings: not logged in")
+            return False
         own, memberships = self.node.rings()
         if own:
             order = " -> ".join(p.handle for p in own)
@@ -525,18 +813,16 @@ class UserShell(cmd.Cmd):
         return False
 
     def do_quit(self, arg: str) -> bool:
-        """quit — log out and end (Ctrl-D does the same); nothing is deleted."""
+        """quit — log out and leave; nothing is deleted
+        Ctrl-D does the same, and so does Ctrl-C at an empty prompt."""
         if self.handle and self.show(self.request("logout")).ok:
             self.leave_rings()
         return True
 
     def do_EOF(self, arg: str) -> bool:
         if self.console.interactive:
-            print()
+            self.console.say("")
         return self.do_quit(arg)
-
-    def complete_follow(self, text: str, *rest: Any) -> list[str]:
-        return self.completedefault(text, *rest)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -582,35 +868,43 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, records: TraceWriter) -> int:
     """Connect, greet the tracker, and run the shell until the user leaves."""
-    interactive = sys.stdin.isatty()
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
     with contextlib.suppress(AttributeError, ValueError):   # bytes that are not UTF-8 typed in
         sys.stdin.reconfigure(errors="replace")             # become U+FFFD, not a traceback
+    console = Console(interactive, args.quiet, records, colour=interactive and wants_colour())
+    history: History | None = None
     if interactive:
         import readline  # line editing and history for cmd.Cmd
         readline.set_completer_delims(" \t\n\"'")   # "@alice" and "#tag" are whole words
-    console = Console(interactive, args.quiet, records)
+        readline.set_pre_input_hook(console.prompt_shown)
+        history = History(os.path.join(os.path.expanduser("~"), HISTORY_FILE))
+        history.load()
     node = PeerNode(console, PeerConfig(args.hop_timeout, args.hop_retries, args.tweet_timeout,
                                         trace=console.tracing))
     shell: UserShell | None = None
 
     def connect() -> TrackerLink:
         return TrackerLink(args.tracker_ip, args.tracker_port, console,
-                           on_push=lambda push: shell.on_push(push) if shell else None)
+                           on_push=lambda push: shell.on_push(push) if shell else None,
+                           on_close=lambda why: shell.on_link_closed(why) if shell else None)
 
     shell = UserShell(connect, node, console, args)
-    if not shell.connect():
-        shell.close()
-        console.output.flush()
-        return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        shell.cmdloop()
+        problem = shell.connect()
+        if problem is not None:
+            shell.show(problem)
+            return 1
+        if interactive:
+            signal.signal(signal.SIGINT, shell.on_interrupt)
+        shell.loop()
     except KeyboardInterrupt:
-        print()
-        console.at_prompt = False       # no prompt to redraw: the process is ending
-        shell.do_quit("")       # Ctrl-C ends like quit: logged out, nothing deleted
+        pass                        # Ctrl-C while connecting, or again while quitting: end now
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)    # the session closes undisturbed
         shell.close()
+        if history is not None:
+            history.save()
         console.output.flush()      # the last lines (e.g. "bye") reach the terminal
     return 0
 

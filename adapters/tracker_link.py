@@ -2,6 +2,11 @@
 
 ``TrackerLink.request`` sends a request and waits for the reply with the same id; a reader thread
 takes every frame from the tracker, wakes the request it answers, and hands pushes to a callback.
+When the tracker ends the connection (it stopped, or timed the session out), the reader sees
+the end at once and tells ``on_close``, with the tracker's last word if it said why.
+
+A request that would make a frame over ``FRAME_MAX`` bytes is never sent: the tracker would
+answer ``TOO_LARGE`` and close the session.  It fails here instead, and the session stays.
 """
 
 from __future__ import annotations
@@ -28,14 +33,20 @@ from protocol.wire import (
 
 REPLY_MAX = 1 << 20                 # bytes in one line from the tracker (lists can be long)
 REQUEST_TIMEOUT = limits.EXIT_WAIT_TIMEOUT + 10
+# Why the tracker closes a connection, sent with "re": null just before it does: kept for
+# on_close rather than shown as they come.
+FAREWELLS = {"REGISTER_TIMEOUT", "IDLE_TIMEOUT", "SERVER_FULL", "TOO_LARGE"}
 
 
 class TrackerLink:
     """The session with the tracker: requests wait for their reply; pushes go to a callback."""
 
     def __init__(self, host: str, port: int, console: Console,
-                 on_push: Callable[[Push], None]) -> None:
-        self.console, self.on_push = console, on_push
+                 on_push: Callable[[Push], None],
+                 on_close: Callable[[Reply | None], None] | None = None) -> None:
+        self.console, self.on_push, self.on_close = console, on_push, on_close
+        self.farewell: Reply | None = None      # the tracker's reason for closing, if it gave one
+        self._closing = False                   # closed by this side: nobody needs telling
         self.sock = socket.create_connection((host, port), timeout=5)
         self.sock.settimeout(None)
         local = self.sock.getsockname()
@@ -58,21 +69,26 @@ class TrackerLink:
     def closed(self) -> bool:
         return self._closed.is_set()
 
-    def request(self, cmd_name: str, **args: Any) -> Reply:
+    def request(self, cmd_name: str, /, *, wait: float = REQUEST_TIMEOUT, **args: Any) -> Reply:
+        """Send ``cmd_name`` with ``args`` and wait (at most ``wait`` seconds) for its reply."""
         if self.closed:
             return failure("NO_TRACKER", "the connection to the tracker is closed")
         request = Request(next(self._ids), cmd_name, args)
+        frame = encode_request(request)
+        if len(frame) > limits.FRAME_MAX:
+            return failure("TOO_LONG", f"that {cmd_name} would be {len(frame)} bytes, over the "
+                                       f"tracker's {limits.FRAME_MAX}; nothing was sent")
         shown = {key: ("***" if key == "password" else value) for key, value in args.items()}
         self.console.records.send("tracker", cmd_name, f"{cmd_name} {shown}")
         done, box = threading.Event(), []
         self._waiting[request.id] = (done, box)
         try:
             with self._send_lock:
-                self.sock.sendall(encode_request(request))
+                self.sock.sendall(frame)
         except OSError as error:
             self._waiting.pop(request.id, None)
             return failure("NO_TRACKER", f"cannot send to the tracker: {error}")
-        if not done.wait(REQUEST_TIMEOUT) or not box:
+        if not done.wait(wait) or not box:
             self._waiting.pop(request.id, None)
             return failure("NO_TRACKER", "the tracker did not answer")
         return box[0]
@@ -101,6 +117,9 @@ class TrackerLink:
                     except (TypeError, ValueError, KeyError) as error:
                         self.console.trace(f"dropped a malformed {frame.kind!r} notice: {error}")
                     continue
+                if frame.re is None and frame.code in FAREWELLS:
+                    self.farewell = frame   # the connection ends next: on_close says why
+                    continue
                 if frame.re is None:        # an answer to a frame it could not read
                     self.console.notice(f"FAILURE {escape_for_terminal(str(frame.code))}: "
                                         f"{escape_for_terminal(frame.message)}")
@@ -116,8 +135,11 @@ class TrackerLink:
             self._welcomed.set()
             for done, _box in list(self._waiting.values()):
                 done.set()
+            if self.on_close is not None and not self._closing:
+                self.on_close(self.farewell)
 
     def close(self) -> None:
+        self._closing = True
         self._closed.set()
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)

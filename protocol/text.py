@@ -27,6 +27,21 @@ def escape_for_terminal(text: str) -> str:
     return "".join(out)
 
 
+def as_typed(text: str) -> str:
+    """Return ``text`` as a person typed it, with only its control characters written out.
+
+    For text people type and read back (tweets, ``say`` lines, direct messages): a backslash
+    stays one backslash, so ``¯\\_(ツ)_/¯`` and ``C:\\Users`` look as typed.  Control characters
+    (which the tracker refuses in such text, and a peer might still send) are written out as
+    :func:`escape_for_terminal` writes them, so nothing reaches the terminal that it would
+    interpret.  The price: a real ESC and the four characters ``\\x1b`` typed by hand look
+    alike.  Where that matters (session logs), use :func:`escape_for_terminal`.
+    """
+    if not has_control_characters(text):
+        return text                         # the usual case: shown exactly as it is
+    return "".join(ch if ch == "\\" else escape_for_terminal(ch) for ch in text)
+
+
 def has_control_characters(text: str) -> bool:
     """True when ``text`` holds a character that :func:`escape_for_terminal` would rewrite,
     the backslash aside."""

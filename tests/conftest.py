@@ -10,6 +10,7 @@ on output, a socket or a process, and each has a timeout.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import sys
@@ -30,6 +31,16 @@ from tools.driver import free_port as free_port
 
 # Peer timeouts shrunk for tests so that a dead peer is given up on quickly.
 FAST_PEER_ARGS = ["--hop-timeout", "0.1", "--hop-retries", "3"]
+
+
+def terminal_env(home: Path, colour: bool = False) -> dict[str, str]:
+    """The environment of a ``user.py`` in a pseudo-terminal: a home of its own (the command
+    history is kept there), a known terminal type, and no colour unless it is what is tested."""
+    env = {key: value for key, value in os.environ.items() if key != "NO_COLOR"}
+    env.update(HOME=str(home), TERM="xterm-256color", PYTHONIOENCODING="utf-8")
+    if not colour:
+        env["NO_COLOR"] = "1"
+    return env
 
 # A line of a ttweet session log, and the header that opens each session in it.
 REPORT_LINE = re.compile(
@@ -116,7 +127,7 @@ class User(Proc):
     def tweet(self, handle: str, text: str) -> re.Match[str]:
         """Tweet and wait for the round to finish; the match has reached and time."""
         self.ok(f'tweet {handle} "{text}"')
-        return self.expect(r"^tweet #(?P<tid>\d+) reached (?P<reached>\d+) followers"
+        return self.expect(r"^tweet #(?P<tid>\d+) reached (?P<reached>\d+) followers?"
                            r" in [\d.]+ ms(?:; skipped (?P<skipped>.*))?$")
 
 

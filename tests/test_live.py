@@ -23,6 +23,7 @@ from conftest import (
     RawClient,
     Tweeter,
     password_of,
+    terminal_env,
 )
 
 
@@ -170,12 +171,12 @@ def test_tracker_without_password_admits_auth_as_a_no_op(net: Tweeter) -> None:
     assert client.call("query-handles")["status"] == "SUCCESS"
 
 
-def test_a_tweet_arriving_keeps_the_half_typed_line(net: Tweeter) -> None:
+def test_a_tweet_arriving_keeps_the_half_typed_line(net: Tweeter, tmp_path: Path) -> None:
     author = net.users("@a")["@a"]
     child = pexpect.spawn(sys.executable, ["user.py", "127.0.0.1", str(net.port), "-q",
                                            *FAST_PEER_ARGS],
                           cwd=str(ROOT), encoding="utf-8", timeout=DEFAULT_TIMEOUT,
-                          dimensions=(24, 200))
+                          dimensions=(24, 200), env=terminal_env(tmp_path))
     child.logfile_read = screen = io.StringIO()
     try:
         child.expect_exact("tweeter> ")
@@ -184,15 +185,15 @@ def test_a_tweet_arriving_keeps_the_half_typed_line(net: Tweeter) -> None:
             child.expect_exact(prompt)
             child.send(password_of("@reader") + "\r")
         child.expect("SUCCESS: @reader registered")
-        child.expect_exact("tweeter> ")
+        child.expect_exact("@reader> ")
         child.sendline("follow @reader @a")
         child.expect("SUCCESS: @reader now follows @a")
-        child.expect_exact("tweeter> ")
+        child.expect_exact("@reader> ")
         child.send("query hand")                       # half a command, no Enter yet
         child.expect_exact("query hand")
         author.tweet("@a", "breaking news")
         child.expect(r"tweet #\d+ by @a via @a: breaking news\r\n")
-        child.expect_exact("tweeter> query hand")      # the prompt and the half line, redrawn
+        child.expect_exact("@reader> query hand")      # the prompt and the half line, redrawn
         child.send("les\r")                            # finish it
         child.expect(r"SUCCESS: 2 handles")
         child.expect(r"2: @a @reader")
@@ -243,10 +244,11 @@ def test_hostile_text_from_the_network_is_shown_escaped(net: Tweeter) -> None:
             sock.close()
 
 
-def test_tab_completes_commands_and_known_handles(net: Tweeter) -> None:
+def test_tab_completes_commands_and_known_handles(net: Tweeter, tmp_path: Path) -> None:
     net.users("@alice")
     child = pexpect.spawn(sys.executable, ["user.py", "127.0.0.1", str(net.port), "-q"],
-                          cwd=str(ROOT), encoding="utf-8", timeout=DEFAULT_TIMEOUT)
+                          cwd=str(ROOT), encoding="utf-8", timeout=DEFAULT_TIMEOUT,
+                          env=terminal_env(tmp_path))
     try:
         child.expect_exact("tweeter> ")
         child.send("que\t")                         # a command name

@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 
-from conftest import PYTHON, ROOT, Tweeter, User
+from conftest import PYTHON, ROOT, Tweeter, User, password_of
 
 
 def lines_since(user: User, start: int, pattern: str) -> list[str]:
@@ -191,14 +191,16 @@ def test_not_your_handle_from_the_shell(net: Tweeter) -> None:
 def test_shell_errors_are_one_clear_line(net: Tweeter) -> None:
     user = net.user("@a")
     user.fails("fly away", "UNKNOWN_COMMAND")
-    user.fails('tweet @a "unclosed', "BAD_SYNTAX")
-    user.fails("follow @a", "USAGE")
+    user.fails("follow @a @b @c", "USAGE")
     user.fails("query everything", "USAGE")
-    user.fails('tweet @a "too early"', "NOT_LOGGED_IN")
+    user.fails("tweet", "USAGE")
+    user.fails('tweet @a "too early"', "NOT_LOGGED_IN")       # the tracker says so
+    user.fails("tweet too early", "NOT_LOGGED_IN")             # short forms need a login
+    user.fails("follow @a", "NOT_LOGGED_IN")
     user.register("@a")
     user.fails("register @b", "ALREADY_LOGGED_IN")
     user.send("help tweet")
-    user.expect(r"tweet @handle \"text\"")
+    user.expect(r"^tweet \[@you\] text — ")
     user.close_stdin()                       # Ctrl-D / end of input: a clean end
     assert user.wait() == 0
     user.assert_no_traceback()
@@ -233,3 +235,63 @@ def test_user_without_a_tracker_says_so(cluster) -> None:
     assert done.returncode == 1
     assert "FAILURE NO_TRACKER: cannot reach the tracker" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_short_forms_act_for_the_sessions_handle(net: Tweeter) -> None:
+    users = net.users("@a", "@b")
+    a, b = users["@a"], users["@b"]
+    b.ok("follow @a")                                   # follow @b @a
+    a.ok("tweet hello, short form")                      # tweet @a "hello, short form"
+    b.expect(r"^tweet #\d+ by @a via @a: hello, short form$")
+    a.expect(r"^tweet #\d+ reached 1 follower in [\d.]+ ms$")
+    a.ok("tweet @a it's the course form, unquoted")
+    b.expect(r"^tweet #\d+ by @a via @a: it's the course form, unquoted$")
+    b.ok("drop @a")
+    b.fails("drop @a", "NOT_FOLLOWING")
+    a.ok("msg @b hi, b")                                  # msg is message
+    b.expect(r"^\[message\] @a: hi, b$")
+    a.ok("/online")                                      # a chat client's slash
+    a.ok("exit")                                         # piped: no question, as the tests do
+    a.expect(r"^bye$")
+    assert a.wait() == 0
+    b.ok("query handles")
+    b.expect(r"^1: @b$")
+
+
+def test_a_command_too_long_for_a_frame_fails_here_and_the_session_stays(net: Tweeter) -> None:
+    user = net.users("@a")["@a"]
+    reply = user.fails("say " + "y" * 5000, "TOO_LONG")
+    assert reply.endswith("a say has at most 140 characters, this one has 5000; nothing was sent")
+    reply = user.fails("search #" + "t" * 5000, "TOO_LONG")
+    assert "over the tracker's 4096; nothing was sent" in reply
+    user.fails("message @a " + "z" * 141, "TOO_LONG")    # fits a frame: the tracker says so
+    user.ok("online")
+    user.expect(r"^  @a$")
+    assert net.tracker_proc is not None
+    assert "TOO_LARGE" not in net.tracker_proc.text()
+
+
+def test_a_session_the_tracker_closed_unused_is_replaced_without_a_word(cluster) -> None:
+    net = Tweeter(cluster)
+    net.tracker("--register-timeout", "1")
+    user = net.user("@slow")
+    closed = r"^\[trace\] the tracker closed the session \(register or log in within 1s\)"
+    user.expect(closed)                      # the session opened at start
+    user.send("register @slow")
+    user.expect(closed)                      # the next one, while the password is "typed"
+    user.send(password_of("@slow"))
+    user.ok(password_of("@slow"))           # sent on a third session, opened there and then
+    user.expect(r"^ports: left=")
+    assert not [line for line in user.lines if line.startswith("FAILURE")]
+
+
+def test_a_session_timed_out_by_the_tracker_is_said_with_its_reason(cluster) -> None:
+    net = Tweeter(cluster)
+    net.tracker("--idle-timeout", "1")
+    user = net.user("@idle", "--heartbeat", "600")        # silent: no heartbeat in time
+    user.register("@idle")
+    user.expect(r"^\[notice\] the tracker ended the session of @idle \(nothing received for "
+                r"1s: you are offline\); log in again$")
+    user.login("@idle")                                   # at once, on a new session
+    user.ok("online")
+    user.expect(r"^  @idle$")

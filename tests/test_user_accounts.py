@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 import sys
+from pathlib import Path
 
 import pexpect
-from conftest import DEFAULT_TIMEOUT, FAST_PEER_ARGS, ROOT, Tweeter, password_of
+from conftest import DEFAULT_TIMEOUT, FAST_PEER_ARGS, ROOT, Tweeter, password_of, terminal_env
 
 
 def test_register_asks_twice_and_refuses_a_mismatch(net: Tweeter) -> None:
@@ -110,11 +111,12 @@ def test_retweet_runs_around_the_retweeters_ring(net: Tweeter) -> None:
     users["@c"].fails("feed x", "USAGE")
 
 
-def test_password_typed_at_a_terminal_is_not_echoed(net: Tweeter) -> None:
+def test_password_typed_at_a_terminal_is_not_echoed(net: Tweeter, tmp_path: Path) -> None:
     secret = "s3cret-Pass-word"
     child = pexpect.spawn(sys.executable, ["user.py", "127.0.0.1", str(net.port), "-q",
                                            *FAST_PEER_ARGS],
-                          cwd=str(ROOT), encoding="utf-8", timeout=DEFAULT_TIMEOUT)
+                          cwd=str(ROOT), encoding="utf-8", timeout=DEFAULT_TIMEOUT,
+                          env=terminal_env(tmp_path))
     child.logfile_read = transcript = io.StringIO()     # everything the terminal showed
     try:
         child.expect_exact("tweeter> ")
@@ -124,7 +126,7 @@ def test_password_typed_at_a_terminal_is_not_echoed(net: Tweeter) -> None:
         child.expect_exact("password again: ")
         child.send(secret + "\r")
         child.expect(r"SUCCESS: @typist registered")
-        child.expect_exact("tweeter> ")
+        child.expect_exact("@typist> ")
         child.sendline("quit")
         child.expect(pexpect.EOF)
         shown = transcript.getvalue()

@@ -353,7 +353,7 @@ class Demo:
             then.append((follower, rf"^tweet #\d+ by {author} via {previous}: "))
             previous = follower
         then += [(author, r"^SUCCESS: tweet #\d+ of \S+ ended"),
-                 (author, rf"^tweet #\d+ reached {len(ring)} followers in [\d.]+ ms$"),
+                 (author, rf"^tweet #\d+ reached {len(ring)} followers? in [\d.]+ ms$"),
                  ("tracker", rf"tweet #\d+ of {author} ended")]
         self.type(author, cmd or f'tweet {author} "{text}"', None, then)
 
@@ -392,7 +392,7 @@ def run_scenario(demo: Demo) -> None:
     d.ok("@ann", "query handles", ("@ann", r"^5: @ann @bea @cal @dan @eve$"))
 
     d.step("help (nothing is sent)")
-    d.type("@ann", "help follow", None, [("@ann", r"^follow @i @j")])
+    d.type("@ann", "help follow", None, [("@ann", r"^follow \[@you\] @handle")])
 
     d.step("follow: @bea and @cal follow @ann (the ring @ann -> @bea -> @cal)")
     for follower in ("@bea", "@cal"):
