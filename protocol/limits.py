@@ -56,5 +56,5 @@ SEND_BUFFER = 64 * 1024         # the kernel's send buffer of one connection (SO
 SEND_LINGER = 5.0               # seconds a closing connection's last bytes may take to leave
 
 # --- ttweet server --------------------------------------------------------------------------
-TTWEET_CONNECTIONS_PER_ADDRESS = 8      # requests one address may have served at once
+TTWEET_CONNECTIONS_PER_ADDRESS = 64     # connections one address may have served at once
 TTWEET_LOG_MAX = 8 * 1024 * 1024        # bytes of session log before it moves to <log>.1
