@@ -358,6 +358,9 @@ class SessionHandler(socketserver.StreamRequestHandler):
     """
 
     server: TrackerServer
+    # Every frame is one send, whole: Nagle's algorithm would hold a reply back behind an
+    # unacknowledged push until the user's delayed ACK (40 ms) came.
+    disable_nagle_algorithm = True
 
     def setup(self) -> None:
         super().setup()
