@@ -368,12 +368,12 @@ class SessionHandler(socketserver.StreamRequestHandler):
         self.host = host
         self.session = Session(f"{host}:{port}", deliver=self.send_push)
         self.ending = False         # the connection layer closes it: a timeout, SENDQ_EXCEEDED
-        limits_ = self.server.limits
+        allowed = self.server.limits
         # A small kernel buffer: bytes a user does not read wait in our queue, where they are
         # counted, not in the kernel (which would grow each buffer to megabytes).
         with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limits_.send_buffer)
-        self.sendq = SendQueue(self.connection, self.server.sender, limits_.sendq_max,
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, allowed.send_buffer)
+        self.sendq = SendQueue(self.connection, self.server.sender, allowed.sendq_max,
                                on_exceeded=self.sendq_exceeded)
         self.server.add(self)
 
@@ -529,9 +529,9 @@ class Admission:
                 address = self._addresses[host] = _Address(0, TokenBucket(
                     allowed.connect_burst, allowed.connect_rate, self.clock))
             if address.held >= allowed.per_address:
-                return failure("TOO_MANY_CONNECTIONS",
-                               f"{host} holds {address.held} connections, the most one address "
-                               "may; close one first")
+                held = f"{address.held} connection{'' if address.held == 1 else 's'}"
+                return failure("TOO_MANY_CONNECTIONS", f"{host} holds {held}, the most one "
+                                                       "address may; close one first")
             if not address.bucket.take():
                 return failure("CONNECTING_TOO_FAST",
                                f"{host} opened more than {allowed.connect_burst} connections, "
