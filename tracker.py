@@ -368,6 +368,9 @@ class SessionHandler(socketserver.StreamRequestHandler):
         self.host = host
         self.session = Session(f"{host}:{port}", deliver=self.send_push)
         self.ending = False         # the connection layer closes it: a timeout, SENDQ_EXCEEDED
+        # A request is being answered: the connection is not idle, whatever the clock says
+        # (a login may wait seconds for a hash while others are hashed: that is our time).
+        self.busy = False
         allowed = self.server.limits
         # A small kernel buffer: bytes a user does not read wait in our queue, where they are
         # counted, not in the kernel (which would grow each buffer to megabytes).
@@ -394,6 +397,7 @@ class SessionHandler(socketserver.StreamRequestHandler):
                 return                                  # the rest of the line is not read
             if not frame.strip():
                 continue
+            self.busy = True
             try:
                 reply = self.answer(frame)
             except Exception as error:      # a bug costs this request, not the connection
@@ -402,6 +406,7 @@ class SessionHandler(socketserver.StreamRequestHandler):
             while self.session.after_reply:     # e.g. messages kept for a login: after its reply
                 self.send_push(self.session.after_reply.pop(0))
             self.server.deliver_pushes()
+            self.busy = False
 
     def answer(self, frame: bytes) -> Reply:
         trace = self.server.trace
@@ -637,6 +642,8 @@ class TrackerServer(socketserver.ThreadingTCPServer):
             with self._handlers_lock:
                 handlers = list(self.handlers)
             for handler in handlers:
+                if handler.busy:                # answering it: not idle, however long it takes
+                    continue
                 reason = self.core.expired(handler.session)
                 if reason and not handler.session.closing and not handler.ending:
                     self.trace.repeated(f"{reason} {handler.host}",

@@ -78,14 +78,18 @@ def test_recording_to_a_trace_file_nobody_drains_never_waits() -> None:
     # Far more than the pipe (64 KiB) and the queue hold: without the queue this would block.
     run_in_thread(lambda: [writer.send("@a", "SUCCESS", "x" * 200) for _ in range(5000)])
     reader = os.fdopen(read_end, "r", encoding="utf-8")
-    records: list[TraceRecord] = []
-    while not any(record.kind == "dropped" for record in records):
+    kept = dropped = notes = 0
+    while kept + dropped < 5000:        # every record is in the file, or counted as dropped
         line = reader.readline()
-        assert line, "the trace file ended without saying what was dropped"
-        records.append(TraceRecord.from_json(line))      # every line is a whole record
-    dropped = records[-1]
-    assert (dropped.at, dropped.src, dropped.dst) == ("tracker", "tracker", "tracker")
-    assert int(dropped.summary.split()[0]) == 5000 - (len(records) - 1)
+        assert line, "the trace file ended before every record was written or counted"
+        record = TraceRecord.from_json(line)             # every line is a whole record
+        if record.kind == "dropped":
+            assert (record.at, record.src, record.dst) == ("tracker", "tracker", "tracker")
+            dropped += int(record.summary.split()[0])
+            notes += 1
+        else:
+            kept += 1
+    assert kept + dropped == 5000 and dropped > 0 and notes < 10
     stream.close()
     reader.close()
 

@@ -262,6 +262,20 @@ def test_max_sessions_caps_connections_and_nothing_else(cluster: Cluster) -> Non
     again.close()
 
 
+def test_a_registration_waiting_for_its_hash_is_not_timed_out(cluster: Cluster) -> None:
+    net = Tweeter(cluster)
+    net.tracker("-q", "--register-timeout", "1", *MANY_CONNECTIONS)
+    clients = [net.client() for _ in range(30)]
+    for index, client in enumerate(clients):    # 30 scrypt hashes, a few at a time: seconds
+        client.send_raw(json.dumps({
+            "id": 1, "cmd": "register", "handle": f"@hash{chr(97 + index // 26)}"
+            f"{chr(97 + index % 26)}", "ip": "127.0.0.1", "ports": [1, 2, 3], "key": SAMPLE_KEY,
+            "password": "a password"}).encode() + b"\n")
+    for client in clients:                      # the time spent hashing is the tracker's
+        reply = client.read()
+        assert (reply["re"], reply["status"]) == (1, "SUCCESS"), reply
+
+
 # ---- smaller defects ---------------------------------------------------------------------------
 def test_a_password_that_is_not_text_gets_an_answer(net: Tweeter) -> None:
     client = net.client()
