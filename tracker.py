@@ -392,7 +392,7 @@ class SessionHandler(socketserver.StreamRequestHandler):
             if not frame or self.ending:
                 return                                  # closed by the user, or by us
             if len(frame) > limits.FRAME_MAX:
-                self.server.trace.frame("<-", self.session, frame[:80], "TOO_LARGE")
+                self.server.trace.frame("<-", self.session, frame[:80] + b"...", "TOO_LARGE")
                 self.send(failure("TOO_LARGE", f"a frame has at most {limits.FRAME_MAX} bytes"))
                 return                                  # the rest of the line is not read
             if not frame.strip():
