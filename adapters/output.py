@@ -246,19 +246,19 @@ class SendQueue:
         with self._lock:
             if self.closing or self.exceeded or self._broken:
                 return False
-            if self._waiting and self._waiting + len(frame) > self.limit:
+            waiting = self._waiting
+            overflow = waiting > 0 and waiting + len(frame) > self.limit
+            if overflow:
                 self.exceeded = True
-                waiting = self._waiting
                 self._drop_whole_frames()
             else:
-                waiting = -1
                 self._frames.append(frame)
                 self._waiting += len(frame)
                 if len(self._frames) == 1 and threading.get_ident() == self._owner:
                     self._send_what_fits()
                     if not self._frames:
-                        return True
-        if waiting >= 0:
+                        return True             # all of it left at once: the usual case
+        if overflow:                            # told outside the lock: it may put_last
             self.on_exceeded(waiting)
             return False
         self.sender.notify(self)
