@@ -126,14 +126,17 @@ def test_a_trace_file_nobody_drains_does_not_stop_the_tracker(cluster: Cluster,
 def test_sessions_that_never_read_do_not_hold_up_the_others(cluster: Cluster) -> None:
     net = Tweeter(cluster)
     net.tracker("-q", *NO_FLOOD, *MANY_CONNECTIONS)
-    slow = [RawClient(net.port, receive_buffer=4096) for _ in range(3)]
-    for client, handle in zip(slow, ("@slowa", "@slowb", "@slowc"), strict=True):
-        register(client, handle)          # online: every say is pushed to them, never read
-    chatty = [net.client() for _ in range(60)]
-    for index, client in enumerate(chatty):
-        register(client, f"@chatty{chr(97 + index // 26)}{chr(97 + index % 26)}")
-    legit = net.client()
-    register(legit, "@legit")
+
+    def joined(handle: str, client: RawClient) -> RawClient:
+        register(client, handle)        # connected just before: 64 hashes take a while
+        return client
+
+    # Online, so every say is pushed to them; they never read.
+    slow = [joined(f"@slow{letter}", RawClient(net.port, receive_buffer=4096))
+            for letter in "abc"]
+    chatty = [joined(f"@chatty{chr(97 + index // 26)}{chr(97 + index % 26)}", net.client())
+              for index in range(60)]
+    legit = joined("@legit", net.client())
     for round_number in range(20):
         for client in chatty:
             client.send_raw(json.dumps({"id": client.next_id, "cmd": "say",
@@ -149,6 +152,8 @@ def test_sessions_that_never_read_do_not_hold_up_the_others(cluster: Cluster) ->
         legit.pushes.clear()
         assert round_number == 19 or reply["count"] == 63       # all of them still online
     assert legit.call("online")["count"] == 64
+    for client in slow:             # held open (and unread) until here
+        client.close()
 
 
 def test_a_session_past_its_send_queue_is_closed_with_a_reason(cluster: Cluster) -> None:
