@@ -2,12 +2,23 @@
 
 How data flows::
 
-    user.py ──TCP──> SessionHandler (one thread per connection, socketserver)
+    user.py ──TCP──> TrackerServer.verify_request   Admission: the cap on connections, and each
+                        │                           address's share (held, opened a second);
+                        │                           refused: one FAILURE line, no thread started
+                     SessionHandler (one thread per connection, socketserver)
                         │ readline(FRAME_MAX + 1)    bounded: a longer frame is TOO_LARGE
                         │ protocol.wire.decode_request
                         │ protocol.tracker_core.TrackerCore.execute  ← all command semantics
                         │ protocol.wire.encode_reply
-    user.py <──TCP──────┘ (and a trace line per frame in and out, unless -q)
+                     its SendQueue  ← pushes for this user, put by other users' threads
+                        │ what the socket takes now leaves at once; the rest waits (bounded:
+                        │ past SENDQ_MAX the user is closed with SENDQ_EXCEEDED) for the one
+                        │ Sender thread, which sends whenever the socket is writable
+    user.py <──TCP──────┘ (and a trace line per frame in and out, unless -q: through bounded
+                          queues, so neither the console nor the trace file can stop service)
+
+No thread ever waits for a user to read (``adapters/output.py``).  A reaper thread closes
+connections that never log in and sessions that fall silent.
 
 The tracker never touches the UDP ring: it hands an author its online followers, and the author
 runs the ring itself (see ``user.py``).  Everything the tracker decides is in
@@ -18,7 +29,7 @@ its ``SUCCESS`` is sent, so a tracker killed with SIGKILL keeps everything it co
 online is memory only.
 
 Run: ``python3 tracker.py [port] [--host ADDR] [--db PATH] [-q]`` (port 0 picks a free port; the
-chosen one is printed).
+chosen one is printed; ``-h`` lists the limits, each a flag).
 """
 
 from __future__ import annotations
@@ -26,20 +37,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import re
+import math
+import signal
 import socket
 import socketserver
 import sqlite3
-import struct
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-from adapters.output import OutputQueue
+from adapters.output import OutputQueue, Sender, SendQueue, Summariser, TraceFile
 from protocol import limits
 from protocol.accounts import LoginThrottle
+from protocol.flood import TokenBucket
 from protocol.text import escape_for_terminal
-from protocol.trace import TraceWriter
+from protocol.trace import TraceWriter, shown_frame
 from protocol.tracker_core import Message, Session, TrackerCore, Tweet
 from protocol.validate import handle_key, hashtags
 from protocol.wire import (
@@ -274,17 +288,10 @@ class SqliteStore:
         return [Message(*row) for row in rows]
 
 
-_PASSWORD_FIELD = re.compile(rb'("password"\s*:\s*)"(?:[^"\\]|\\.)*"')
-
-
-def redact(frame: bytes) -> bytes:
-    """The frame as the trace may show it: passwords replaced by stars."""
-    return _PASSWORD_FIELD.sub(rb'\1"***"', frame)
-
-
 class Trace:
     """The trace: a labelled console line per frame (unless quiet) and, with ``--trace-file``,
-    a JSON record per frame.  Safe from many threads."""
+    a JSON record per frame.  Safe from many threads; nothing here waits for the console or the
+    disk (both sit behind bounded queues, ``adapters.output``)."""
 
     def __init__(self, quiet: bool, records: TraceWriter | None = None) -> None:
         self.quiet = quiet
@@ -292,6 +299,8 @@ class Trace:
         # A console that stops reading must not stop the tracker: lines wait in a bounded
         # queue for one writer thread, and are dropped (and counted) when it is full.
         self.output = OutputQueue(self._write, name="trace")
+        self._summaries = Summariser()
+        self._summaries_lock = threading.Lock()
 
     @staticmethod
     def _write(text: str) -> None:
@@ -303,10 +312,28 @@ class Trace:
             return
         self.output.put(text)
 
+    def repeated(self, kind: str, text: str) -> None:
+        """A line that may come in floods (refusals of one address): at most one of a ``kind``
+        a second, then a count (``Summariser``).  Shown even with -q, as timeouts are."""
+        with self._summaries_lock:
+            lines = self._summaries.line(kind, text, time.monotonic())
+        for line in lines:
+            self.output.put(line)
+
+    def tick(self) -> None:
+        """Say the counts of floods that are over (called now and then by the reaper)."""
+        with self._summaries_lock:
+            lines = self._summaries.pending(time.monotonic())
+        for line in lines:
+            self.output.put(line)
+
     def frame(self, arrow: str, session: Session, data: bytes, kind: str) -> None:
         if self.quiet and self.records.stream is None:
             return                              # nobody reads it: no work on the hot path
-        shown = redact(data).decode("utf-8", "backslashreplace").rstrip("\n")
+        if arrow == "<-":                       # from a user: may hold a password
+            shown = shown_frame(data)
+        else:                                   # the tracker's own frames hold none
+            shown = data.decode("utf-8", "backslashreplace").rstrip("\n")
         who = session.handle or session.name
         if arrow == "<-":
             self.records.recv(who, kind, shown)
@@ -316,22 +343,42 @@ class Trace:
             label = f"{session.handle} " if session.handle else ""
             self.line(f"[tracker] {arrow} {label}{session.name} {escape_for_terminal(shown)}")
 
+    def flush(self, timeout: float = 2.0) -> None:
+        """Before the tracker exits: let the queued lines and records out (bounded wait)."""
+        self.output.flush(timeout)
+        if isinstance(self.records.stream, TraceFile):
+            self.records.stream.drain(timeout)
+
 
 class SessionHandler(socketserver.StreamRequestHandler):
-    """One user's connection: read a frame, answer it, until the user goes away."""
+    """One user's connection: read a frame, answer it, until the user goes away.
+
+    Its thread reads; every frame to the user (replies, and pushes put by other threads) goes
+    through its ``SendQueue``, so no thread ever waits for this user to read.
+    """
 
     server: TrackerServer
+    # Every frame is one send, whole: Nagle's algorithm would hold a reply back behind an
+    # unacknowledged push until the user's delayed ACK (40 ms) came.
+    disable_nagle_algorithm = True
 
     def setup(self) -> None:
         super().setup()
         host, port = self.client_address[:2]
+        self.host = host
         self.session = Session(f"{host}:{port}", deliver=self.send_push)
-        self.send_lock = threading.Lock()
-        # A recipient that stops reading must not hold a sender's thread for long: a send
-        # timeout in the kernel (a socket timeout would cut idle reads short as well).
-        seconds = int(limits.SEND_TIMEOUT)
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
-                                   struct.pack("ll", seconds, 0))
+        self.ending = False         # the connection layer closes it: a timeout, SENDQ_EXCEEDED
+        # A request is being answered: the connection is not idle, whatever the clock says
+        # (a login may wait seconds for a hash while others are hashed: that is our time).
+        self.busy = False
+        allowed = self.server.limits
+        # A small kernel buffer: bytes a user does not read wait in our queue, where they are
+        # counted, not in the kernel (which would grow each buffer to megabytes).
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, allowed.send_buffer)
+        self.sendq = SendQueue(self.connection, self.server.sender, allowed.sendq_max,
+                               on_exceeded=self.sendq_exceeded)
+        self.server.add(self)
 
     def handle(self) -> None:
         # A user that goes away mid-frame (reset, broken pipe) has simply closed its session.
@@ -339,25 +386,27 @@ class SessionHandler(socketserver.StreamRequestHandler):
             self.serve()
 
     def serve(self) -> None:
-        if not self.server.admit(self):
-            self.send(failure("SERVER_FULL", f"the tracker serves {self.server.max_sessions} "
-                                             "sessions at most; try again later"))
-            return
         self.send_push(self.server.core.welcome())
-        while not self.session.closing:
+        while not (self.session.closing or self.ending):
             frame = self.rfile.readline(limits.FRAME_MAX + 1)
-            if not frame:
-                return                                  # the user closed the connection
+            if not frame or self.ending:
+                return                                  # closed by the user, or by us
             if len(frame) > limits.FRAME_MAX:
                 self.server.trace.frame("<-", self.session, frame[:80] + b"...", "TOO_LARGE")
                 self.send(failure("TOO_LARGE", f"a frame has at most {limits.FRAME_MAX} bytes"))
                 return                                  # the rest of the line is not read
             if not frame.strip():
                 continue
-            self.send(self.answer(frame))
+            self.busy = True
+            try:
+                reply = self.answer(frame)
+            except Exception as error:      # a bug costs this request, not the connection
+                reply = self.internal_error(frame, error)
+            self.send(reply)
             while self.session.after_reply:     # e.g. messages kept for a login: after its reply
                 self.send_push(self.session.after_reply.pop(0))
             self.server.deliver_pushes()
+            self.busy = False
 
     def answer(self, frame: bytes) -> Reply:
         trace = self.server.trace
@@ -373,6 +422,18 @@ class SessionHandler(socketserver.StreamRequestHandler):
             trace.records.record("send", self.session.name, self.session.handle, "alias")
         return Reply(request.id, reply.status, reply.message, reply.code, reply.data)
 
+    def internal_error(self, frame: bytes, error: Exception) -> Reply:
+        """The answer to a request the tracker failed on: a line for the operator, a FAILURE
+        for the user, and the connection goes on."""
+        self.server.trace.line(f"[tracker] !! {self.session.name}: a request failed: {error!r}",
+                               always=True)
+        try:
+            request_id: int | None = decode_request(frame).id
+        except ProtocolError:
+            request_id = None
+        return Reply(request_id, "FAILURE", "the tracker failed on this request; "
+                                            "please report it", "INTERNAL_ERROR")
+
     def send(self, reply: Reply) -> None:
         kind = reply.status if reply.ok else f"{reply.status} {reply.code}"
         self.write(encode_reply(reply), kind)
@@ -381,16 +442,19 @@ class SessionHandler(socketserver.StreamRequestHandler):
         self.write(encode_push(push), f"push:{push.kind}")
 
     def write(self, data: bytes, kind: str) -> None:
+        """Queue a frame for this user (sent at once if the socket takes it); never waits."""
         self.server.trace.frame("->", self.session, data, kind)
-        with self.send_lock:
-            try:
-                self.wfile.write(data)
-            except OSError:
-                # Part of the frame may be on the wire: nothing more can follow it on this
-                # connection, so end it (its handler thread then sees the end).
-                with contextlib.suppress(OSError):
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                raise
+        self.sendq.put(data)        # refused when closing or over the limit (sendq_exceeded)
+
+    def sendq_exceeded(self, waiting: int) -> None:
+        """Called once, by the thread whose frame did not fit: this user does not read."""
+        limit = self.server.limits.sendq_max
+        self.server.trace.repeated(
+            f"SENDQ_EXCEEDED {self.host}",
+            f"[tracker] -- {self.session.name} SENDQ_EXCEEDED: {waiting} bytes were waiting "
+            f"(at most {limit}); closed")
+        self.end(failure("SENDQ_EXCEEDED", f"more than {limit} bytes were waiting for this "
+                                           "connection to read them: it is closed"))
 
     def close_now(self, reason: str) -> None:
         """Called by the reaper thread: say why, then end this connection (SPEC §6)."""
@@ -399,67 +463,203 @@ class SessionHandler(socketserver.StreamRequestHandler):
                    "IDLE_TIMEOUT": "nothing received for "
                                    f"{self.server.core.idle_timeout:g}s: you are offline"}[reason]
         self.server.core.time_out(self.session, reason)
+        self.end(failure(reason, message))
+
+    def end(self, reply: Reply) -> None:
+        """Close this connection from another thread: its last frame says why; the handler's
+        read is woken, and ``finish`` gives that frame a few seconds to leave."""
+        self.ending = True
+        data = encode_reply(reply)
+        self.server.trace.frame("->", self.session, data, f"FAILURE {reply.code}")
+        self.sendq.put_last(data)
         with contextlib.suppress(OSError):
-            self.send(failure(reason, message))
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)   # wakes the handler's blocked read
+            self.connection.shutdown(socket.SHUT_RD)    # wakes the handler's blocked read
 
     def finish(self) -> None:
-        self.server.release(self)
+        self.server.forget(self)
         self.server.core.disconnect(self.session)
         self.server.deliver_pushes()
+        self.sendq.close(self.server.limits.linger)     # the last frames leave, or time out
         self.server.trace.line(f"[tracker] -- {self.session.name} closed")
         with contextlib.suppress(OSError):      # the peer is gone; nothing to flush to
             super().finish()
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """The connection layer's limits (SPEC §6), each a flag of ``tracker.py``."""
+
+    max_sessions: int = limits.SESSION_MAX          # connections at once, from everyone
+    per_address: int = limits.CONNECTIONS_PER_ADDRESS
+    connect_burst: int = limits.CONNECT_BURST       # new connections of one address at once ...
+    connect_rate: float = limits.CONNECT_RATE       # ... and then per second
+    sendq_max: int = limits.SENDQ_MAX               # bytes waiting for one connection
+    send_buffer: int = limits.SEND_BUFFER           # SO_SNDBUF of each connection
+    linger: float = limits.SEND_LINGER              # seconds the last frames of a closing one get
+    backlog: int = limits.LISTEN_BACKLOG
+
+
+@dataclass
+class _Address:
+    held: int                       # connections open now
+    bucket: TokenBucket             # new connections allowed
+
+
+class Admission:
+    """Whether a new connection may be served: the tracker's cap on connections, and each
+    address's share of it (SPEC §6).  Decided when the connection is accepted, before any thread
+    is started for it; ``release`` when it ends.  Thread-safe; the clock is injected for tests.
+
+    An address is forgotten once it holds no connection and its bucket is full again, so the
+    table holds only addresses that were active in the last ``connect_burst / connect_rate``
+    seconds.
+    """
+
+    def __init__(self, connection_limits: ConnectionLimits,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits, self.clock = connection_limits, clock
+        self._addresses: dict[str, _Address] = {}
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def admit(self, host: str) -> Reply | None:
+        """Count a connection from ``host`` in (None), or the FAILURE that refuses it."""
+        allowed = self.limits
+        with self._lock:
+            if self._held >= allowed.max_sessions:
+                return failure("SERVER_FULL", f"the tracker serves {allowed.max_sessions} "
+                                              "connections at most; try again later")
+            address = self._addresses.get(host)
+            if address is None:
+                address = self._addresses[host] = _Address(0, TokenBucket(
+                    allowed.connect_burst, allowed.connect_rate, self.clock))
+            if address.held >= allowed.per_address:
+                held = f"{address.held} connection{'' if address.held == 1 else 's'}"
+                return failure("TOO_MANY_CONNECTIONS", f"{host} holds {held}, the most one "
+                                                       "address may; close one first")
+            if not address.bucket.take():
+                return failure("CONNECTING_TOO_FAST",
+                               f"{host} opened more than {allowed.connect_burst} connections, "
+                               f"then more than {allowed.connect_rate:g} a second; wait a moment")
+            address.held += 1
+            self._held += 1
+            return None
+
+    def release(self, host: str) -> None:
+        with self._lock:
+            address = self._addresses.get(host)
+            if address is not None and address.held > 0:
+                address.held -= 1
+                self._held -= 1
+
+    def held(self, host: str | None = None) -> int:
+        """Connections held now, by ``host`` or by everyone."""
+        with self._lock:
+            if host is None:
+                return self._held
+            address = self._addresses.get(host)
+            return address.held if address else 0
+
+    def prune(self) -> None:
+        """Forget addresses that hold nothing and may open a full burst again."""
+        with self._lock:
+            for host, address in list(self._addresses.items()):
+                bucket = address.bucket
+                refilled = bucket.tokens + (self.clock() - bucket.stamp) * bucket.rate
+                if address.held == 0 and refilled >= bucket.burst:
+                    del self._addresses[host]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._addresses)
+
+
 class TrackerServer(socketserver.ThreadingTCPServer):
+    """The listening socket: admits connections (``Admission``), runs one ``SessionHandler``
+    thread per connection, one ``Sender`` thread for what they could not send at once, and one
+    reaper thread for the timeouts."""
+
     allow_reuse_address = True
     daemon_threads = True
     request_queue_size = limits.LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], core: TrackerCore, trace: Trace,
-                 max_sessions: int = limits.SESSION_MAX,
-                 backlog: int = limits.LISTEN_BACKLOG) -> None:
-        self.core, self.trace, self.max_sessions = core, trace, max_sessions
-        self.request_queue_size = backlog
+                 connection_limits: ConnectionLimits | None = None) -> None:
+        self.core, self.trace = core, trace
+        self.limits = connection_limits or ConnectionLimits()
+        self.request_queue_size = self.limits.backlog
+        self.admission = Admission(self.limits)
+        self.sender = Sender()
         self.handlers: set[SessionHandler] = set()
         self._handlers_lock = threading.Lock()
         self._stopping = threading.Event()
         super().__init__(address, SessionHandler)
         threading.Thread(target=self._reap, name="reaper", daemon=True).start()
 
-    def admit(self, handler: SessionHandler) -> bool:
-        """Count a new connection in; False when the tracker is full."""
-        with self._handlers_lock:
-            if len(self.handlers) >= self.max_sessions:
-                return False
-            self.handlers.add(handler)
+    # ---- admission: on the accepting thread, before a handler thread exists ------------------
+    def verify_request(self, request: socket.socket | tuple[bytes, socket.socket],
+                       client_address: tuple[str, int]) -> bool:  # type: ignore[override]
+        host, port = client_address[:2]
+        refusal = self.admission.admit(host)
+        if refusal is None:
             return True
+        self.trace.repeated(f"{refusal.code} {host}",
+                            f"[tracker] -- {host}:{port} refused: {refusal.code}")
+        if isinstance(request, socket.socket):
+            with contextlib.suppress(OSError):      # a few bytes into an empty buffer: no wait
+                request.send(encode_reply(refusal), socket.MSG_DONTWAIT)
+        return False
 
-    def release(self, handler: SessionHandler) -> None:
+    def process_request(self, request: socket.socket | tuple[bytes, socket.socket],
+                        client_address: tuple[str, int]) -> None:  # type: ignore[override]
+        try:
+            super().process_request(request, client_address)
+        except BaseException:               # no thread started: the connection never ran
+            self.admission.release(client_address[0])
+            raise
+
+    def process_request_thread(self, request: socket.socket | tuple[bytes, socket.socket],
+                               client_address: tuple[str, int]) -> None:  # type: ignore[override]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.admission.release(client_address[0])
+
+    # ---- the connections, for the reaper -----------------------------------------------------
+    def add(self, handler: SessionHandler) -> None:
+        with self._handlers_lock:
+            self.handlers.add(handler)
+
+    def forget(self, handler: SessionHandler) -> None:
         with self._handlers_lock:
             self.handlers.discard(handler)
 
     def _reap(self) -> None:
-        """Close connections that never logged in, and sessions that fell silent."""
+        """Close connections that never logged in, and sessions that fell silent; say the
+        counts of summarised floods; forget addresses that went quiet."""
         period = min(self.core.register_timeout, self.core.idle_timeout) / 4
         while not self._stopping.wait(min(max(period, 0.05), 1.0)):
             with self._handlers_lock:
                 handlers = list(self.handlers)
             for handler in handlers:
+                if handler.busy:                # answering it: not idle, however long it takes
+                    continue
                 reason = self.core.expired(handler.session)
-                if reason and not handler.session.closing:
-                    self.trace.line(f"[tracker] -- {handler.session.name} {reason}", always=True)
+                if reason and not handler.session.closing and not handler.ending:
+                    self.trace.repeated(f"{reason} {handler.host}",
+                                        f"[tracker] -- {handler.session.name} {reason}")
                     handler.close_now(reason)
             self.deliver_pushes()
+            self.trace.tick()
+            self.admission.prune()
 
     def server_close(self) -> None:
         self._stopping.set()
         super().server_close()
+        self.sender.stop()
 
     def deliver_pushes(self) -> None:
-        """Send the notices the core queued; a recipient that cannot take one is skipped."""
+        """Queue the notices the core produced, each for its recipient's connection."""
         for session, push in self.core.take_pushes():
             if session.deliver is None:
                 continue
@@ -487,6 +687,26 @@ def port_number(text: str) -> int:
     return port
 
 
+def positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} is not a positive number")
+    return number
+
+
+def positive_float(text: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return number
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="tracker.py", description="The Tweeter tracker.",
@@ -506,8 +726,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seconds a connection may stay without registering or logging in")
     parser.add_argument("--idle-timeout", type=float, default=limits.IDLE_TIMEOUT,
                         help="seconds a logged-in session may be silent before it goes offline")
-    parser.add_argument("--max-sessions", type=int, default=limits.SESSION_MAX,
-                        help="connections served at once; more get SERVER_FULL")
+    parser.add_argument("--max-sessions", type=positive_int, default=limits.SESSION_MAX,
+                        help="connections served at once, from everyone; more get SERVER_FULL")
+    parser.add_argument("--max-per-address", type=positive_int,
+                        default=limits.CONNECTIONS_PER_ADDRESS, metavar="N",
+                        help="connections one address may hold at once; more get "
+                             "TOO_MANY_CONNECTIONS")
+    parser.add_argument("--connect-burst", type=positive_int, default=limits.CONNECT_BURST,
+                        metavar="N", help="connections one address may open at once ...")
+    parser.add_argument("--connect-rate", type=positive_float, default=limits.CONNECT_RATE,
+                        metavar="R", help="... and then per second; more get CONNECTING_TOO_FAST")
+    parser.add_argument("--sendq-max", type=positive_int, default=limits.SENDQ_MAX,
+                        metavar="BYTES", help="bytes that may wait for a connection that does "
+                                              "not read; past that it gets SENDQ_EXCEEDED and "
+                                              "is closed")
     parser.add_argument("--flood-burst", type=int, default=limits.FLOOD_BURST,
                         help="commands a session may send at once before THROTTLED")
     parser.add_argument("--flood-rate", type=float, default=limits.FLOOD_RATE,
@@ -542,14 +774,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     return_big_blocks_to_the_system()
     with contextlib.ExitStack() as stack:
-        trace_stream = None
+        trace_file = None
         if args.trace_file:
             try:
-                trace_stream = stack.enter_context(open(args.trace_file, "a", encoding="utf-8"))
+                stream = stack.enter_context(open(args.trace_file, "a", encoding="utf-8"))
             except OSError as error:
                 return fail_to_start(f"cannot write the trace file {args.trace_file}: "
                                      f"{error.strerror}")
-        trace = Trace(args.quiet, TraceWriter(trace_stream, "tracker"))
+            trace_file = TraceFile(stream, "tracker")   # records never wait for the disk
+        trace = Trace(args.quiet, TraceWriter(trace_file, "tracker"))
         try:
             store = SqliteStore(args.db)
         except sqlite3.Error as error:
@@ -557,23 +790,29 @@ def main(argv: list[str] | None = None) -> int:
         core = TrackerCore(store=store, tweet_timeout=args.tweet_timeout,
                            log=lambda text: trace.line(f"[tracker] {text}", always=True),
                            throttle=LoginThrottle(window=args.login_window),
-                           server_password=args.password, session_max=args.max_sessions,
+                           server_password=args.password,
                            register_timeout=args.register_timeout,
                            idle_timeout=args.idle_timeout, flood_burst=args.flood_burst,
                            flood_rate=args.flood_rate)
+        connection_limits = ConnectionLimits(
+            max_sessions=args.max_sessions, per_address=args.max_per_address,
+            connect_burst=args.connect_burst, connect_rate=args.connect_rate,
+            sendq_max=args.sendq_max, backlog=args.backlog)
         try:
             server = stack.enter_context(TrackerServer((args.host, args.port), core, trace,
-                                                       args.max_sessions, args.backlog))
+                                                       connection_limits))
         except OSError as error:
             return fail_to_start(f"cannot listen on {args.host}:{args.port}: {error.strerror}")
         host, port = server.server_address[:2]
         trace.line(f"[tracker] listening on {host}:{port}", always=True)
+        # SIGTERM stops the tracker as Ctrl-C does, so that queued trace lines get out.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             trace.line("[tracker] stopped", always=True)
         finally:
-            trace.output.flush()
+            trace.flush()
     return 0
 
 

@@ -1,12 +1,15 @@
 """ttweetsrv.py — the ttweet server: room for exactly one message, shared by every client.
 
-    python3 ttweetsrv.py <port> [--log PATH] [--timeout SECONDS]
+    python3 ttweetsrv.py <port> [--log PATH] [--timeout SECONDS] [--max-per-address N]
+                                [--log-max BYTES]
 
 How data flows through it:
 
 1. ``main`` opens the session log (``Sample.txt`` unless ``--log`` says otherwise), writes a
    session header, binds a TCP socket on every IPv4 interface at ``<port>`` and listens.
-2. For every accepted connection ``socketserver`` starts a thread that runs
+2. Each accepted connection is counted against its address (``verify_request``): past
+   ``--max-per-address`` connections served at once, it is closed at once, with a log line
+   (summarised, one a second per address).  Otherwise ``socketserver`` starts a thread that runs
    ``TtweetHandler.handle`` — so one slow client never holds up the others.
 3. ``handle`` reads with ``recv`` and feeds the bytes to ``protocol.ttweet.FrameAssembler``
    until one whole request frame is there.  A frame that cannot be one (garbage, too large,
@@ -17,8 +20,11 @@ How data flows through it:
    so a download never sees half of an upload.
 6. The reply goes back with ``sendall``; the connection then closes — one request per connection.
 
-Every status line is printed and appended to the session log (see ``protocol/session_log.py``).
-Ctrl-C (or SIGTERM) stops the server cleanly; the stored message is not kept.
+Every status line is appended to the session log (see ``protocol/session_log.py``) and printed
+through a bounded queue (``adapters.output``): a terminal that stops reading never holds up a
+request.  The log is bounded: past ``--log-max`` bytes it moves to ``<log>.1`` (replacing an
+older one) and a new log begins.  Ctrl-C (or SIGTERM) stops the server cleanly; the stored
+message is not kept.
 """
 
 from __future__ import annotations
@@ -33,12 +39,15 @@ import sys
 import threading
 import time
 
+from adapters.output import OutputQueue, Summariser, TraceFile
 from protocol.limits import (
     LISTEN_BACKLOG,
+    TTWEET_CONNECTIONS_PER_ADDRESS,
     TTWEET_DRAIN_MAX,
     TTWEET_DRAIN_TIMEOUT,
     TTWEET_EMPTY,
     TTWEET_IO_TIMEOUT,
+    TTWEET_LOG_MAX,
     TTWEET_REQUEST_MAX,
 )
 from protocol.session_log import CONNECTION, ERROR, GENERAL, SERVER, report_line, session_header
@@ -62,26 +71,61 @@ RECV_SIZE = 4096
 
 
 class SessionLog:
-    """Prints the server's status lines and appends them to the session log file."""
+    """The server's status lines: appended to the session log file, and printed.
 
-    def __init__(self, path: str) -> None:
+    The file is bounded: a line that would take it past ``max_bytes`` first moves it to
+    ``<path>.1`` (replacing an older one) and starts a new file, whose first line says so.
+    Printing goes through an ``OutputQueue``; the file and the terminal see the same order.
+    Lines of a ``kind`` that may come in floods (refusals of one address) are summarised.
+    """
+
+    def __init__(self, path: str, max_bytes: int = TTWEET_LOG_MAX) -> None:
+        self.path, self.max_bytes = path, max_bytes
+        self._fd = self._open()
+        self._lock = threading.Lock()   # keeps the printed order the same as the logged order
+        self._console = OutputQueue(self._print, name="console")
+        self._summaries = Summariser()
+        self._stuck = False             # the log could not be moved: lines are dropped
+
+    def _open(self) -> int:
         # O_APPEND: every os.write lands whole at the end of the file, even when client
         # processes append to the same file at the same moment.
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._lock = threading.Lock()   # keeps the printed order the same as the logged order
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    @staticmethod
+    def _print(line: str) -> None:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
     def _write(self, line: str, echo: bool) -> None:
+        data = line.encode("utf-8", "backslashreplace")
         with self._lock:
             try:
-                os.write(self._fd, line.encode("utf-8", "backslashreplace"))
+                if os.fstat(self._fd).st_size + len(data) > self.max_bytes:
+                    self._rotate()
+                if not self._stuck:
+                    os.write(self._fd, data)
             except OSError as error:   # a full disk must not stop the server
                 print(f"ttweetsrv.py: cannot write the log: {error.strerror}", file=sys.stderr)
             if echo:
-                try:
-                    sys.stdout.write(line)
-                    sys.stdout.flush()
-                except (OSError, ValueError):   # stdout closed or a broken pipe: log only
-                    pass
+                self._console.put(line)
+
+    def _rotate(self) -> None:
+        """Move the full log to ``<path>.1`` and begin a new one (the lock is held)."""
+        older = f"{self.path}.1"
+        try:
+            os.replace(self.path, older)
+            fd = self._open()
+        except OSError as error:
+            if not self._stuck:
+                print(f"ttweetsrv.py: the log is full and cannot be moved to {older}: "
+                      f"{error.strerror}; further lines are not logged", file=sys.stderr)
+            self._stuck = True
+            return
+        os.close(self._fd)
+        self._fd, self._stuck = fd, False
+        os.write(self._fd, report_line(SERVER, GENERAL, f"earlier lines are in {older} (a log "
+                                       f"holds at most {self.max_bytes} bytes)").encode())
 
     def header(self, text: str) -> None:
         """Open a new session section."""
@@ -89,6 +133,24 @@ class SessionLog:
 
     def report(self, category: str, text: str, echo: bool = True) -> None:
         self._write(report_line(SERVER, category, text), echo)
+
+    def repeated(self, kind: str, category: str, text: str) -> None:
+        """A report that may come in floods: at most one of a ``kind`` a second, then a count."""
+        with self._lock:
+            lines = self._summaries.line(kind, text, time.monotonic())
+        for line in lines:
+            self.report(category, line)
+
+    def tick(self) -> None:
+        """Report the counts of floods that are over (called now and then)."""
+        with self._lock:
+            lines = self._summaries.pending(time.monotonic())
+        for line in lines:
+            self.report(CONNECTION, line)
+
+    def flush(self, timeout: float = 2.0) -> None:
+        """Before the server exits: let the printed lines out (bounded wait)."""
+        self._console.flush(timeout)
 
 
 class TtweetServer(socketserver.ThreadingTCPServer):
@@ -100,13 +162,53 @@ class TtweetServer(socketserver.ThreadingTCPServer):
     request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, port: int, log: SessionLog, io_timeout: float,
-                 records: TraceWriter | None = None) -> None:
+                 records: TraceWriter | None = None,
+                 per_address: int = TTWEET_CONNECTIONS_PER_ADDRESS) -> None:
         self.log = log
         self.io_timeout = io_timeout
         self.records = records or TraceWriter(None, "ttweetsrv")
         self.slot = TTWEET_EMPTY
         self.slot_lock = threading.Lock()
+        self.per_address = per_address
+        self._served: dict[str, int] = {}      # address -> connections being served
+        self._served_lock = threading.Lock()
         super().__init__(("", port), TtweetHandler)
+
+    # ---- a bounded share per address, decided before a thread is started -----------------------
+    def verify_request(self, request: object, client_address: tuple[str, int]) -> bool:  # type: ignore[override]
+        host = client_address[0]
+        with self._served_lock:
+            served = self._served.get(host, 0)
+            if served < self.per_address:
+                self._served[host] = served + 1
+                return True
+        self.log.repeated(f"busy {host}", CONNECTION,
+                          f"{peer_name(client_address)} refused: {host} has {served} "
+                          "connections being served, the most one address may have")
+        return False                # socketserver closes it: the client sees no reply
+
+    def process_request(self, request: object, client_address: tuple[str, int]) -> None:  # type: ignore[override]
+        try:
+            super().process_request(request, client_address)  # type: ignore[arg-type]
+        except BaseException:       # no thread started: the connection was never served
+            self._release(client_address[0])
+            raise
+
+    def process_request_thread(self, request: object, client_address: tuple[str, int]) -> None:  # type: ignore[override]
+        try:
+            super().process_request_thread(request, client_address)  # type: ignore[arg-type]
+        finally:
+            self._release(client_address[0])
+
+    def _release(self, host: str) -> None:
+        with self._served_lock:
+            served = self._served.pop(host, 1) - 1
+            if served > 0:
+                self._served[host] = served
+
+    def service_actions(self) -> None:
+        """Called by ``serve_forever`` between requests (at least twice a second)."""
+        self.log.tick()
 
     def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
         # socketserver would print a traceback here; report the failure as one line instead.
@@ -248,6 +350,12 @@ def seconds_argument(text: str) -> float:
     return seconds
 
 
+def count_argument(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: give a whole number from 1")
+    return int(text)
+
+
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="ttweetsrv.py",
@@ -267,6 +375,14 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                         metavar="SECONDS",
                         help="how long a client may take to send its request "
                              f"(default: {TTWEET_IO_TIMEOUT:g})")
+    parser.add_argument("--max-per-address", type=count_argument,
+                        default=TTWEET_CONNECTIONS_PER_ADDRESS, metavar="N",
+                        help="connections one address may have served at once; more are "
+                             f"closed at once (default: {TTWEET_CONNECTIONS_PER_ADDRESS})")
+    parser.add_argument("--log-max", type=count_argument, default=TTWEET_LOG_MAX,
+                        metavar="BYTES",
+                        help="size of the log before it moves to PATH.1 and a new one "
+                             f"begins (default: {TTWEET_LOG_MAX})")
     return parser.parse_args(argv)
 
 
@@ -275,26 +391,29 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
-        log = SessionLog(args.log)
+        log = SessionLog(args.log, args.log_max)
     except OSError as error:
         print(f"ttweetsrv.py: error: cannot open log file {args.log!r}: {error.strerror}",
               file=sys.stderr)
         return 2
     log.header(f"ttweet server on port {args.port}")
-    trace_stream = None
+    trace_file = None
     try:
         if args.trace_file:     # open for the life of the process
-            trace_stream = open(args.trace_file, "a", encoding="utf-8")  # noqa: SIM115
+            trace_file = TraceFile(open(args.trace_file, "a", encoding="utf-8"),  # noqa: SIM115
+                                   "ttweetsrv")
     except OSError as error:
+        log.flush()
         print(f"ttweetsrv.py: error: cannot write the trace file {args.trace_file!r}: "
               f"{error.strerror}", file=sys.stderr)
         return 2
     try:
         server = TtweetServer(args.port, log, args.timeout,
-                              TraceWriter(trace_stream, "ttweetsrv"))
+                              TraceWriter(trace_file, "ttweetsrv"), args.max_per_address)
     except OSError as error:
         reason = f"cannot listen on port {args.port}: {error.strerror or error}"
         log.report(ERROR, reason, echo=False)
+        log.flush()
         print(f"ttweetsrv.py: error: {reason}", file=sys.stderr)
         return 1
     # SIGTERM ends the server the way Ctrl-C does: through KeyboardInterrupt, below.
@@ -306,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
             server.serve_forever()
         except KeyboardInterrupt:
             log.report(GENERAL, "stopped; the stored message is discarded")
+        finally:
+            log.flush()
+            if trace_file is not None:
+                trace_file.drain()
     return 0
 
 

@@ -1,41 +1,77 @@
-"""Output that never blocks service (SPEC §6): a bounded queue in front of one writer thread.
+"""Output that never blocks service (SPEC §6): bounded queues in front of writers.
 
-A terminal that stops reading (Ctrl-S, a pager left unscrolled, a stalled SSH session, a pipe
-that nobody reads) makes ``write`` block.  Nothing that serves others may wait for that, so every
-program puts its lines in an :class:`OutputQueue` and goes on at once::
+A reader that stops reading — a terminal after Ctrl-S, a pager left unscrolled, a pipe nobody
+reads, a disk that stalls, a user whose program no longer reads its socket — makes ``write``
+block.  Nothing that serves others may wait for that, so every line and every frame is put in a
+bounded queue, and whoever put it goes on at once.
 
-    handler threads ──put(line)──> [ bounded queue ] ──> writer thread ──write──> terminal / pipe
-                          │ full: the line is dropped and counted
-                          └────────> "[N lines were dropped: the output was not read]" once the
-                                     writer catches up
+Lines (a terminal, a pipe, a trace file) go through an :class:`OutputQueue`::
 
-:class:`Summariser` keeps a flood of lines of one kind (datagrams dropped from one address) from
-becoming a flood on the terminal: the first line of a kind in each period is shown, the rest are
-counted and said in one line when the period is over.
+    any thread ──put(line)──> [ bounded queue ] ──> writer thread ──write──> terminal / file
+                     │ full: the line is dropped and counted
+                     └──────> "[N lines were dropped: the output was not read]" once the
+                              writer catches up
+
+:class:`TraceFile` is an ``OutputQueue`` in front of a trace file (JSON lines, SPEC §7); its drop
+notice is a trace record, so the file stays readable by ``protocol.diagram``.
+
+:class:`Summariser` keeps a flood of lines of one kind (datagrams dropped from one address,
+connections refused to one address) from becoming a flood on the terminal: the first line of a
+kind in each period is shown, the rest are counted and said in one line when the period is over.
+
+Frames to the tracker's connections go through one :class:`SendQueue` per connection, bounded in
+bytes, and the tracker's one :class:`Sender` thread::
+
+    the connection's own thread ──put(frame)──> [ its SendQueue ] ──send, never waiting──> socket
+    any other thread ───────────put(frame)──>        │   what the socket did not take waits
+                                                     └──> Sender thread (one selector for all
+                                                          connections) sends it when writable
+    over the limit: the waiting frames are dropped, on_exceeded() is called once; the
+    connection then says why (put_last) and is closed (SPEC §6, IRC's "SendQ exceeded")
+
+No thread ever waits for a socket: the connection's own thread sends only what the kernel takes
+at once (``MSG_DONTWAIT``), and only when nothing of its queue is waiting already; everything
+else is sent by the ``Sender`` when the socket is writable.  So the frames of one connection
+leave in the order they were put, and a user who stops reading costs only its own queue.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import queue
+import selectors
+import socket
 import threading
+import time
 from collections.abc import Callable
+from typing import TextIO
+
+from protocol.trace import TraceRecord
 
 OUTPUT_QUEUE_MAX = 1000     # lines waiting for a terminal before new ones are dropped
+TRACE_QUEUE_MAX = 10_000    # records waiting for a trace file before new ones are dropped
 SUMMARY_PERIOD = 1.0        # seconds: at most one line of a kind, then a count
+
+
+def _dropped_lines(count: int) -> str:
+    return (f"[{count} {'line was' if count == 1 else 'lines were'} dropped: "
+            "the output was not read]")
 
 
 class OutputQueue:
     """Lines for one output, written in order by one daemon thread.
 
     ``put`` never blocks.  ``write`` runs only on the writer thread, so it may block as long as
-    the terminal likes.  ``flush`` waits (with a timeout) until what was put is written: the
-    programs call it before they exit.
+    the terminal likes; ``idle`` (if given) runs there whenever the queue has run empty (a file
+    is flushed then, once for a whole burst).  ``flush`` waits (with a timeout) until what was
+    put is written: the programs call it before they exit.
     """
 
     def __init__(self, write: Callable[[str], None], limit: int = OUTPUT_QUEUE_MAX,
-                 name: str = "output") -> None:
-        self._write = write
+                 name: str = "output", idle: Callable[[], None] | None = None,
+                 dropped_note: Callable[[int], str] = _dropped_lines) -> None:
+        self._write, self._idle, self._dropped_note = write, idle, dropped_note
         # A line to write, or an Event to set once everything before it is written (flush).
         self._lines: queue.Queue[str | threading.Event] = queue.Queue(limit)
         self._dropped = 0
@@ -54,6 +90,7 @@ class OutputQueue:
 
     @property
     def dropped(self) -> int:
+        """Lines dropped and not yet said."""
         with self._lock:
             return self._dropped
 
@@ -70,21 +107,59 @@ class OutputQueue:
         while True:
             line = self._lines.get()
             if isinstance(line, threading.Event):
+                self._caught_up()
                 line.set()
                 continue
             self._emit(line)
-            with self._lock:
-                dropped, self._dropped = self._dropped, 0
-            if dropped and self._lines.empty():
-                self._emit(f"[{dropped} {'line was' if dropped == 1 else 'lines were'} "
-                           "dropped: the output was not read]")
-            elif dropped:
-                with self._lock:
-                    self._dropped += dropped   # said once the writer has caught up
+            if self._lines.empty():
+                self._caught_up()
+
+    def _caught_up(self) -> None:
+        """The queue ran empty: say what was dropped meanwhile, let the output settle."""
+        with self._lock:
+            dropped, self._dropped = self._dropped, 0
+        if dropped:
+            self._emit(self._dropped_note(dropped))
+        if self._idle is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._idle()
 
     def _emit(self, line: str) -> None:
-        with contextlib.suppress(OSError, ValueError):   # a closed terminal or pipe
+        with contextlib.suppress(OSError, ValueError):   # a closed terminal, pipe or file
             self._write(line)
+
+
+class TraceFile:
+    """A trace file behind an :class:`OutputQueue`: recording never waits for the disk.
+
+    Hand it to ``protocol.trace.TraceWriter`` as its stream.  ``write`` takes whole lines from
+    any thread; the writer thread writes them in order and flushes the file whenever it has
+    caught up, so ``flush`` has nothing to wait for.  Records dropped because the file could not
+    keep up are counted, and said in the file by a record of kind ``dropped``.
+    """
+
+    def __init__(self, stream: TextIO, owner: str, limit: int = TRACE_QUEUE_MAX) -> None:
+        self.stream, self.owner = stream, owner
+        self._queue = OutputQueue(self._write, limit, name="trace-file", idle=stream.flush,
+                                  dropped_note=self._dropped_record)
+
+    def write(self, text: str) -> None:
+        self._queue.put(text.removesuffix("\n"))
+
+    def flush(self) -> None:
+        """Nothing to do: the writer thread flushes the file as soon as it has caught up."""
+
+    def drain(self, timeout: float = 2.0) -> bool:
+        """Wait until every record is in the file (programs call it before they exit)."""
+        return self._queue.flush(timeout)
+
+    def _write(self, line: str) -> None:
+        self.stream.write(line + "\n")
+
+    def _dropped_record(self, count: int) -> str:
+        return TraceRecord(time.time(), self.owner, "send", self.owner, self.owner, "dropped",
+                           f"{count} trace records were dropped: the file was not written "
+                           "fast enough").to_json()
 
 
 class Summariser:
@@ -93,6 +168,7 @@ class Summariser:
     ``line(kind, text, now)`` returns what to print now: the text itself (the first of its kind in
     this period), a summary of the previous period's surplus followed by the text, or nothing.
     ``pending(now)`` returns the summaries of periods that are over (call it now and then).
+    Not thread-safe: its user holds a lock around it.
     """
 
     def __init__(self, period: float = SUMMARY_PERIOD, kinds_max: int = 1024) -> None:
@@ -126,3 +202,223 @@ class Summariser:
     def _summary(kind: str, entry: tuple[float, int, str]) -> str:
         count, last = entry[1], entry[2]
         return f"{last} (and {count - 1} more like it)" if count > 1 else last
+
+
+# ---- frames to sockets ------------------------------------------------------------------------
+class SendQueue:
+    """The frames waiting for one connection: at most ``limit`` bytes of them.
+
+    ``put`` may be called from any thread and never waits.  Called on the thread that created the
+    queue (the connection's own) with nothing waiting, it sends at once what the socket takes;
+    whatever is left, and everything put by other threads, is sent by the ``Sender``.  A frame is
+    always taken into an empty queue, whatever its size; beyond that, a frame that would make the
+    waiting bytes pass ``limit`` is refused: every whole frame waiting is dropped (a frame partly
+    sent is finished, so the reader never sees half a line), and ``on_exceeded`` is called once.
+    The connection then puts its last frame (``put_last``: the reason, past the limit) and
+    closes the queue (``close``), which gives those bytes ``linger`` seconds to leave.
+    """
+
+    def __init__(self, sock: socket.socket, sender: Sender, limit: int,
+                 on_exceeded: Callable[[int], None] = lambda waiting: None) -> None:
+        self.sock, self.sender, self.limit, self.on_exceeded = sock, sender, limit, on_exceeded
+        self.fd = sock.fileno()             # the Sender's key: fixed for the queue's whole life
+        self._owner = threading.get_ident()
+        self._lock = threading.Lock()
+        self._frames: collections.deque[bytes] = collections.deque()
+        self._offset = 0                    # bytes of the first frame already sent
+        self._waiting = 0                   # bytes not yet sent, of all the frames
+        self.exceeded = False               # refused a frame: only put_last is taken now
+        self._last_taken = False
+        self._broken = False                # the socket failed: nothing more can be sent
+        self.closing = False
+        self.deadline = 0.0                 # when a closing queue gives up its last bytes
+        self._released = False              # the Sender will not touch the socket again
+        self.released = threading.Event()   # ... and has dropped it from its selector
+
+    @property
+    def waiting(self) -> int:
+        """Bytes put and not yet sent."""
+        with self._lock:
+            return self._waiting
+
+    def put(self, frame: bytes) -> bool:
+        """Queue a frame (sending what it can now, on the owner's thread); False if refused."""
+        with self._lock:
+            if self.closing or self.exceeded or self._broken:
+                return False
+            waiting = self._waiting
+            overflow = waiting > 0 and waiting + len(frame) > self.limit
+            if overflow:
+                self.exceeded = True
+                self._drop_whole_frames()
+            else:
+                self._frames.append(frame)
+                self._waiting += len(frame)
+                if len(self._frames) == 1 and threading.get_ident() == self._owner:
+                    self._send_what_fits()
+                    if not self._frames:
+                        return True             # all of it left at once: the usual case
+        if overflow:                            # told outside the lock: it may put_last
+            self.on_exceeded(waiting)
+            return False
+        self.sender.notify(self)
+        return True
+
+    def put_last(self, frame: bytes) -> None:
+        """The connection's last frame (why it closes): taken once, whatever the limit."""
+        with self._lock:
+            if self.closing or self._last_taken or self._broken:
+                return
+            self._last_taken = self.exceeded = True     # nothing else is taken after it
+            self._frames.append(frame)
+            self._waiting += len(frame)
+        self.sender.notify(self)
+
+    def close(self, linger: float) -> None:
+        """No more frames: give the waiting ones ``linger`` seconds, then let the socket go.
+
+        Returns once the ``Sender`` has dropped the socket, so that the caller may close it
+        (an fd closed while the Sender still watched it could be reused by a new connection).
+        """
+        with self._lock:
+            self.closing = True
+            self.deadline = time.monotonic() + linger
+        self.sender.notify(self)
+        self.released.wait(linger + 1.0)
+
+    # ---- the Sender's side (and the owner's, for the first frame) ------------------------------
+    def pump(self) -> bool:
+        """Send what the socket takes now; True when the Sender is done with this queue (empty,
+        or closing and past its deadline, or broken)."""
+        with self._lock:
+            if self._released:
+                return True
+            self._send_what_fits()
+            if self.closing and self._frames and time.monotonic() >= self.deadline:
+                self._frames.clear()
+                self._waiting = 0
+            if self.closing and not self._frames:
+                self._released = True
+            return not self._frames
+
+    def _send_what_fits(self) -> None:
+        """Send without waiting until the socket's buffer is full (the lock is held)."""
+        while self._frames and not self._broken:
+            head = self._frames[0]
+            try:
+                sent = self.sock.send(memoryview(head)[self._offset:], socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:                 # reset, broken pipe, closed: nobody to send to
+                self._broken = True
+                self._frames.clear()
+                self._waiting = 0
+                return
+            self._offset += sent
+            self._waiting -= sent
+            if self._offset == len(head):
+                self._frames.popleft()
+                self._offset = 0
+
+    def _drop_whole_frames(self) -> None:
+        """Forget every frame not yet begun (the lock is held)."""
+        keep = self._frames[0] if self._frames and self._offset else None
+        self._frames.clear()
+        self._waiting = 0
+        if keep is not None:
+            self._frames.append(keep)
+            self._waiting = len(keep) - self._offset
+
+
+class Sender:
+    """One thread that sends, for every connection, what its own thread could not send at once.
+
+    It watches the sockets whose queues have bytes waiting (one selector for all of them) and
+    sends to each, without waiting, whenever it is writable.  It also keeps the deadline of every
+    closing queue.  Only this thread touches the selector; other threads ``notify`` it.
+    """
+
+    def __init__(self, name: str = "sender") -> None:
+        self._selector = selectors.DefaultSelector()
+        self._wake_in, self._wake_out = socket.socketpair()
+        for end in (self._wake_in, self._wake_out):
+            end.setblocking(False)
+        self._selector.register(self._wake_in, selectors.EVENT_READ, None)
+        self._lock = threading.Lock()
+        self._todo: dict[SendQueue, None] = {}      # queues to look at, in order, once each
+        self._watched: dict[int, SendQueue] = {}    # fd -> queue with bytes waiting
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def notify(self, send_queue: SendQueue) -> None:
+        """Look at this queue soon (it has bytes waiting, or is closing)."""
+        with self._lock:
+            first = not self._todo
+            self._todo[send_queue] = None
+        if first:
+            # Full: a wake-up is pending already.  Closed: the Sender has stopped (the program
+            # is ending), and nothing will be sent anyway.
+            with contextlib.suppress(OSError):
+                self._wake_out.send(b"\0")
+
+    def stop(self, timeout: float = 2.0) -> None:
+        with self._lock:
+            self._stopping = True
+        with contextlib.suppress(OSError):
+            self._wake_out.send(b"\0")
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                for key, _ in self._selector.select(self._timeout()):
+                    if key.data is None:
+                        with contextlib.suppress(BlockingIOError):
+                            self._wake_in.recv(4096)
+                    else:
+                        self._service(key.data)
+                with self._lock:
+                    if self._stopping:
+                        return
+                    todo, self._todo = list(self._todo), {}
+                for send_queue in todo:
+                    self._service(send_queue)
+                now = time.monotonic()
+                for send_queue in list(self._watched.values()):
+                    if send_queue.closing and now >= send_queue.deadline:
+                        self._service(send_queue)
+        finally:
+            self._selector.close()
+            self._wake_in.close()
+            self._wake_out.close()
+
+    def _timeout(self) -> float | None:
+        """Until the nearest deadline of a closing queue (None: none is closing)."""
+        deadlines = [q.deadline for q in self._watched.values() if q.closing]
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def _service(self, send_queue: SendQueue) -> None:
+        done = send_queue.pump()
+        fd = send_queue.fd
+        stale = self._watched.get(fd)
+        if stale is not None and stale is not send_queue:
+            # The fd was closed and reused while still watched (its owner stopped waiting
+            # for the release): that old queue is gone, whatever it held.
+            self._forget(fd)
+            stale.released.set()
+        watched = fd in self._watched
+        if not done and not watched:
+            try:
+                self._selector.register(fd, selectors.EVENT_WRITE, send_queue)
+                self._watched[fd] = send_queue
+            except (OSError, ValueError):   # closed under our feet: nothing to send to
+                done = True
+        elif done and watched:
+            self._forget(fd)
+        if done and send_queue.closing:
+            send_queue.released.set()
+
+    def _forget(self, fd: int) -> None:
+        self._selector.unregister(fd)
+        del self._watched[fd]

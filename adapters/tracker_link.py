@@ -35,7 +35,8 @@ REPLY_MAX = 1 << 20                 # bytes in one line from the tracker (lists 
 REQUEST_TIMEOUT = limits.EXIT_WAIT_TIMEOUT + 10
 # Why the tracker closes a connection, sent with "re": null just before it does: kept for
 # on_close rather than shown as they come.
-FAREWELLS = {"REGISTER_TIMEOUT", "IDLE_TIMEOUT", "SERVER_FULL", "TOO_LARGE"}
+FAREWELLS = {"REGISTER_TIMEOUT", "IDLE_TIMEOUT", "SERVER_FULL", "TOO_LARGE", "SENDQ_EXCEEDED",
+             "TOO_MANY_CONNECTIONS", "CONNECTING_TOO_FAST"}
 
 
 class TrackerLink:

@@ -7,7 +7,6 @@ timeouts so that fault scenarios run quickly.
 # --- tracker wire ---------------------------------------------------------------------------
 FRAME_MAX = 4096                # bytes in one tracker frame, newline included
 LISTEN_BACKLOG = 128
-SEND_TIMEOUT = 5.0              # seconds a frame to one user may take before it is dropped
 DEFAULT_TRACKER_PORT = 13000
 TWEET_TIMEOUT = 60.0            # seconds a tweet may run before the tracker ends it
 EXIT_WAIT_TIMEOUT = 30.0        # seconds `exit` waits for running tweets that involve the handle
@@ -42,8 +41,20 @@ TTWEET_DRAIN_TIMEOUT = 1.0      # seconds it waits for them, so the refusal is n
 
 # --- sessions -------------------------------------------------------------------------------
 SESSION_MAX = 4096              # connections at once before SERVER_FULL
-REGISTER_TIMEOUT = 30.0         # seconds a connection may stay without registering or logging in
+REGISTER_TIMEOUT = 10.0         # seconds a connection may stay without registering or logging in
 IDLE_TIMEOUT = 90.0             # seconds a logged-in session may be silent before it goes offline
 HEARTBEAT_INTERVAL = 30.0       # seconds between user.py's heartbeats while logged in
 FLOOD_BURST = 20                # commands a session may send at once ...
 FLOOD_RATE = 10.0               # ... and then per second, before THROTTLED
+
+# --- tracker connections (SPEC §6: fair to everyone, whoever misbehaves) ----------------------
+CONNECTIONS_PER_ADDRESS = 32    # connections one IPv4 address may hold at once
+CONNECT_BURST = 32              # connections one address may open at once ...
+CONNECT_RATE = 2.0              # ... and then per second
+SENDQ_MAX = 256 * 1024          # bytes waiting for one connection before it is closed
+SEND_BUFFER = 64 * 1024         # the kernel's send buffer of one connection (SO_SNDBUF)
+SEND_LINGER = 5.0               # seconds a closing connection's last bytes may take to leave
+
+# --- ttweet server --------------------------------------------------------------------------
+TTWEET_CONNECTIONS_PER_ADDRESS = 64     # connections one address may have served at once
+TTWEET_LOG_MAX = 8 * 1024 * 1024        # bytes of session log before it moves to <log>.1

@@ -9,16 +9,30 @@ Every program takes ``--trace-file PATH`` and writes, for each message::
 ``dir`` is ``send`` or ``recv``; ``from``/``to`` name lifelines (``tracker``, a handle, or
 ``ttweetsrv``/``ttweetcl``); ``kind`` is the message kind (a command, ``SUCCESS``/``FAILURE``,
 ``push:<kind>``, a datagram kind).  ``protocol.diagram`` merges such files into a time-space
-diagram.  The writer is handed an open text stream by its program: this module opens no file.
+diagram.
+
+How a record travels: the program calls ``TraceWriter.send``/``recv``; the writer escapes what
+came from the network (control characters, bidi overrides, lone surrogates: the same escapes as
+the console, ``protocol.text.escape_for_terminal``), makes the JSON line and hands it, whole, to
+the stream its program gave it.  This module opens no file and starts no thread: a program whose
+threads must never wait for the disk hands it an ``adapters.output.TraceFile`` (a bounded queue
+in front of one writer thread).
+
+``shown_frame`` is what a trace may show of a tracker frame: its text with every password
+replaced by ``***`` (SPEC §4: the tracker never logs a password).
 """
 
 from __future__ import annotations
 
 import json
-import threading
+import re
 import time
 from dataclasses import asdict, dataclass
-from typing import TextIO
+from typing import Any, Protocol
+
+from protocol.text import escape_for_terminal
+
+REDACTED = "***"
 
 
 class TraceError(ValueError):
@@ -53,24 +67,101 @@ class TraceRecord:
         return record
 
 
-class TraceWriter:
-    """Writes records for one program (``owner``) to a stream, one whole line at a time."""
+class LineStream(Protocol):
+    """Where a ``TraceWriter`` puts its lines: one ``write`` call per whole line."""
 
-    def __init__(self, stream: TextIO | None, owner: str) -> None:
+    def write(self, text: str, /) -> Any: ...
+    def flush(self) -> Any: ...
+
+
+class TraceWriter:
+    """Writes records for one program (``owner``) to a stream, one whole line per ``write``.
+
+    With ``stream`` None nothing is written (and callers may skip the work of a summary).
+    Several threads may record at once when the stream takes whole lines from any thread, as
+    ``adapters.output.TraceFile`` does.
+    """
+
+    def __init__(self, stream: LineStream | None, owner: str) -> None:
         self.stream, self.owner = stream, owner
-        self._lock = threading.Lock()
 
     def record(self, direction: str, src: str, dst: str, kind: str, summary: str = "") -> None:
         if self.stream is None:
             return
-        line = TraceRecord(time.time(), self.owner, direction, src, dst, kind,
-                           summary).to_json()
-        with self._lock:
-            self.stream.write(line + "\n")
-            self.stream.flush()
+        line = TraceRecord(time.time(), self.owner, direction, escape_for_terminal(src),
+                           escape_for_terminal(dst), escape_for_terminal(kind),
+                           escape_for_terminal(summary)).to_json()
+        self.stream.write(line + "\n")
+        self.stream.flush()
 
     def send(self, dst: str, kind: str, summary: str = "") -> None:
         self.record("send", self.owner, dst, kind, summary)
 
     def recv(self, src: str, kind: str, summary: str = "") -> None:
         self.record("recv", src, self.owner, kind, summary)
+
+
+# ---- what a trace may show of a frame ---------------------------------------------------------
+def _is_secret(key: str) -> bool:
+    return "password" in key.lower()
+
+
+def _redacted(value: Any) -> tuple[Any, bool]:
+    """``value`` with the value of every secret key replaced; and whether there was one."""
+    if isinstance(value, dict):
+        out, found = {}, False
+        for key, item in value.items():
+            if _is_secret(key):
+                out[key], found = REDACTED, True
+            else:
+                out[key], inner = _redacted(item)
+                found = found or inner
+        return out, found
+    if isinstance(value, list):
+        items = [_redacted(item) for item in value]
+        return [item for item, _ in items], any(found for _, found in items)
+    return value, False
+
+
+# A JSON string literal; without its closing quote (group 1) when the text ends inside it.
+_STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*(")?', re.DOTALL)
+
+
+def _cut_before_secrets(text: str) -> str:
+    """For text that is not JSON (garbage, or a frame cut short): everything before the first
+    key that is, or may be, a password; that key's value and what follows become ``***…``.
+
+    A key is a string literal followed by ``:``.  A key that cannot be decoded (cut inside an
+    escape, a bad escape) may be a password as well, so the text is cut there too.
+    """
+    for match in _STRING_LITERAL.finditer(text):
+        literal, closed = match.group(), match.group(1) is not None
+        if closed and not text[match.end():].lstrip().startswith(":"):
+            continue                                    # a value, not a key
+        if not closed and text[:match.start()].rstrip().endswith(":"):
+            break                                       # the value the text was cut in
+        try:
+            name = json.loads(literal) if closed else None
+        except ValueError:
+            name = None
+        if not isinstance(name, str):
+            return text[:match.start()] + "…"
+        if _is_secret(name):
+            return f'{text[:match.end()]}: "{REDACTED}"…'
+    return text
+
+
+def shown_frame(frame: bytes) -> str:
+    """A tracker frame as a trace may show it: its text (undecodable bytes as ``\\xNN``,
+    without its newline) with every password replaced by ``***``.
+
+    A frame that parses is redacted by key, whatever escapes spell the key
+    (``"p\\u0061ssword"``); a frame that does not (garbage, or cut short for the trace) is cut
+    before its first key that is or may be a password.
+    """
+    text = frame.decode("utf-8", "backslashreplace").rstrip("\n")
+    try:
+        redacted, found = _redacted(json.loads(frame))
+    except (ValueError, RecursionError):       # not JSON, or nested too deep to walk
+        return _cut_before_secrets(text)
+    return json.dumps(redacted, ensure_ascii=False) if found else text

@@ -31,6 +31,9 @@ from tools.driver import free_port as free_port
 
 # Peer timeouts shrunk for tests so that a dead peer is given up on quickly.
 FAST_PEER_ARGS = ["--hop-timeout", "0.1", "--hop-retries", "3"]
+# For a test that opens hundreds of connections from 127.0.0.1, many at once: the tracker's
+# per-address limits (SPEC §6) raised out of its way.
+MANY_CONNECTIONS = ["--max-per-address", "1000", "--connect-burst", "1000"]
 
 
 def terminal_env(home: Path, colour: bool = False) -> dict[str, str]:
@@ -135,16 +138,27 @@ class RawClient:
     """A bare TCP session with the tracker that speaks the wire protocol directly.
 
     ``read`` returns the next reply; pushes that arrive meanwhile are kept in ``pushes`` (the
-    first is always the tracker's ``welcome``).
+    first is always the tracker's ``welcome``).  ``source`` is the local address to connect from
+    (any of 127.0.0.0/8 works on Linux: another "host" for the per-address limits);
+    ``receive_buffer`` shrinks the socket's receive buffer (a reader that stops reading then
+    fills it quickly); with ``welcome`` False the first frame is left for ``read`` (a refused
+    connection gets a FAILURE instead).
     """
 
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=DEFAULT_TIMEOUT)
+    def __init__(self, port: int, source: str = "127.0.0.1", receive_buffer: int | None = None,
+                 welcome: bool = True) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer is not None:      # before connecting: the window is agreed then
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(DEFAULT_TIMEOUT)
+        self.sock.bind((source, 0))
+        self.sock.connect(("127.0.0.1", port))
         self.reader = self.sock.makefile("rb")
         self.next_id = 1
         self.pushes: list[dict] = []
-        self.welcome = self.read_push()
-        assert self.welcome["push"] == "welcome", self.welcome
+        if welcome:
+            self.welcome = self.read_push()
+            assert self.welcome["push"] == "welcome", self.welcome
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -153,6 +167,10 @@ class RawClient:
         line = self.reader.readline()
         assert line, "the tracker closed the connection"
         return json.loads(line)
+
+    def next_frame(self) -> dict:
+        """The next frame, reply or push, whichever it is."""
+        return self._frame()
 
     def read(self) -> dict:
         """The next reply; pushes on the way are kept in ``pushes``."""

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from conftest import (
     DEFAULT_TIMEOUT,
+    MANY_CONNECTIONS,
     SAMPLE_KEY,
     Cluster,
     RawClient,
@@ -191,7 +192,7 @@ def test_a_16_mib_line_is_refused_and_memory_stays_flat(net: Tweeter) -> None:
 
 def test_idle_connections_are_closed_while_a_session_keeps_working(cluster: Cluster) -> None:
     net = Tweeter(cluster)
-    net.tracker("--register-timeout", "1.5", "-q")
+    net.tracker("--register-timeout", "1.5", "-q", *MANY_CONNECTIONS)
     worker = net.user("@worker")
     worker.register("@worker")
     idle = [net.client() for _ in range(200)]
@@ -258,7 +259,7 @@ class Op:
 
 def test_soak_graph_and_tweets_match_the_replies(cluster: Cluster) -> None:
     net = Tweeter(cluster)
-    net.tracker("-q", "--flood-burst", "1000000")
+    net.tracker("-q", "--flood-burst", "1000000", *MANY_CONNECTIONS)
     tracker = net.tracker_proc
     assert tracker is not None
     pid = tracker.popen.pid

@@ -13,7 +13,7 @@ from conftest import PYTHON, ROOT, Cluster, Tweeter, free_port
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.trace import TraceError, TraceRecord, TraceWriter
+from protocol.trace import TraceError, TraceRecord, TraceWriter, shown_frame
 
 
 def records(path: Path) -> list[TraceRecord]:
@@ -110,3 +110,42 @@ def test_ttweet_programs_trace_their_exchange(cluster: Cluster, tmp_path: Path) 
         ("send", "UPLOAD"), ("recv", "OK"), ("send", "DOWNLOAD"), ("recv", "OK")]
     # Both sides name each client by the same lifeline.
     assert {r.at for r in client_records} == {r.src for r in server_records if r.dir == "recv"}
+
+
+# ---- what the tracker's trace shows of a frame (SPEC §4: never a password) ---------------------
+def spelled(key: str, escapes: list[bool]) -> str:
+    """``key`` as a JSON string literal, each character either itself or a \\u escape."""
+    return '"' + "".join(f"\\u{ord(ch):04x}" if escape else ch
+                         for ch, escape in zip(key, escapes, strict=False)) \
+        + key[len(escapes):] + '"'
+
+
+@settings(max_examples=400, deadline=None)
+@given(secret=st.text(alphabet="QWXZJK", min_size=6, max_size=40),
+       escapes=st.lists(st.booleans(), max_size=8),
+       ascii_only=st.booleans(), cut=st.integers(min_value=1, max_value=400),
+       before=st.booleans())
+def test_no_password_is_shown_however_spelled_or_cut(secret: str, escapes: list[bool],
+                                                     ascii_only: bool, cut: int,
+                                                     before: bool) -> None:
+    value = json.dumps(secret, ensure_ascii=ascii_only)
+    fields = ['"id": 7', '"cmd": "login"', '"handle": "@alice"',
+              f"{spelled('password', escapes)}: {value}", '"key": "AAAA"']
+    if before:                                  # the password first, then the rest
+        fields.insert(1, fields.pop(3))
+    frame = ("{" + ", ".join(fields) + "}\n").encode()
+    for shown in (shown_frame(frame), shown_frame(frame[:cut]), shown_frame(frame[:80])):
+        assert secret[:3] not in shown, (frame, shown)
+
+
+def test_a_frame_without_a_password_is_shown_as_it_came() -> None:
+    frame = b'{"id": 3, "cmd": "say", "text": "my password is long"}\n'
+    assert shown_frame(frame) == frame.decode().rstrip("\n")
+    assert shown_frame(b'\xff\xfe{"id": 3') == '\\xff\\xfe{"id": 3'
+    assert shown_frame(b'{"id": 1, "cmd": "auth", "password": "s3cret"}') == \
+        '{"id": 1, "cmd": "auth", "password": "***"}'
+    assert shown_frame(b'{"id": 1, "cmd": "register", "p\\u0061ssword": "s3cret", "x": 1}') == \
+        '{"id": 1, "cmd": "register", "password": "***", "x": 1}'
+    assert shown_frame(b'{"id": 1, "password": "s3c') == '{"id": 1, "password": "***"…'
+    assert shown_frame(b'{"id": 1, "p\\u00') == '{"id": 1, …'
+    assert shown_frame(b"[" * 100_000) == "[" * 100_000      # too deep to parse: shown as text

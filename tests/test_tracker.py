@@ -5,7 +5,15 @@ from __future__ import annotations
 import subprocess
 import threading
 
-from conftest import PYTHON, ROOT, SAMPLE_KEY, RawClient, Tweeter
+from conftest import (
+    MANY_CONNECTIONS,
+    PYTHON,
+    ROOT,
+    SAMPLE_KEY,
+    Cluster,
+    RawClient,
+    Tweeter,
+)
 
 PORTS = [61001, 61002, 61003]
 
@@ -143,7 +151,9 @@ def race_to_register(clients: list[RawClient], handle: str) -> list[dict]:
     return replies
 
 
-def test_concurrent_registration_of_one_handle_has_exactly_one_winner(net: Tweeter) -> None:
+def test_concurrent_registration_of_one_handle_has_exactly_one_winner(cluster: Cluster) -> None:
+    net = Tweeter(cluster)
+    net.tracker(*MANY_CONNECTIONS)                # 40 connections from 127.0.0.1 at once
     for letter in "abcdefghijklmnopqrst":
         handle = f"@race{letter}"
         replies = race_to_register([net.client(), net.client()], handle)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -301,5 +303,83 @@ def test_help_shows_the_form_and_an_example() -> None:
     assert done.returncode == 0
     usage = " ".join(done.stdout.split("\n\n")[0].split())     # argparse may wrap the line
     assert usage == ("usage: ttweetsrv.py [-h] [--trace-file PATH] [--log PATH] "
-                     "[--timeout SECONDS] port")
+                     "[--timeout SECONDS] [--max-per-address N] [--log-max BYTES] port")
     assert "python3 ttweetsrv.py 13000" in done.stdout
+
+
+# --- fair to everyone (SPEC §6) -----------------------------------------------------------------
+def held_connection(port: int, source: str) -> socket.socket:
+    """A connection from ``source`` that sends nothing: it holds its place until the timeout."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(DEFAULT_TIMEOUT)
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def test_one_address_has_a_bounded_share_and_the_others_are_served(cluster: Cluster,
+                                                                  tmp_path: Path) -> None:
+    server, port, log = start_server(cluster, tmp_path, "--max-per-address", "2",
+                                     "--timeout", "60")
+    held = [held_connection(port, "127.0.0.2") for _ in range(2)]
+    for _ in held:
+        server.expect(r"\[CONNECTION\] 127\.0\.0\.2:\d+ connected$")
+    refused = held_connection(port, "127.0.0.2")
+    assert refused.recv(100) == b""                  # closed at once, nothing read or said
+    refused.close()
+    server.expect(r"\[CONNECTION\] 127\.0\.0\.2:\d+ refused: 127\.0\.0\.2 has 2 connections"
+                  r" being served, the most one address may have$")
+    assert run_client(port, log, "-u", "from another address").returncode == 0
+    assert download(port) == "from another address"
+    held[0].close()                                  # its place comes back once it is served
+    server.expect(r"127\.0\.0\.2:\d+ refused: INCOMPLETE")
+    for _ in range(50):
+        again = held_connection(port, "127.0.0.2")
+        again.sendall(encode_request(DownloadRequest()))
+        answer = again.recv(100)
+        again.close()
+        if answer:
+            assert answer.startswith(b"OK ")
+            break
+    else:
+        raise AssertionError("127.0.0.2 never got its place back")
+    held[1].close()
+    server.assert_no_traceback()
+
+
+def test_the_session_log_moves_aside_when_full(cluster: Cluster, tmp_path: Path) -> None:
+    server, port, log = start_server(cluster, tmp_path, "--log-max", "2000")
+    for number in range(60):                         # about 6 KB of server lines
+        raw_exchange(port, encode_request(UploadRequest(f"message {number}")))
+    older = Path(f"{log}.1")
+    server.stop()
+    for path in (log, older):
+        size = path.stat().st_size
+        assert 0 < size <= 2000, (path, size)
+        assert_log_lines_whole(path)
+    assert log.read_text("utf-8").splitlines()[0].endswith(
+        f"[server] [GENERAL] earlier lines are in {older} (a log holds at most 2000 bytes)")
+    assert 'upload: stored "message 59"' in log.read_text("utf-8")
+    assert not Path(f"{log}.2").exists()             # one older generation, no more
+
+
+def test_a_terminal_that_does_not_read_never_holds_up_a_request(tmp_path: Path) -> None:
+    port = free_port()
+    popen = subprocess.Popen([PYTHON, "ttweetsrv.py", str(port), "--log", str(tmp_path / "l")],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             env={**CLIENT_ENV, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert popen.stdout is not None
+        seen, deadline = b"", time.monotonic() + DEFAULT_TIMEOUT
+        while b"listening on port" not in seen:       # then nobody reads it any more
+            remaining = max(0.0, deadline - time.monotonic())
+            assert select.select([popen.stdout], [], [], remaining)[0], seen
+            seen += os.read(popen.stdout.fileno(), 4096)
+        for number in range(1500):       # 3000 lines: far beyond what the pipe holds
+            raw_exchange(port, encode_request(UploadRequest(f"unread {number}")))
+        assert download(port) == "unread 1499"
+    finally:
+        popen.kill()
+        popen.wait(DEFAULT_TIMEOUT)
+        if popen.stdout:
+            popen.stdout.close()

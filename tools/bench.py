@@ -22,6 +22,9 @@ ratio, the target, and whether the target is met:
    server holding 1000 connections; median ``feed`` round trip against the same query run
    directly on the database (``SqliteStore.feed``).
 4. ttweet: median wall time of ``ttweetcl.py -d`` against ``python3 -c pass``.
+5. fairness: the worst heartbeat round trip of a logged-in session while 3 sessions never read
+   and 60 others ``say`` 10 times a second each (every say is pushed to every other session),
+   against the same heartbeats on the idle tracker just before.
 
 Every process runs on 127.0.0.1 with ports the kernel picks; every wait has a timeout.  The clients
 of rows 1 and 3 run inside this process (one selector thread); rings are real processes.  Helper
@@ -62,7 +65,10 @@ from driver import (  # tools/ on sys.path
     start_tracker,
 )
 
-NO_FLOOD = ["--flood-burst", "1000000000", "--flood-rate", "1000000000"]
+# Flood control off: of commands per session, and of connections per address (every client of
+# the benchmark connects from 127.0.0.1).
+NO_FLOOD = ["--flood-burst", "1000000000", "--flood-rate", "1000000000",
+            "--max-per-address", "1000000", "--connect-burst", "1000000"]
 LONG_IDLE = ["--idle-timeout", "3600", "--register-timeout", "3600"]
 IO_TIMEOUT = 60.0           # seconds any one wait of the benchmark may take
 
@@ -764,6 +770,124 @@ def run(command: list[str], expect: str | None = None,
     return seconds
 
 
+# ---- 5. fairness --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LoadSizes:
+    chatty: int             # sessions that say, each SAY_RATE times a second
+    slow: int               # sessions that never read what they are sent
+    seconds: float          # how long the heartbeats are measured, idle and under load
+
+
+LOAD_FULL = LoadSizes(chatty=60, slow=3, seconds=5.0)
+LOAD_QUICK = LoadSizes(chatty=10, slow=3, seconds=0.5)
+SAY_RATE = 10.0             # says a second per chatty session: flood control's default rate
+HEARTBEAT_GAP = 0.02        # seconds between one heartbeat's reply and the next heartbeat
+
+
+def heartbeats(client: Client, seconds: float) -> list[float]:
+    """Heartbeat round trips of one logged-in session, one after the other (seconds); the
+    pushes it receives meanwhile are read and skipped, as user.py does."""
+    times: list[float] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        client.sent += 1
+        started = time.perf_counter()
+        client.sock.sendall(frame({"id": client.sent, "cmd": "heartbeat"}))
+        while not any(is_reply(line) for line in client.lines()):
+            pass
+        times.append(time.perf_counter() - started)
+        time.sleep(HEARTBEAT_GAP)       # pacing the probe, not waiting for an event
+    return times
+
+
+def chatter(clients: Sequence[Client], stop: threading.Event, said: list[int]) -> None:
+    """Each client says something SAY_RATE times a second (its next say once the last is
+    answered and its time has come), reading and skipping every push, until ``stop``."""
+    text = "fairness " * 15                        # 135 characters: a long say
+    due = {client.index: time.monotonic() + random.random() / SAY_RATE for client in clients}
+    waiting: set[int] = set()
+    with selectors.DefaultSelector() as selector:
+        for client in clients:
+            selector.register(client.sock, selectors.EVENT_READ, client)
+        while not stop.is_set():
+            now = time.monotonic()
+            for client in clients:
+                if client.index not in waiting and due[client.index] <= now:
+                    client.sent += 1
+                    client.sock.sendall(frame({"id": client.sent, "cmd": "say", "text": text}))
+                    waiting.add(client.index)
+                    due[client.index] = max(now, due[client.index] + 1 / SAY_RATE)
+            pending = [due[c.index] for c in clients if c.index not in waiting]
+            timeout = max(0.0, min(pending) - time.monotonic()) if pending else 0.05
+            for key, _ in selector.select(min(timeout, 0.05)):
+                client = key.data
+                for line in client.lines():
+                    if is_reply(line):
+                        waiting.discard(client.index)
+                        said[0] += 1
+
+
+def bench_fairness(quick: bool, workdir: Path) -> Row:
+    """Heartbeat latency of a legitimate session while sessions that never read are sent a
+    flood of says by chatty ones (SPEC §6, §9), beside the same heartbeat on an idle tracker."""
+    sizes = LOAD_QUICK if quick else LOAD_FULL
+    say(f"[5] fairness: heartbeats, idle, then while {sizes.slow} sessions never read and "
+        f"{sizes.chatty} others say {SAY_RATE:g} times a second each ({sizes.seconds:g}s each)")
+    tracker, port = start_tracker("-q", *LONG_IDLE, *NO_FLOOD)
+    clients: list[Client] = []
+    try:
+        handles = ["@fair" + letters(i) for i in range(sizes.chatty + sizes.slow + 1)]
+        clients, _ = register_all(port, handles, REGISTER_IN_FLIGHT)
+        legit, slow, chatty = clients[0], clients[1:sizes.slow + 1], clients[sizes.slow + 1:]
+        legit.sent = 1
+        idle = heartbeats(legit, sizes.seconds)
+        stop, said, failed = threading.Event(), [0], []
+
+        def run_load() -> None:
+            try:
+                chatter(chatty, stop, said)
+            except (OSError, ConnectionError) as error:    # reported below
+                failed.append(error)
+
+        load = threading.Thread(target=run_load, daemon=True)
+        load.start()
+        try:
+            loaded = heartbeats(legit, sizes.seconds)
+        finally:
+            stop.set()
+            load.join(IO_TIMEOUT)
+        if failed:
+            raise RuntimeError(f"a chatty session failed: {failed[0]}")
+        closed = sum(1 for client in slow if reader_was_closed(client))
+    finally:
+        for client in clients:
+            client.close()
+        tracker.stop()
+    worst, idle_worst = max(loaded) * 1000, max(idle) * 1000
+    say(f"    heartbeat under load: median {median(loaded) * 1000:.2f} ms, worst {worst:.1f} ms "
+        f"({len(loaded)} heartbeats, {said[0] / sizes.seconds:,.0f} says/s); idle: median "
+        f"{median(idle) * 1000:.2f} ms, worst {idle_worst:.1f} ms")
+    return Row(f"heartbeat, {sizes.slow} non-reading + {sizes.chatty} chatty sessions (worst)",
+               worst, "ms", "idle tracker (worst)", idle_worst, False, 0.0, absolute=1000.0,
+               note=f"median {median(loaded) * 1000:.2f} ms under load, {median(idle) * 1000:.2f}"
+                    f" ms idle; {said[0] / sizes.seconds:,.0f} says/s, each pushed to every "
+                    f"other session; {closed} of {sizes.slow} non-readers closed with "
+                    "SENDQ_EXCEEDED meanwhile")
+
+
+def reader_was_closed(client: Client) -> bool:
+    """Whether the tracker closed this never-reading session (reading it now: to its end)."""
+    client.sock.settimeout(1.0)
+    try:
+        while client.sock.recv(1 << 16):
+            pass
+    except TimeoutError:
+        return False                    # still open: the tracker is still holding its frames
+    except OSError:
+        return True
+    return True
+
+
 # ---- main ----------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -794,6 +918,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_rings(sizes, workdir)
             rows += bench_scale(sizes, workdir)
             rows.append(bench_ttweet(sizes, workdir))
+            rows.append(bench_fairness(args.quick, workdir))
         except (Timeout, RuntimeError, OSError) as error:
             print_table(rows)
             print(f"\nbench FAILED: {error}", file=sys.stderr, flush=True)

@@ -1,0 +1,236 @@
+"""adapters/output.py: queues in front of writers that may stop (SPEC §6), in one process.
+
+Every wait has a timeout; nothing sleeps to let something happen.  A writer that "stops" is a
+function blocked on an Event, or a pipe or socket that nobody reads.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import threading
+
+import pytest
+
+from adapters.output import OutputQueue, Sender, SendQueue, Summariser, TraceFile
+from protocol.trace import TraceRecord, TraceWriter
+
+WAIT = 15.0
+
+
+def run_in_thread(work, timeout: float = WAIT) -> None:
+    """Run ``work`` and fail the test if it has not returned within ``timeout``: how a test
+    tells "never waits" from "waits forever" without timing anything."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            work()
+        except BaseException as error:     # reported below, not lost in the thread
+            errors.append(error)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "it waited for a reader that does not read"
+    assert not errors, errors
+
+
+# ---- OutputQueue ------------------------------------------------------------------------------
+def test_lines_put_while_the_writer_is_stuck_are_dropped_counted_and_said() -> None:
+    written: list[str] = []
+    unblocked = threading.Event()
+
+    def write(line: str) -> None:
+        unblocked.wait(WAIT)
+        written.append(line)
+
+    output = OutputQueue(write, limit=10)
+    results: list[bool] = []
+    run_in_thread(lambda: results.extend(output.put(f"line {i}") for i in range(100)))
+    # The writer holds one line, ten wait in the queue: the rest were dropped and counted.
+    assert results.count(True) in (10, 11) and output.dropped == 100 - results.count(True)
+    unblocked.set()
+    assert output.flush(WAIT)
+    kept = [line for line in written if line.startswith("line ")]
+    assert kept == [f"line {i}" for i, ok in enumerate(results) if ok]    # in order
+    assert written[-1] == f"[{100 - len(kept)} lines were dropped: the output was not read]"
+    assert output.dropped == 0
+
+
+def test_a_file_behind_the_queue_is_flushed_when_the_writer_catches_up() -> None:
+    stream = io.StringIO()
+    flushed = threading.Event()
+    output = OutputQueue(lambda line: stream.write(line + "\n"), idle=flushed.set)
+    output.put("one")
+    assert flushed.wait(WAIT) and output.flush(WAIT)
+    assert stream.getvalue() == "one\n"
+
+
+# ---- TraceFile --------------------------------------------------------------------------------
+def test_recording_to_a_trace_file_nobody_drains_never_waits() -> None:
+    read_end, write_end = os.pipe()
+    stream = os.fdopen(write_end, "w", encoding="utf-8")
+    trace_file = TraceFile(stream, "tracker", limit=100)
+    writer = TraceWriter(trace_file, "tracker")
+    # Far more than the pipe (64 KiB) and the queue hold: without the queue this would block.
+    run_in_thread(lambda: [writer.send("@a", "SUCCESS", "x" * 200) for _ in range(5000)])
+    reader = os.fdopen(read_end, "r", encoding="utf-8")
+    kept = dropped = notes = 0
+    while kept + dropped < 5000:        # every record is in the file, or counted as dropped
+        line = reader.readline()
+        assert line, "the trace file ended before every record was written or counted"
+        record = TraceRecord.from_json(line)             # every line is a whole record
+        if record.kind == "dropped":
+            assert (record.at, record.src, record.dst) == ("tracker", "tracker", "tracker")
+            dropped += int(record.summary.split()[0])
+            notes += 1
+        else:
+            kept += 1
+    assert kept + dropped == 5000 and dropped > 0 and notes < 10
+    stream.close()
+    reader.close()
+
+
+def test_trace_records_escape_what_came_from_the_network() -> None:
+    stream = io.StringIO()
+    TraceWriter(stream, "tracker").recv("127.0.0.1:1", "say",
+                                        'say "a\x9bb\u202ec\u2066d\x1b[2Je\ud800"')
+    line = stream.getvalue()
+    record = TraceRecord.from_json(line)
+    assert record.summary == 'say "a\\x9bb\\u202ec\\u2066d\\x1b[2Je\\ud800"'
+    assert not any(0x80 <= ord(ch) < 0xA0 or 0x202A <= ord(ch) <= 0x202E
+                   or 0x2066 <= ord(ch) <= 0x2069 or ch == "\x1b" for ch in line)
+    line.encode("utf-8")            # no lone surrogate reaches the file
+
+
+# ---- Summariser -------------------------------------------------------------------------------
+def test_a_flood_of_one_kind_is_one_line_a_period_then_a_count() -> None:
+    summaries = Summariser(period=1.0)
+    shown = []
+    for i in range(100):                     # 100 lines in the first half second
+        shown += summaries.line("drop 10.0.0.1", f"dropped {i}", now=i / 200)
+    shown += summaries.line("drop 10.0.0.2", "other", now=0.6)     # another kind: shown
+    assert shown == ["dropped 0", "other"]
+    assert summaries.pending(now=1.2) == ["dropped 99 (and 98 more like it)"]
+    assert summaries.pending(now=1.7) == []        # "other" had no surplus: nothing to say
+    assert summaries.line("drop 10.0.0.1", "dropped again", now=5.0) == ["dropped again"]
+
+
+# ---- SendQueue and Sender ---------------------------------------------------------------------
+def small_pair(buffer: int = 4096) -> tuple[socket.socket, socket.socket]:
+    """A connected pair whose buffers hold little, so that a reader that does not read fills
+    them with a few frames."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer)
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
+    return ours, theirs
+
+
+def read_lines(sock: socket.socket) -> list[bytes]:
+    """Everything until the other side closes, as lines (each must end with a newline)."""
+    sock.settimeout(WAIT)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    assert data.endswith(b"\n") or not data, data[-80:]
+    return data.splitlines(keepends=True)
+
+
+@pytest.fixture
+def sender():
+    running = Sender()
+    yield running
+    running.stop()
+
+
+def test_frames_from_any_thread_leave_whole_and_in_order(sender: Sender) -> None:
+    ours, theirs = socket.socketpair()
+    queue = SendQueue(ours, sender, limit=1 << 20)
+    sent = []
+
+    def put(who: str, count: int) -> None:
+        for i in range(count):
+            assert queue.put(f"{who} {i} {'x' * 300}\n".encode())
+            sent.append(who)
+
+    put("owner", 5)                                  # the owner's own thread sends at once
+    others = [threading.Thread(target=put, args=(f"t{n}", 300)) for n in range(4)]
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.extend(read_lines(theirs)))
+    reader.start()
+    for thread in others:
+        thread.start()
+    for thread in others:
+        thread.join(WAIT)
+    queue.close(linger=WAIT)
+    assert queue.released.is_set()
+    ours.close()
+    reader.join(WAIT)
+    assert len(lines) == 5 + 4 * 300
+    for who in ["owner", "t0", "t1", "t2", "t3"]:
+        numbers = [int(line.split()[1]) for line in lines if line.split()[0] == who.encode()]
+        assert numbers == sorted(numbers) and len(numbers) == sent.count(who)
+    theirs.close()
+
+
+def test_a_reader_that_does_not_read_costs_only_its_own_bounded_queue(sender: Sender) -> None:
+    ours, theirs = small_pair()
+    exceeded: list[int] = []
+    queue = SendQueue(ours, sender, limit=8192, on_exceeded=exceeded.append)
+    frame = b'{"push": "say", "text": "' + b"y" * 200 + b'"}\n'
+    accepted = 0
+
+    def fill() -> None:
+        nonlocal accepted
+        for _ in range(10_000):                  # far more than buffers and the queue hold
+            if not queue.put(frame):
+                return
+            accepted += 1
+            assert queue.waiting <= 8192 + len(frame)
+
+    run_in_thread(fill)
+    assert len(exceeded) == 1 and 0 < exceeded[0] <= 8192
+    assert accepted < 10_000
+    assert not queue.put(frame)                  # refused from now on, and said only once
+    assert len(exceeded) == 1
+    queue.put_last(b'{"re": null, "status": "FAILURE", "code": "SENDQ_EXCEEDED"}\n')
+    closer = threading.Thread(target=queue.close, args=(WAIT,))
+    closer.start()                               # waits for the last frame to leave
+    lines = []
+    reading = threading.Thread(target=lambda: lines.extend(read_lines(theirs)))
+    reading.start()
+    closer.join(WAIT)
+    assert queue.released.is_set()
+    ours.close()
+    reading.join(WAIT)
+    assert all(json.loads(line) for line in lines)           # whole frames only
+    assert json.loads(lines[-1])["code"] == "SENDQ_EXCEEDED"
+    assert all(line == frame for line in lines[:-1]) and len(lines) - 1 <= accepted
+    theirs.close()
+
+
+def test_a_closing_queue_gives_up_its_last_bytes_after_the_linger(sender: Sender) -> None:
+    ours, theirs = small_pair()
+    queue = SendQueue(ours, sender, limit=1 << 20)
+    for _ in range(200):
+        queue.put(b"z" * 1000 + b"\n")
+    assert queue.waiting > 0                     # the reader took nothing: bytes wait
+    run_in_thread(lambda: queue.close(linger=0.2))
+    assert queue.released.is_set() and queue.waiting == 0
+    assert not queue.put(b"late\n")
+    ours.close()
+    theirs.close()
+
+
+def test_a_peer_that_went_away_ends_the_queue_without_an_error(sender: Sender) -> None:
+    ours, theirs = socket.socketpair()
+    queue = SendQueue(ours, sender, limit=1 << 20)
+    theirs.close()
+    queue.put(b"to nobody\n")                    # a reset or broken pipe: nobody to send to
+    assert not queue.put(b"again\n")
+    run_in_thread(lambda: queue.close(linger=WAIT))
+    assert queue.released.is_set()
+    ours.close()
