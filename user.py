@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import cmd
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -112,7 +113,6 @@ class UserShell(cmd.Cmd):
         super().__init__()
         self.connect_link, self.node, self.console = connect, node, console
         self.link: TrackerLink | None = None
-        self.tweet_timeout = args.tweet_timeout
         self.password_file: str | None = args.server_password_file
         self.handle: str | None = None
         # Words for completion, by key (handles are case-insensitive): learnt from every line.
@@ -203,6 +203,12 @@ class UserShell(cmd.Cmd):
         else:
             self.console.trace(f"the tracker closed the session ({why or 'it went away'}); "
                                "the next command opens a new one")
+
+    def receipt(self, message_id: int) -> None:
+        """Tell the tracker a direct message arrived (it keeps it until told)."""
+        link = self.link
+        if link is not None:
+            link.post("message-received", message_id=message_id)
 
     def _heartbeat(self, interval: float) -> None:
         """While logged in, tell the tracker now and then that this session is alive.  Its
@@ -467,7 +473,14 @@ class UserShell(cmd.Cmd):
             return self.usage(f"{cmd_name} @you [ipv4 left middle right]")
         if self.handle:
             return self.fail("ALREADY_LOGGED_IN", f"this session is already {self.handle}")
-        ip, port_words = (words[1], words[2:]) if len(words) == 5 else ("127.0.0.1", ["0"] * 3)
+        if len(words) == 5:
+            ip, port_words = words[1], words[2:]
+        else:               # the address the tracker sees this session at (SPEC §3)
+            if self.link is None or self.link.closed:
+                self.connect()
+            if self.link is None or self.link.closed:
+                return self.fail("NO_TRACKER", "the connection to the tracker is closed")
+            ip, port_words = self.link.local_address, ["0"] * 3
         problem = check_handle(words[0]) or check_ipv4(ip)
         if problem:
             return self.fail(*problem)
@@ -481,9 +494,16 @@ class UserShell(cmd.Cmd):
         if unreachable is not None:
             self.show(unreachable)
             return False
+        chosen = [port for port in ports if port]
+        if len(set(chosen)) != len(chosen):
+            return self.fail("REPEATED_PORTS", "left, middle and right must be three different "
+                                               "ports; nothing was sent")
         try:
             left, middle, right = self.node.bind(ip, ports)
         except OSError as error:
+            if error.errno == errno.EADDRNOTAVAIL:
+                return self.fail("ADDRESS_NOT_LOCAL", f"{ip} is not an address of this host; "
+                                                      "nothing was sent")
             return self.fail("PORT_IN_USE", f"cannot bind {ip} {' '.join(port_words)}: "
                                             f"{error.strerror}; nothing was sent")
         password = self.read_password("password: ")
@@ -514,10 +534,12 @@ class UserShell(cmd.Cmd):
         records.owner = self.handle
         self.console.say(f"ports: left={left} middle={middle} right={right}")
         follows = self.request("following") if cmd_name == "login" else None
-        following = [h for h in (follows.data.get("handles", []) if follows and follows.ok
-                                 else []) if is_handle(h)]
+        listed = follows.data if follows is not None and follows.ok else {}
+        following = [h for h in listed.get("handles", []) if is_handle(h)]
+        online = [Peer.from_list(row) for row in listed.get("peers", [])]
         self.follows = {handle_key(h): h for h in following}
-        self.node.start(Peer(self.handle, ip, left, middle, right, keys.public), following)
+        self.node.start(Peer(self.handle, ip, left, middle, right, keys.public), keys,
+                        following, online, reply.data.get("blocked", []))
         return False
 
     def do_register(self, arg: str) -> bool:
@@ -564,7 +586,8 @@ class UserShell(cmd.Cmd):
             return self.usage(f"{name} [@you] @handle")
         reply = self.show(self.request(name, follower=words[0], followee=words[1]))
         if reply.ok and name == "follow":
-            self.node.follow(words[1])
+            online = reply.data.get("peer")
+            self.node.follow(words[1], Peer.from_list(online) if online else None)
             self.follows[handle_key(words[1])] = words[1]
         elif reply.ok:
             self.node.unfollow(words[1])   # a follower that left a ring keeps nothing of it
@@ -615,9 +638,10 @@ class UserShell(cmd.Cmd):
         followers = [Peer.from_list(row) for row in reply.data.get("followers", [])]
         result = self.node.run_tweet(tid, text, followers)
         self.show(self.request("end-tweet", handle=self.handle, tid=tid,
-                                    reached=result.reached, skipped=result.skipped))
+                               reached=result.reached, skipped=result.skipped))
         if not result.completed:
-            self.console.say(f"tweet #{tid} did not come back within {self.tweet_timeout:g}s")
+            self.console.say(f"tweet #{tid} did not come back in time; the tracker relays it "
+                             "to the followers not heard from")
             return
         skipped = f"; skipped {' '.join(result.skipped)}" if result.skipped else ""
         self.console.say(f"tweet #{tid} reached {plural(result.reached, 'follower')} "
@@ -743,14 +767,16 @@ class UserShell(cmd.Cmd):
         """block @handle — @handle may no longer follow or message you"""
         if len(arg.split()) != 1:
             return self.usage("block @handle")
-        self.show(self.request("block", handle=arg.strip()))
+        if self.show(self.request("block", handle=arg.strip())).ok:
+            self.node.block(arg.strip())
         return False
 
     def do_unblock(self, arg: str) -> bool:
         """unblock @handle — @handle may follow and message you again"""
         if len(arg.split()) != 1:
             return self.usage("unblock @handle")
-        self.show(self.request("unblock", handle=arg.strip()))
+        if self.show(self.request("unblock", handle=arg.strip())).ok:
+            self.node.unblock(arg.strip())
         return False
 
     def on_push(self, push: Push) -> None:
@@ -758,7 +784,7 @@ class UserShell(cmd.Cmd):
         data = {key: as_typed(str(value)) for key, value in push.data.items()}
         if push.kind == "presence":
             if push.data.get("online") and "peer" in push.data:
-                self.node.author_moved(Peer.from_list(push.data["peer"]))
+                self.node.know(Peer.from_list(push.data["peer"]))
             state = "is online" if push.data.get("online") else "went offline"
             self.console.notice(f"[notice] {data.get('handle')} {state}")
         elif push.kind == "offline":
@@ -769,12 +795,14 @@ class UserShell(cmd.Cmd):
             self.console.notice(f"[notice] you were followed by {data.get('by')}")
         elif push.kind == "say":
             self.console.notice(f"[say] {data.get('sender')}: {data.get('text')}")
-        elif push.kind == "message":
-            message_id = push.data.get("id")
-            if isinstance(message_id, int) and not self.node.first_kept_message(message_id):
-                return          # it came peer to peer after all; show it once
-            self.console.notice(f"[message] {data.get('sender')}: {data.get('text')} "
-                             f"(kept by the tracker, sent {clock_time(push.data.get('created'))})")
+        elif push.kind == "message":        # kept or relayed by the tracker: shown once
+            self.node.message_from_tracker(str(push.data["sender"]), int(push.data["id"]),
+                                           str(push.data["text"]), push.data.get("created", 0))
+        elif push.kind == "tweet":          # relayed by the tracker: the ring missed us
+            self.node.tweet_from_tracker(str(push.data["author"]), int(push.data["tid"]),
+                                         str(push.data["text"]))
+        elif push.kind == "peer":           # a handle about to send us a direct message
+            self.node.know(Peer.from_list(push.data["peer"]))
         else:
             self.console.trace(f"unknown notice {as_typed(push.kind)}")
 
@@ -832,12 +860,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("tracker_ip", nargs="?", default="127.0.0.1")
     parser.add_argument("tracker_port", nargs="?", type=int, default=limits.DEFAULT_TRACKER_PORT)
     parser.add_argument("-q", "--quiet", action="store_true", help="no trace lines")
-    parser.add_argument("--hop-timeout", type=float, default=limits.HOP_TIMEOUT,
-                        help="seconds before a datagram is sent again")
-    parser.add_argument("--hop-retries", type=int, default=limits.HOP_RETRIES,
-                        help="resends before a peer is given up as dead")
-    parser.add_argument("--tweet-timeout", type=float, default=limits.TWEET_TIMEOUT,
-                        help="seconds to wait for a tweet to come back")
+    parser.add_argument("--hop-timeout", type=float, default=limits.RTO_MIN,
+                        help="the least seconds before a datagram is sent again (resends "
+                             "follow the measured round trip, doubled at each one)")
+    parser.add_argument("--give-up", type=float, default=limits.GIVE_UP,
+                        help="seconds without an answer before a peer is given up")
     parser.add_argument("--heartbeat", type=float, default=limits.HEARTBEAT_INTERVAL,
                         help="seconds between heartbeats to the tracker while logged in")
     parser.add_argument("--trace-file", metavar="PATH",
@@ -879,8 +906,10 @@ def run(args: argparse.Namespace, records: TraceWriter) -> int:
         readline.set_pre_input_hook(console.prompt_shown)
         history = History(os.path.join(os.path.expanduser("~"), HISTORY_FILE))
         history.load()
-    node = PeerNode(console, PeerConfig(args.hop_timeout, args.hop_retries, args.tweet_timeout,
-                                        trace=console.tracing))
+    config = PeerConfig(rto_initial=max(limits.RTO_INITIAL, args.hop_timeout),
+                        rto_min=args.hop_timeout, rto_max=max(limits.RTO_MAX, args.hop_timeout),
+                        give_up=args.give_up, trace=console.tracing)
+    node = PeerNode(console, config, on_message=lambda message_id: shell.receipt(message_id))
     shell: UserShell | None = None
 
     def connect() -> TrackerLink:

@@ -23,8 +23,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from adapters.console import Console
+from adapters.console import Console, clock_time
 from protocol import limits
+from protocol.auth import SessionKeys
 from protocol.peer import (
     DirectEnded,
     Dropped,
@@ -38,7 +39,7 @@ from protocol.peer import (
     TweetShown,
 )
 from protocol.ring import FollowerRing, Membership, Peer
-from protocol.text import escape_for_terminal
+from protocol.text import as_typed
 
 ROLES = ("left", "middle", "right")
 
@@ -66,8 +67,11 @@ class _Waiter:
 class PeerNode:
     """Bound ports, a selector thread and the ring peer of the current login."""
 
-    def __init__(self, console: Console, config: PeerConfig) -> None:
-        self.console, self.config = console, config
+    def __init__(self, console: Console, config: PeerConfig,
+                 on_message: Callable[[int], None] | None = None) -> None:
+        """``on_message(message_id)`` is called (on any thread, never blocking) for every direct
+        message shown: the shell tells the tracker it arrived."""
+        self.console, self.config, self.on_message = console, config, on_message
         self.own_ring = FollowerRing()     # kept across logins of one handle in this process
         self.sockets: dict[str, socket.socket] = {}
         self._peer: RingPeer | None = None
@@ -76,7 +80,7 @@ class PeerNode:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._wakeup: socket.socket | None = None
-        self._shown_kept: set[int] = set()
+        self._early: list[Callable[[RingPeer, float], None]] = []   # before start(): kept
 
     # ---- life ------------------------------------------------------------------------------
     def bind(self, ip: str, ports: Sequence[int]) -> tuple[int, int, int]:
@@ -97,15 +101,24 @@ class PeerNode:
         left, middle, right = (bound[role].getsockname()[1] for role in ROLES)
         return left, middle, right
 
-    def start(self, me: Peer, following: Iterable[str]) -> None:
-        """The tracker accepted ``me``: take part in rings from now on."""
-        peer = RingPeer(me, self.config, seq_start=random.randrange(1, 2**31),
+    def start(self, me: Peer, keys: SessionKeys, following: Iterable[str],
+              known: Iterable[Peer] = (), blocked: Iterable[str] = ()) -> None:
+        """The tracker accepted ``me``: take part in rings from now on.  ``known`` are the
+        tuples the tracker handed out with the login (the online authors it follows)."""
+        peer = RingPeer(me, keys, self.config, seq_start=random.randrange(1, 2**31),
                         own_ring=self.own_ring)
         for author in following:
             peer.follow(author)
+        for tuple_ in known:
+            peer.know(tuple_)
+        for handle in blocked:
+            peer.block(handle)
         self.own_ring = peer.own_ring
         with self._lock:
             self._peer = peer
+            early, self._early = self._early, []
+        for action in early:             # messages pushed between the login's reply and now
+            self._call(action)
         selector = selectors.DefaultSelector()
         for role, sock in self.sockets.items():
             selector.register(sock, selectors.EVENT_READ, role)
@@ -127,6 +140,7 @@ class PeerNode:
             self._thread = None
         with self._lock:
             self._peer = None
+            self._early = []
             waiters, self._waiters = list(self._waiters.values()), {}
         for waiter in waiters:
             waiter.done.set()
@@ -164,14 +178,32 @@ class PeerNode:
                               lambda peer, now: peer.send_direct(to, message_id, text, now))
         return isinstance(event, DirectEnded) and event.delivered
 
-    def follow(self, author: str) -> None:
+    def follow(self, author: str, tuple_: Peer | None = None) -> None:
+        """Now following ``author`` (``tuple_``: its login, when it is online)."""
         self._call(lambda peer, now: peer.follow(author))
+        if tuple_ is not None:
+            self.know(tuple_)
 
     def unfollow(self, author: str) -> None:
         self._call(lambda peer, now: peer.unfollow(author))
 
-    def author_moved(self, author: Peer) -> None:
-        self._call(lambda peer, now: peer.author_moved(author))
+    def know(self, tuple_: Peer) -> None:
+        """A tuple the tracker handed out: that handle's current login."""
+        self._call(lambda peer, now: peer.know(tuple_))
+
+    def block(self, handle: str) -> None:
+        self._call(lambda peer, now: peer.block(handle))
+
+    def unblock(self, handle: str) -> None:
+        self._call(lambda peer, now: peer.unblock(handle))
+
+    def tweet_from_tracker(self, author: str, tid: int, text: str) -> None:
+        self._call(lambda peer, now: peer.tweet_from_tracker(author, tid, text), keep=True)
+
+    def message_from_tracker(self, sender: str, message_id: int, text: str,
+                             created: float) -> None:
+        self._call(lambda peer, now: peer.message_from_tracker(sender, message_id, text,
+                                                               created), keep=True)
 
     def rings(self) -> tuple[list[Peer], list[Membership]]:
         """The own ring's followers and the memberships, as the peer keeps them now."""
@@ -179,18 +211,6 @@ class PeerNode:
             peer = self._peer
             members = list(peer.memberships.values()) if peer else []
             return list(self.own_ring.followers), members
-
-    def first_kept_message(self, message_id: int) -> bool:
-        """Whether a message the tracker kept was not shown already (it may have come peer to
-        peer too)."""
-        with self._lock:
-            peer = self._peer
-            if peer is not None and not peer.first_time_message(message_id):
-                return False
-            if message_id in self._shown_kept:
-                return False
-            self._shown_kept.add(message_id)
-            return True
 
     def _command(self, key: tuple[str, int],
                  start: Callable[[RingPeer, float], None]) -> Event | None:
@@ -201,16 +221,21 @@ class PeerNode:
                 return None
             self._waiters[key] = waiter
         self._call(start)
-        waiter.done.wait(self.config.tweet_timeout + 5.0)
+        # The peer always ends what it started (rounds have a deadline, sends a give-up);
+        # close() wakes every waiter too.  The bound is only a last resort.
+        waiter.done.wait(3600.0)
         with self._lock:
             self._waiters.pop(key, None)
         return waiter.event
 
-    def _call(self, action: Callable[[RingPeer, float], None]) -> None:
-        """Run ``action`` on the peer under the lock, then do what it asked."""
+    def _call(self, action: Callable[[RingPeer, float], None], keep: bool = False) -> None:
+        """Run ``action`` on the peer under the lock, then do what it asked.  Before the peer
+        starts, an action to ``keep`` waits for it; others have nothing to act on."""
         with self._lock:
             peer = self._peer
             if peer is None:
+                if keep:
+                    self._early.append(action)
                 return
             action(peer, time.monotonic())
             out, events = peer.take_datagrams(), peer.take_events()
@@ -261,10 +286,15 @@ class PeerNode:
     def _show(self, event: Event) -> None:
         console = self.console
         if isinstance(event, TweetShown):
-            console.say(f"tweet #{event.tid} by {event.author} via {event.prev}: "
-                        f"{escape_for_terminal(event.text)}")
+            via = event.prev or "the tracker"
+            console.say(f"tweet #{event.tid} by {event.author} via {via}: "
+                        f"{as_typed(event.text)}")
         elif isinstance(event, MessageShown):
-            console.say(f"[message] {event.sender}: {escape_for_terminal(event.text)}")
+            kept = (f" (kept by the tracker, sent {clock_time(event.kept_since)})"
+                    if event.kept_since is not None else "")
+            console.say(f"[message] {event.sender}: {as_typed(event.text)}{kept}")
+            if self.on_message is not None:
+                self.on_message(event.message_id)
         elif isinstance(event, Dropped):
             console.trace(event.reason, kind=f"{event.source[0]} {event.rule}")
         elif isinstance(event, Traced):
@@ -282,7 +312,7 @@ class PeerNode:
         console, me = self.console, self.me
         name = me.handle if me else "?"
         if event.direction == "note":
-            console.trace(event.summary)
+            console.trace(event.summary, kind=event.summary)
             return
         kind = event.summary.split()[0]
         where = f"{event.address[0]}:{event.address[1]}"

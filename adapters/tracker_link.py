@@ -70,6 +70,24 @@ class TrackerLink:
     def closed(self) -> bool:
         return self._closed.is_set()
 
+    def post(self, cmd_name: str, **args: Any) -> None:
+        """Send a request whose reply nobody waits for (never blocks for long: the kernel's
+        send buffer takes a frame this size)."""
+        if self.closed:
+            return
+        request = Request(next(self._ids), cmd_name, args)
+        self.console.records.send("tracker", cmd_name, f"{cmd_name} {args}")
+        try:
+            with self._send_lock:
+                self.sock.sendall(encode_request(request))
+        except OSError:
+            pass                            # the reader sees the end and says so
+
+    @property
+    def local_address(self) -> str:
+        """This end's IPv4 address, as the tracker sees it (a peer's address must be it)."""
+        return str(self.sock.getsockname()[0])
+
     def request(self, cmd_name: str, /, *, wait: float = REQUEST_TIMEOUT, **args: Any) -> Reply:
         """Send ``cmd_name`` with ``args`` and wait (at most ``wait`` seconds) for its reply."""
         if self.closed:

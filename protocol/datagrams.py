@@ -1,27 +1,34 @@
-"""Datagrams between peers: one UTF-8 JSON object per UDP datagram, at most ``DATAGRAM_MAX`` bytes.
+"""Datagrams between peers: a UTF-8 JSON object, a newline, and the MAC of the object's bytes.
 
-Every datagram but ``ack`` carries a ``seq`` number chosen by its sender; the receiver answers
-``{"kind": "ack", "seq": n}`` to the address it came from, and the sender sends again until it
-does (:mod:`protocol.limits` ``HOP_TIMEOUT``, ``HOP_RETRIES``).
+::
 
-========== ============ ======================================================================
-kind       port         fields
-========== ============ ======================================================================
-setup      middle       ring (author handle), author, left, right (tuples [h, ip, l, m, r])
-teardown   middle       ring
-tweet      left         ring, tid, text, prev (handle of the previous hop), hops, skipped
-detour     author left  as tweet, plus dead: the follower that did not answer
-message    middle       id (the tracker's message id), sender, text: a direct message
-ack        back         seq
-========== ============ ======================================================================
+    {"kind":"tweet","from":"@bob","seq":812,"ring":"@alice","tid":7,"text":"hi","sig":"…","prev":"@bob"}
+    Vh3kq0yTQ0a7Qf9m2w3q4A==
 
-A text may hold control characters: the receiver never trusts the sender's checks, and shows
-every text escaped (``protocol.text.escape_for_terminal``).  ``decode`` raises only
-:class:`DatagramError`.
+The last line is base64 of an HMAC-SHA256 (16 bytes) of the JSON bytes exactly as sent, keyed
+with the secret the two ends share (``protocol.auth.SessionKeys.pair_key``): the receiver checks
+it before it believes anything in the datagram.  At most ``DATAGRAM_MAX`` bytes in all.
+
+========== ============== ================================================================
+kind       to port        fields (besides kind, from, seq)
+========== ============== ================================================================
+setup      middle         ring (the author), version, left, right (tuples with keys)
+teardown   middle         ring, version
+tweet      left           ring, tid, text, sig (the author's signature), prev (shown as "via")
+detour     author's left  as tweet, plus dead: the right neighbour that did not answer
+message    middle         id (the tracker's message id), text: a direct message
+ack        back           seq: the datagram it acknowledges
+========== ============== ================================================================
+
+``seq`` is chosen by the sender, new for every datagram but an ``ack``, which carries the ``seq``
+it answers.  A text may hold control characters: the receiver never trusts the sender's checks,
+and shows every text escaped.  ``decode`` raises only :class:`DatagramError`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +37,8 @@ from protocol import limits
 from protocol.ring import Peer
 from protocol.validate import is_handle, is_whole_number
 
+SIGNATURE_CHARS = 88        # base64 of an Ed25519 signature (64 bytes)
+
 
 class DatagramError(Exception):
     """A datagram that is not in the documented format."""
@@ -37,34 +46,38 @@ class DatagramError(Exception):
 
 @dataclass(frozen=True)
 class Ack:
+    sender: str
     seq: int
 
 
 @dataclass(frozen=True)
 class SetupMsg:
+    sender: str
     seq: int
     ring: str
-    author: Peer
+    version: int
     left: Peer
     right: Peer
 
 
 @dataclass(frozen=True)
 class TeardownMsg:
+    sender: str
     seq: int
     ring: str
+    version: int
 
 
 @dataclass(frozen=True)
 class TweetMsg:
+    sender: str
     seq: int
     ring: str
     tid: int
     text: str
+    signature: str              # base64 of the author's Ed25519 signature (protocol.auth)
     prev: str
-    hops: int
-    skipped: tuple[str, ...]
-    dead: str | None = None          # set on a detour: the follower that did not answer
+    dead: str | None = None     # set on a detour: the follower that did not answer
 
     @property
     def is_detour(self) -> bool:
@@ -73,20 +86,29 @@ class TweetMsg:
 
 @dataclass(frozen=True)
 class DirectMsg:
+    sender: str
     seq: int
     id: int
-    sender: str
     text: str
 
 
 Datagram = Ack | SetupMsg | TeardownMsg | TweetMsg | DirectMsg
 
 
-def _int(obj: dict[str, Any], name: str, low: int = 0, high: int = 2**53) -> int:
+@dataclass(frozen=True)
+class Received:
+    """A decoded datagram with the bytes its MAC covers, for the receiver to check."""
+
+    message: Datagram
+    body: bytes
+    mac: bytes
+
+
+def _int(obj: dict[str, Any], name: str) -> int:
     value = obj.get(name)
-    if not is_whole_number(value) or not low <= value < high:  # type: ignore[operator]
-        raise DatagramError(f"{name!r} must be an integer")
-    return value
+    if not is_whole_number(value) or not 0 <= value < 2**53:  # type: ignore[operator]
+        raise DatagramError(f"{name!r} must be a whole number")
+    return value  # type: ignore[return-value]
 
 
 def _handle(value: object, name: str) -> str:
@@ -106,64 +128,85 @@ def _text(value: object) -> str:
     return value
 
 
+def _signature(value: object) -> str:
+    if not isinstance(value, str) or len(value) != SIGNATURE_CHARS or not value.isascii():
+        raise DatagramError("'sig' must be a signature (88 characters of base64)")
+    return value
+
+
 def _peer(value: object, name: str) -> Peer:
     try:
         return Peer.from_list(value)
     except ValueError:
-        raise DatagramError(f"{name!r} must be [handle, ip, left, middle, right]") from None
+        raise DatagramError(f"{name!r} must be [handle, ip, left, middle, right, key]") from None
 
 
-def decode(data: bytes) -> Datagram:
+def decode(data: bytes) -> Received:
+    """Parse a datagram.  Its MAC is returned, not checked: only the receiver knows the key."""
     if len(data) > limits.DATAGRAM_MAX:
         raise DatagramError("datagram too large")
+    body, newline, tag = data.rpartition(b"\n")
+    if not newline:
+        raise DatagramError("no MAC after the JSON object")
     try:
-        obj = json.loads(data.decode("utf-8"))
+        mac = base64.b64decode(tag, validate=True)
+    except (binascii.Error, ValueError):
+        raise DatagramError("the MAC is not base64") from None
+    try:
+        obj = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise DatagramError("not a UTF-8 JSON object") from None
     if not isinstance(obj, dict):
         raise DatagramError("not a JSON object")
-    kind, seq = obj.get("kind"), _int(obj, "seq")
+    return Received(_message(obj), body, mac)
+
+
+def _message(obj: dict[str, Any]) -> Datagram:
+    kind, sender, seq = obj.get("kind"), _handle(obj.get("from"), "from"), _int(obj, "seq")
     if kind == "ack":
-        return Ack(seq)
+        return Ack(sender, seq)
     if kind == "message":
-        return DirectMsg(seq, _int(obj, "id"), _handle(obj.get("sender"), "sender"),
-                         _text(obj.get("text")))
+        return DirectMsg(sender, seq, _int(obj, "id"), _text(obj.get("text")))
     ring = _handle(obj.get("ring"), "ring")
     if kind == "setup":
-        return SetupMsg(seq, ring, _peer(obj.get("author"), "author"),
-                        _peer(obj.get("left"), "left"), _peer(obj.get("right"), "right"))
+        return SetupMsg(sender, seq, ring, _int(obj, "version"), _peer(obj.get("left"), "left"),
+                        _peer(obj.get("right"), "right"))
     if kind == "teardown":
-        return TeardownMsg(seq, ring)
+        return TeardownMsg(sender, seq, ring, _int(obj, "version"))
     if kind in ("tweet", "detour"):
-        text, skipped = _text(obj.get("text")), obj.get("skipped")
-        if not isinstance(skipped, list) or len(skipped) > 4096:
-            raise DatagramError("'skipped' must be a list of handles")
         dead = _handle(obj.get("dead"), "dead") if kind == "detour" else None
-        return TweetMsg(seq, ring, _int(obj, "tid"), text, _handle(obj.get("prev"), "prev"),
-                        _int(obj, "hops"), tuple(_handle(h, "skipped") for h in skipped), dead)
+        return TweetMsg(sender, seq, ring, _int(obj, "tid"), _text(obj.get("text")),
+                        _signature(obj.get("sig")), _handle(obj.get("prev"), "prev"), dead)
     raise DatagramError(f"unknown kind {kind!r}")
 
 
-def encode(message: Datagram) -> bytes:
+def body_of(message: Datagram) -> bytes:
+    """The JSON bytes of a datagram, which its MAC covers."""
     obj: dict[str, Any]
     if isinstance(message, Ack):
-        obj = {"kind": "ack", "seq": message.seq}
+        obj = {"kind": "ack", "from": message.sender, "seq": message.seq}
     elif isinstance(message, SetupMsg):
-        obj = {"kind": "setup", "seq": message.seq, "ring": message.ring,
-               "author": message.author.as_list(), "left": message.left.as_list(),
-               "right": message.right.as_list()}
+        obj = {"kind": "setup", "from": message.sender, "seq": message.seq,
+               "ring": message.ring, "version": message.version,
+               "left": message.left.as_list(), "right": message.right.as_list()}
     elif isinstance(message, TeardownMsg):
-        obj = {"kind": "teardown", "seq": message.seq, "ring": message.ring}
+        obj = {"kind": "teardown", "from": message.sender, "seq": message.seq,
+               "ring": message.ring, "version": message.version}
     elif isinstance(message, DirectMsg):
-        obj = {"kind": "message", "seq": message.seq, "id": message.id,
-               "sender": message.sender, "text": message.text}
+        obj = {"kind": "message", "from": message.sender, "seq": message.seq,
+               "id": message.id, "text": message.text}
     else:
-        obj = {"kind": "detour" if message.is_detour else "tweet", "seq": message.seq,
-               "ring": message.ring, "tid": message.tid, "text": message.text,
-               "prev": message.prev, "hops": message.hops, "skipped": list(message.skipped)}
+        obj = {"kind": "detour" if message.is_detour else "tweet", "from": message.sender,
+               "seq": message.seq, "ring": message.ring, "tid": message.tid,
+               "text": message.text, "sig": message.signature, "prev": message.prev}
         if message.is_detour:
             obj["dead"] = message.dead
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def encode(body: bytes, mac: bytes) -> bytes:
+    """The datagram: the JSON bytes, a newline, and their MAC in base64."""
+    return body + b"\n" + base64.b64encode(mac)
 
 
 def summary(message: Datagram) -> str:
@@ -172,11 +215,10 @@ def summary(message: Datagram) -> str:
         return f"ack seq={message.seq}"
     if isinstance(message, SetupMsg):
         return (f"setup ring={message.ring} left={message.left.handle} "
-                f"right={message.right.handle} seq={message.seq}")
+                f"right={message.right.handle} version={message.version} seq={message.seq}")
     if isinstance(message, TeardownMsg):
-        return f"teardown ring={message.ring} seq={message.seq}"
+        return f"teardown ring={message.ring} version={message.version} seq={message.seq}"
     if isinstance(message, DirectMsg):
-        return f"message id={message.id} sender={message.sender} seq={message.seq}"
+        return f"message id={message.id} seq={message.seq}"
     kind = f"detour dead={message.dead}" if message.is_detour else "tweet"
-    return (f"{kind} ring={message.ring} tid={message.tid} prev={message.prev} "
-            f"hops={message.hops} seq={message.seq}")
+    return f"{kind} ring={message.ring} tid={message.tid} prev={message.prev} seq={message.seq}"

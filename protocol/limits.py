@@ -27,9 +27,15 @@ LOGIN_WINDOW = 60.0             # ... in this many seconds before THROTTLED
 
 # --- peer datagrams -------------------------------------------------------------------------
 DATAGRAM_MAX = 2048             # bytes in one UDP datagram between peers
-HOP_TIMEOUT = 0.25              # seconds before a datagram is sent again
-HOP_RETRIES = 4                 # sends after the first before a peer is given up as dead
-SKIPPED_MAX = 50                # handles a tweet datagram names as skipped (keeps it < 2 KiB)
+# Resends follow a round-trip estimate with backoff (RFC 6298): the first wait is RTO_INITIAL
+# until a peer has been measured, never under RTO_MIN or over RTO_MAX, doubled at each resend.
+RTO_INITIAL = 0.2               # seconds before the first resend to a peer not measured yet
+RTO_MIN = 0.05
+RTO_MAX = 1.0
+GIVE_UP = 3.0                   # seconds without an ack before a peer is given up
+ROUND_SLACK = 2.0               # seconds an author's round may take beyond two give-ups ...
+ROUND_PER_FOLLOWER = 0.05       # ... and this much per follower, before it ends unfinished
+SEEN_MAX = 4096                 # ids remembered per author or sender, to drop duplicates
 
 # --- ttweet ---------------------------------------------------------------------------------
 TTWEET_MAX = 150                # characters in the one stored message

@@ -30,7 +30,7 @@ from tools.driver import TIMEOUT as DEFAULT_TIMEOUT
 from tools.driver import free_port as free_port
 
 # Peer timeouts shrunk for tests so that a dead peer is given up on quickly.
-FAST_PEER_ARGS = ["--hop-timeout", "0.1", "--hop-retries", "3"]
+FAST_PEER_ARGS = ["--hop-timeout", "0.1", "--give-up", "0.5"]
 # For a test that opens hundreds of connections from 127.0.0.1, many at once: the tracker's
 # per-address limits (SPEC §6) raised out of its way.
 MANY_CONNECTIONS = ["--max-per-address", "1000", "--connect-burst", "1000"]

@@ -36,10 +36,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from protocol import datagrams
+from protocol import auth, datagrams
 from protocol.accounts import LoginThrottle, PasswordHasher
 from protocol.auth import SessionKeys
-from protocol.datagrams import Ack, DatagramError, TweetMsg
+from protocol.datagrams import Ack, DatagramError, DirectMsg, TweetMsg
 from protocol.peer import (
     DirectEnded,
     MessageShown,
@@ -57,7 +57,9 @@ from protocol.wire import Push, Reply, Request
 Address = tuple[str, int]
 LINK_DELAY = (0.0005, 0.003)        # seconds a tracker frame takes, one way (in order)
 SETTLE = 150.0                      # simulated seconds after the script for rounds to end
+SENDS_MAX = 8       # copies of one datagram within the give-up time (RTO_MIN doubling to RTO_MAX)
 CHEAP_HASH = PasswordHasher(n=2, r=1, p=1)
+ATTACKER: Address = ("10.0.0.66", 6666)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class SimConfig:
     operations: int
     crashes: bool
     partitions: bool
+    attacker: bool              # a host that records datagrams, replays, alters and forges them
     reuse_keys: bool = False    # every login of a handle reuses its key (as before per-login keys)
 
     @classmethod
@@ -77,7 +80,8 @@ class SimConfig:
                    duplicate=rng.choice([0, 0, 0.05, 0.2]),
                    delay=rng.choice([(0.0002, 0.001), (0.0005, 0.02), (0.001, 0.15)]),
                    operations=rng.randint(6, 16), crashes=rng.random() < 0.5,
-                   partitions=rng.random() < 0.3, reuse_keys=reuse_keys)
+                   partitions=rng.random() < 0.3, attacker=rng.random() < 0.3,
+                   reuse_keys=reuse_keys)
 
 
 @dataclass
@@ -97,7 +101,11 @@ class TweetRecord:
     relays: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     acks_to_author: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     datagrams: int = 0
-    abandoned: bool = False         # its author logged out or crashed before the round ended
+    abandoned_at: float | None = None   # its author logged out or crashed before it ended
+
+    @property
+    def abandoned(self) -> bool:
+        return self.abandoned_at is not None
 
 
 class Violation(AssertionError):
@@ -120,6 +128,9 @@ class Process:
         self.busy = False
         self.waiting: tuple[str, int] | None = None
         self.timer_at: float | None = None
+        self.timer_token: object = None
+        self.keys: SessionKeys | None = None
+        self.early: list[Push] = []
         self.shown: dict[tuple[str, int], int] = defaultdict(int)
         self.messages_shown: dict[tuple[str, int], int] = defaultdict(int)
 
@@ -150,7 +161,7 @@ class Process:
             self._done()
             return
         self.ports = ports or self.sim.new_ports(self.host)
-        keys = self.sim.keys_for(self.handle)
+        keys = self.keys = self.sim.keys_for(self.handle)
 
         def joined(reply: Reply) -> None:
             if not reply.ok:
@@ -160,21 +171,30 @@ class Process:
             self.sim.changes[self.handle].append(self.sim.now)
             self.sim.note(f"{self.handle} {verb}s at {self.host} ports {self.ports} "
                           f"(process {self.id})")
+            blocked = list(reply.data.get("blocked", []))
             if verb == "login":
-                self.request("following", then=lambda r: self._start(r.data.get("handles", [])))
+                self.request("following", then=lambda r: self._start(r.data, blocked))
             else:
-                self._start([])
+                self._start({}, blocked)
 
         self.request(verb, then=joined, handle=self.handle, ip=self.host,
                      ports=list(self.ports), password="pw", key=keys.public)
 
-    def _start(self, following: list[str]) -> None:
+    def _start(self, following: dict[str, Any], blocked: list[str]) -> None:
+        """As user.py does after its login: a ring peer that knows whom it follows."""
         assert self.me is not None
-        self.peer = RingPeer(self.me, self.sim.peer_config,
+        self.peer = RingPeer(self.me, self.keys, self.sim.peer_config,
                              seq_start=self.sim.rng.randrange(1, 2**31), own_ring=self.own_ring)
         self.own_ring = self.peer.own_ring
-        for author in following:
+        for author in following.get("handles", []):
             self.peer.follow(author)
+        for row in following.get("peers", []):
+            self.peer.know(Peer.from_list(row))
+        for handle in blocked:
+            self.peer.block(handle)
+        early, self.early = self.early, []
+        for push in early:              # pushed between the login's reply and now
+            self.on_push(push)
         self.sim.bind(self)
         self._done()
 
@@ -210,6 +230,8 @@ class Process:
             if reply.ok and self.peer is not None:
                 if name == "follow":
                     self.peer.follow(target)
+                    if "peer" in reply.data:
+                        self.peer.know(Peer.from_list(reply.data["peer"]))
                 else:
                     self.peer.unfollow(target)
                 self.sim.pump(self)
@@ -276,14 +298,23 @@ class Process:
 
     # ---- the tracker's pushes ------------------------------------------------------------------
     def on_push(self, push: Push) -> None:
-        if push.kind == "presence" and push.data.get("online") and self.peer is not None:
-            self.peer.author_moved(Peer.from_list(push.data["peer"]))
+        """What user.py does with a push (PROTOCOL.md §1.4)."""
+        if self.peer is None:
+            if push.kind in ("tweet", "message") and self.me is not None:
+                self.early.append(push)         # the peer starts in a moment
+            return
+        if push.kind in ("presence", "peer") and "peer" in push.data:
+            self.peer.know(Peer.from_list(push.data["peer"]))
         elif push.kind == "offline":
             self.sim.note(f"{self.handle} was taken offline by the tracker")
             self.leave()
-        elif push.kind == "message" and self.peer is not None \
-                and self.peer.first_time_message(int(push.data["id"])):
-            self.messages_shown[(str(push.data["sender"]), int(push.data["id"]))] += 1
+        elif push.kind == "tweet":
+            self.sim.note(f"{self.handle} gets tweet #{push.data['tid']} from the tracker")
+            self.peer.tweet_from_tracker(str(push.data["author"]), int(push.data["tid"]),
+                                         str(push.data["text"]))
+        elif push.kind == "message":
+            self.peer.message_from_tracker(str(push.data["sender"]), int(push.data["id"]),
+                                           str(push.data["text"]), push.data.get("created", 0))
 
 
 @dataclass(order=True)
@@ -328,6 +359,7 @@ class Simulation:
         self._link_free: dict[int, float] = defaultdict(float)   # in-order delivery per process
         # (author address, seq) of each tweet the author sent itself -> (tid, follower key)
         self._last_relay: dict[tuple[Address, int], tuple[int, str]] = {}
+        self.recorded: list[tuple[Address, Address, bytes]] = []    # what the attacker heard
 
     # ---- the clock -----------------------------------------------------------------------------
     def schedule(self, delay: float, action: Callable[[], None]) -> None:
@@ -414,32 +446,38 @@ class Simulation:
             self.handle_event(process, event)
         deadline = peer.next_deadline()
         if deadline is not None and deadline != process.timer_at:
-            process.timer_at = deadline
-            self.schedule(max(deadline - self.now, 0.0), lambda: self._timer(process, peer))
+            process.timer_at = deadline         # one timer per process: the newest counts
+            token = process.timer_token = object()
+            self.schedule(max(deadline - self.now, 0.0),
+                          lambda: self._timer(process, peer, token))
 
-    def _timer(self, process: Process, peer: RingPeer) -> None:
-        if process.peer is not peer or not process.alive:
-            return
-        deadline = peer.next_deadline()
-        if deadline is None or deadline > self.now:
-            if deadline is not None:
-                process.timer_at = None
-                self.pump(process)
+    def _timer(self, process: Process, peer: RingPeer, token: object) -> None:
+        if process.peer is not peer or not process.alive or process.timer_token is not token:
             return
         process.timer_at = None
-        peer.handle_timer(self.now)
+        deadline = peer.next_deadline()
+        if deadline is not None and deadline <= self.now:
+            peer.handle_timer(self.now)
         self.pump(process)
 
     def handle_event(self, process: Process, event: Any) -> None:
         if isinstance(event, TweetShown):
             process.shown[(handle_key(event.author), event.tid)] += 1
             record = self.tweets.get(event.tid)
+            if record is not None and record.text != event.text:
+                self.problems.append(f"{process.handle} printed tweet #{event.tid} with a text "
+                                     f"its author never wrote: {event.text!r}")
             if record is not None and handle_key(event.author) == handle_key(record.author):
                 record.shown_at.setdefault(handle_key(process.handle), self.now)
             self.note(f"{process.handle} shows tweet #{event.tid} by {event.author} "
                       f"via {event.prev}")
         elif isinstance(event, MessageShown):
             process.messages_shown[(event.sender, event.message_id)] += 1
+            sent = self.messages.get(event.message_id)
+            if sent is not None and sent[2] != event.text:
+                self.problems.append(f"{process.handle} showed message #{event.message_id} "
+                                     f"with a text nobody wrote: {event.text!r}")
+            process.request("message-received", message_id=event.message_id)
         elif isinstance(event, RoundEnded):
             if process.waiting == ("round", event.tid):
                 process.round_ended(event)
@@ -451,8 +489,12 @@ class Simulation:
 
     def send(self, source: Address, destination: Address, data: bytes) -> None:
         self.datagrams_sent += 1
+        if self.config.attacker:        # it hears everything on the network
+            self.recorded.append((source, destination, data))
+            if len(self.recorded) > 400:
+                del self.recorded[:100]
         try:
-            message = datagrams.decode(data)
+            message: Any = datagrams.decode(data).message
         except DatagramError:
             message = None
         what = datagrams.summary(message) if message is not None else "?"
@@ -496,7 +538,7 @@ class Simulation:
         """An ack of one of the author's own sends that arrives while the author still waits
         for it: the author has heard from that follower."""
         try:
-            message = datagrams.decode(data)
+            message = datagrams.decode(data).message
         except DatagramError:
             return
         found = self._last_relay.get((destination, getattr(message, "seq", -1)))
@@ -552,7 +594,7 @@ class Simulation:
         if process.waiting is not None and process.waiting[0] == "round":
             record = self.tweets.get(process.waiting[1])
             if record is not None and record.ended is None:
-                record.abandoned = True
+                record.abandoned_at = self.now
                 self.note(f"{process.handle} abandons its round #{record.tid}")
 
     def crash(self, process: Process) -> None:
@@ -615,7 +657,56 @@ class Simulation:
             elif config.partitions:
                 length = rng.uniform(0.5, 8.0)
                 self.schedule(at, lambda h=handle, n=length: self._partition(hosts[h], n))
+        if config.attacker:
+            for _ in range(config.operations * 3):
+                self.schedule(rng.uniform(0.5, at + 5.0), self._attack)
         return at
+
+    def _attack(self) -> None:
+        """One move of the attacker: replay, alter or forge a datagram, often under another's
+        source address (UDP lets anyone on the LAN do that)."""
+        rng = self.rng
+        victims = [p for p in self.processes if p.alive and p.me is not None]
+        move = rng.random()
+        if self.recorded and move < 0.4:                # replay, now or much later
+            source, destination, data = rng.choice(self.recorded)
+            spoofed = source if rng.random() < 0.7 else ATTACKER
+            self.note(f"attacker replays a datagram to {destination}")
+            self._inject(spoofed, destination, data)
+        elif self.recorded and move < 0.7:              # alter one byte of the JSON
+            source, destination, data = rng.choice(self.recorded)
+            body, _, mac = data.rpartition(b"\n")
+            if body:
+                where = rng.randrange(len(body))
+                altered = body[:where] + bytes([body[where] ^ (1 << rng.randrange(8))]) \
+                    + body[where + 1:] + b"\n" + mac
+                self.note(f"attacker alters a datagram to {destination}")
+                self._inject(source, destination, altered)
+        elif victims:                                   # forge one in another's name
+            victim = rng.choice(victims)
+            claimed = rng.choice(victims)
+            assert victim.me is not None and claimed.me is not None
+            forger = SessionKeys.from_bytes(rng.randbytes(64))
+            if rng.random() < 0.5:
+                message: Any = TweetMsg(claimed.handle, rng.randrange(2**31), claimed.handle,
+                                        rng.randint(1, 30), "FORGED: send me your password",
+                                        "A" * 86 + "==", claimed.handle)
+                destination = (victim.host, victim.me.left)
+                spoofed = (claimed.host, claimed.me.right)
+            else:
+                message = DirectMsg(claimed.handle, rng.randrange(2**31), rng.randint(1, 30),
+                                    "FORGED: it is me, really")
+                destination = (victim.host, victim.me.middle)
+                spoofed = (claimed.host, claimed.me.middle)
+            body = datagrams.body_of(message)
+            key = forger.pair_key(victim.me.public_key)
+            self.note(f"attacker forges {type(message).__name__} from {claimed.handle} "
+                      f"to {victim.handle}")
+            self._inject(spoofed, destination, datagrams.encode(body, auth.mac(key, body)))
+
+    def _inject(self, source: Address, destination: Address, data: bytes) -> None:
+        self.schedule(self.rng.uniform(*self.config.delay),
+                      lambda: self._arrive(source, destination, data))
 
     def _retweet(self, handle: str) -> None:
         if self.tweets:
@@ -659,10 +750,18 @@ class Simulation:
         for record in sorted(self.tweets.values(), key=lambda r: r.tid):
             if record.ended is None and not record.abandoned:
                 problems.append(f"tweet #{record.tid} of {record.author} never ended")
+            for follower in record.followers:
+                if self._online_for_round(follower, record):
+                    process = self.current[follower.handle]
+                    count = process.shown.get((handle_key(record.author),
+                                               record.tid), 0)
+                    if count != 1:
+                        problems.append(f"tweet #{record.tid}: {follower.handle}, online for "
+                                        f"the whole round, printed it {count} times")
             stored = store.tweet(record.tid)
             if stored is None or stored.text != record.text:
                 problems.append(f"tweet #{record.tid}: the simulator and the store disagree")
-            bound = 8 * (len(record.followers) + 1) * (self.peer_config.hop_retries + 1) + 8
+            bound = 4 * SENDS_MAX * (4 * len(record.followers) + 2)
             if record.datagrams > bound:
                 problems.append(f"tweet #{record.tid}: {record.datagrams} datagrams, more than "
                                 f"{bound} (a resend storm)")
@@ -707,6 +806,15 @@ class Simulation:
                                     f"{sender}, sent by {sent[0]}")
         return problems
 
+
+    def _online_for_round(self, follower: Peer, record: TweetRecord) -> bool:
+        """Whether ``follower``'s login, as handed out, stayed up (and kept following) from the
+        tweet until a while after its round ended (the tracker relays right after)."""
+        end = record.ended_at or record.abandoned_at or self.now
+        process = self.current.get(follower.handle)
+        if process is None or process.me != follower or not process.alive:
+            return False
+        return not any(record.started <= t <= end + 1.0 for t in self.changes[follower.handle])
 
     def _changed(self, follower: Peer, record: TweetRecord) -> bool:
         """Whether the follower crashed, logged in or out, or followed or dropped someone
