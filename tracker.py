@@ -5,17 +5,25 @@ How data flows::
     user.py ──TCP──> SessionHandler (one thread per connection, socketserver)
                         │ readline(FRAME_MAX + 1)    bounded: a longer frame is TOO_LARGE
                         │ protocol.wire.decode_request
-                        │ protocol.tracker_core.TrackerCore.execute  ← all command semantics
-                        │ protocol.wire.encode_reply
-    user.py <──TCP──────┘ (and a trace line per frame in and out, unless -q)
+                        │ ┌ core lock ─────────────────────────────────────────────────────┐
+                        │ │ TrackerCore.execute(session, request, now)  ← every decision    │
+                        │ │ TrackerCore.take_outbox()  → [(session, reply or push), …]      │
+                        │ └─────────────────────────────────────────────────────────────────┘
+                        │ (register/login: the password hash runs between two such calls)
+                        │ deliver: each reply or push encoded (to_wire) and written to the
+    user.py <──TCP──────┘ connection of its session (a trace line per frame, unless -q)
+
+    reaper thread, about once a second: TrackerCore.tick(now) and expire(session, now) for every
+    connection, under the same lock; what they decide leaves the same way.
 
 The tracker never touches the UDP ring: it hands an author its online followers, and the author
 runs the ring itself (see ``user.py``).  Everything the tracker decides is in
-``protocol/tracker_core.py``; this file only moves bytes and prints traces.
+``protocol/tracker_core.py``, which owns no I/O and never blocks; this file moves bytes, keeps
+time, holds the lock and prints traces.
 
-Durable state lives in SQLite (``SqliteStore``, ``--db``, WAL mode): a change is committed before
-its ``SUCCESS`` is sent, so a tracker killed with SIGKILL keeps everything it confirmed.  Who is
-online is memory only.
+Durable state lives in SQLite (``adapters.sqlite_store.SqliteStore``, ``--db``, WAL mode): a
+change is committed before its ``SUCCESS`` is sent, so a tracker killed with SIGKILL keeps
+everything it confirmed.  Who is online is memory only.
 
 Run: ``python3 tracker.py [port] [--host ADDR] [--db PATH] [-q]`` (port 0 picks a free port; the
 chosen one is printed).
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import os
 import re
 import socket
 import socketserver
@@ -33,246 +42,17 @@ import sqlite3
 import struct
 import sys
 import threading
-from collections.abc import Iterator
+import time
 
 from adapters.output import OutputQueue
+from adapters.sqlite_store import SqliteStore
 from protocol import limits
 from protocol.accounts import LoginThrottle
+from protocol.messages import Answer, Failure, Notice
 from protocol.text import escape_for_terminal
 from protocol.trace import TraceWriter
-from protocol.tracker_core import Message, Session, TrackerCore, Tweet
-from protocol.validate import handle_key, hashtags
-from protocol.wire import (
-    ProtocolError,
-    Push,
-    Reply,
-    decode_request,
-    encode_push,
-    encode_reply,
-    failure,
-)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    key             TEXT PRIMARY KEY,           -- the handle, lower-cased: its identity
-    handle          TEXT NOT NULL,              -- as first registered
-    password_hash   TEXT NOT NULL,              -- scrypt$n$r$p$salt$hash, never the password
-    created         REAL NOT NULL,
-    last_seen_tweet INTEGER NOT NULL DEFAULT 0  -- newest tweet id when the last session ended
-);
-CREATE TABLE IF NOT EXISTS follows (
-    followee TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
-    follower TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
-    PRIMARY KEY (followee, follower)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS follows_by_follower ON follows (follower, followee);
-CREATE TABLE IF NOT EXISTS tweets (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so "new since" stays true
-    author     TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
-    text       TEXT NOT NULL,
-    created    REAL NOT NULL,
-    retweet_of INTEGER REFERENCES tweets(id) ON DELETE SET NULL
-);
-CREATE INDEX IF NOT EXISTS tweets_by_author ON tweets (author, id);
-CREATE TABLE IF NOT EXISTS hashtags (
-    tag      TEXT NOT NULL,                     -- lower-case, without the '#'
-    tweet_id INTEGER NOT NULL REFERENCES tweets(id) ON DELETE CASCADE,
-    PRIMARY KEY (tag, tweet_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS hashtags_by_tweet ON hashtags (tweet_id);
-CREATE TABLE IF NOT EXISTS blocks (
-    blocker TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
-    blocked TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
-    PRIMARY KEY (blocker, blocked)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS messages (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    sender    TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
-    recipient TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
-    text      TEXT NOT NULL,
-    created   REAL NOT NULL,
-    delivered INTEGER NOT NULL DEFAULT 0     -- 0: waiting for the recipient's next login
-);
-CREATE INDEX IF NOT EXISTS messages_waiting ON messages (recipient, delivered, id);
-"""
-
-TWEET_COLUMNS = "t.id, a.handle, t.text, t.created, t.retweet_of"
-
-
-class SqliteStore:
-    """The tracker's durable state in one SQLite database (a ``Store``, see tracker_core).
-
-    Every method that changes something runs in one transaction that is committed before it
-    returns.  The core calls it with its lock held, so one connection serves all threads.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode = WAL")
-        self.db.execute("PRAGMA synchronous = NORMAL")   # durable against a killed process
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.executescript(SCHEMA)
-
-    @contextlib.contextmanager
-    def _change(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
-
-    def _one(self, sql: str, *args: object) -> tuple | None:
-        return self.db.execute(sql, args).fetchone()
-
-    def _column(self, sql: str, *args: object) -> list:
-        return [row[0] for row in self.db.execute(sql, args)]
-
-    def _tweets(self, sql: str, *args: object) -> list[Tweet]:
-        return [Tweet(*row) for row in self.db.execute(sql, args)]
-
-    def find(self, handle: str) -> str | None:
-        row = self._one("SELECT handle FROM accounts WHERE key = ?", handle_key(handle))
-        return row[0] if row else None
-
-    def create(self, handle: str, password_hash: str, when: float) -> bool:
-        try:
-            with self._change() as db:
-                db.execute("INSERT INTO accounts (key, handle, password_hash, created) "
-                           "VALUES (?, ?, ?, ?)", (handle_key(handle), handle, password_hash, when))
-        except sqlite3.IntegrityError:
-            return False
-        return True
-
-    def password_hash(self, handle: str) -> str | None:
-        row = self._one("SELECT password_hash FROM accounts WHERE key = ?", handle_key(handle))
-        return row[0] if row else None
-
-    def delete(self, handle: str) -> None:
-        with self._change() as db:      # follows, tweets and hashtags go by ON DELETE CASCADE
-            db.execute("DELETE FROM accounts WHERE key = ?", (handle_key(handle),))
-
-    def handles(self) -> list[str]:
-        return self._column("SELECT handle FROM accounts ORDER BY key")
-
-    def follow(self, follower: str, followee: str) -> bool:
-        with self._change() as db:
-            cursor = db.execute("INSERT OR IGNORE INTO follows (followee, follower) VALUES (?, ?)",
-                                (handle_key(followee), handle_key(follower)))
-        return cursor.rowcount == 1
-
-    def unfollow(self, follower: str, followee: str) -> bool:
-        with self._change() as db:
-            cursor = db.execute("DELETE FROM follows WHERE followee = ? AND follower = ?",
-                                (handle_key(followee), handle_key(follower)))
-        return cursor.rowcount == 1
-
-    def followers(self, handle: str) -> list[str]:
-        return self._column("SELECT a.handle FROM follows f JOIN accounts a ON a.key = f.follower"
-                            " WHERE f.followee = ? ORDER BY a.key", handle_key(handle))
-
-    def following(self, handle: str) -> list[str]:
-        return self._column("SELECT a.handle FROM follows f JOIN accounts a ON a.key = f.followee"
-                            " WHERE f.follower = ? ORDER BY a.key", handle_key(handle))
-
-    def add_tweet(self, author: str, text: str, when: float,
-                  retweet_of: int | None = None) -> int:
-        with self._change() as db:
-            cursor = db.execute("INSERT INTO tweets (author, text, created, retweet_of) "
-                                "VALUES (?, ?, ?, ?)", (handle_key(author), text, when, retweet_of))
-            tweet_id = int(cursor.lastrowid or 0)
-            db.executemany("INSERT INTO hashtags (tag, tweet_id) VALUES (?, ?)",
-                           [(tag, tweet_id) for tag in hashtags(text)])
-        return tweet_id
-
-    def tweet(self, tweet_id: int) -> Tweet | None:
-        found = self._tweets(f"SELECT {TWEET_COLUMNS} FROM tweets t JOIN accounts a "
-                             "ON a.key = t.author WHERE t.id = ?", tweet_id)
-        return found[0] if found else None
-
-    _FEED_AUTHORS = "(SELECT followee FROM follows WHERE follower = ? UNION SELECT ?)"
-
-    def feed(self, handle: str, count: int) -> list[Tweet]:
-        key = handle_key(handle)
-        return self._tweets(f"SELECT {TWEET_COLUMNS} FROM tweets t JOIN accounts a "
-                            f"ON a.key = t.author WHERE t.author IN {self._FEED_AUTHORS} "
-                            "ORDER BY t.id DESC LIMIT ?", key, key, count)
-
-    def feed_count_after(self, handle: str, tweet_id: int) -> int:
-        key = handle_key(handle)
-        row = self._one(f"SELECT count(*) FROM tweets WHERE author IN {self._FEED_AUTHORS} "
-                        "AND id > ?", key, key, tweet_id)
-        return int(row[0]) if row else 0
-
-    def last_seen(self, handle: str) -> int:
-        row = self._one("SELECT last_seen_tweet FROM accounts WHERE key = ?", handle_key(handle))
-        return int(row[0]) if row else 0
-
-    def set_last_seen(self, handle: str, tweet_id: int) -> None:
-        with self._change() as db:
-            db.execute("UPDATE accounts SET last_seen_tweet = ? WHERE key = ?",
-                       (tweet_id, handle_key(handle)))
-
-    def latest_tweet_id(self) -> int:
-        row = self._one("SELECT seq FROM sqlite_sequence WHERE name = 'tweets'")
-        return int(row[0]) if row else 0
-
-    def search(self, tag: str, count: int) -> list[Tweet]:
-        return self._tweets(f"SELECT {TWEET_COLUMNS} FROM hashtags h JOIN tweets t "
-                            "ON t.id = h.tweet_id JOIN accounts a ON a.key = t.author "
-                            "WHERE h.tag = ? ORDER BY t.id DESC LIMIT ?", tag.lower(), count)
-
-    def trending(self, count: int) -> list[tuple[str, int]]:
-        return [(tag, uses) for tag, uses in self.db.execute(
-            "SELECT tag, count(*) AS uses FROM hashtags GROUP BY tag "
-            "ORDER BY uses DESC, tag LIMIT ?", (count,))]
-
-
-    def block(self, blocker: str, blocked: str) -> bool:
-        with self._change() as db:
-            cursor = db.execute("INSERT OR IGNORE INTO blocks (blocker, blocked) VALUES (?, ?)",
-                                (handle_key(blocker), handle_key(blocked)))
-            db.execute("DELETE FROM follows WHERE followee = ? AND follower = ?",
-                       (handle_key(blocker), handle_key(blocked)))
-        return cursor.rowcount == 1
-
-    def unblock(self, blocker: str, blocked: str) -> bool:
-        with self._change() as db:
-            cursor = db.execute("DELETE FROM blocks WHERE blocker = ? AND blocked = ?",
-                                (handle_key(blocker), handle_key(blocked)))
-        return cursor.rowcount == 1
-
-    def is_blocked(self, blocker: str, blocked: str) -> bool:
-        return self._one("SELECT 1 FROM blocks WHERE blocker = ? AND blocked = ?",
-                         handle_key(blocker), handle_key(blocked)) is not None
-
-    def add_message(self, sender: str, recipient: str, text: str, when: float,
-                    delivered: bool) -> int:
-        with self._change() as db:
-            cursor = db.execute("INSERT INTO messages (sender, recipient, text, created, delivered)"
-                                " VALUES (?, ?, ?, ?, ?)", (handle_key(sender),
-                                                           handle_key(recipient), text, when,
-                                                           int(delivered)))
-        return int(cursor.lastrowid or 0)
-
-    def set_delivered(self, message_id: int, sender: str, delivered: bool) -> bool:
-        with self._change() as db:
-            cursor = db.execute("UPDATE messages SET delivered = ? WHERE id = ? AND sender = ?",
-                                (int(delivered), message_id, handle_key(sender)))
-        return cursor.rowcount == 1
-
-    def take_undelivered(self, recipient: str) -> list[Message]:
-        with self._change() as db:
-            rows = db.execute(
-                "SELECT m.id, s.handle, r.handle, m.text, m.created FROM messages m "
-                "JOIN accounts s ON s.key = m.sender JOIN accounts r ON r.key = m.recipient "
-                "WHERE m.recipient = ? AND m.delivered = 0 ORDER BY m.id",
-                (handle_key(recipient),)).fetchall()
-            db.executemany("UPDATE messages SET delivered = 1 WHERE id = ?",
-                           [(row[0],) for row in rows])
-        return [Message(*row) for row in rows]
-
+from protocol.tracker_core import Outgoing, Session, TrackerCore
+from protocol.wire import ProtocolError, Request, decode_request, encode_object
 
 _PASSWORD_FIELD = re.compile(rb'("password"\s*:\s*)"(?:[^"\\]|\\.)*"')
 
@@ -318,14 +98,14 @@ class Trace:
 
 
 class SessionHandler(socketserver.StreamRequestHandler):
-    """One user's connection: read a frame, answer it, until the user goes away."""
+    """One user's connection: read a frame, let the core answer it, until the user goes away."""
 
     server: TrackerServer
 
     def setup(self) -> None:
         super().setup()
         host, port = self.client_address[:2]
-        self.session = Session(f"{host}:{port}", deliver=self.send_push)
+        self.session = Session(f"{host}:{port}", host, time.monotonic())
         self.send_lock = threading.Lock()
         # A recipient that stops reading must not hold a sender's thread for long: a send
         # timeout in the kernel (a socket timeout would cut idle reads short as well).
@@ -340,45 +120,43 @@ class SessionHandler(socketserver.StreamRequestHandler):
 
     def serve(self) -> None:
         if not self.server.admit(self):
-            self.send(failure("SERVER_FULL", f"the tracker serves {self.server.max_sessions} "
-                                             "sessions at most; try again later"))
+            self.send(Failure(code="SERVER_FULL", message=f"the tracker serves "
+                              f"{self.server.max_sessions} sessions at most; try again later"))
             return
-        self.send_push(self.server.core.welcome())
+        self.send(self.server.core.welcome())
         while not self.session.closing:
             frame = self.rfile.readline(limits.FRAME_MAX + 1)
             if not frame:
                 return                                  # the user closed the connection
             if len(frame) > limits.FRAME_MAX:
                 self.server.trace.frame("<-", self.session, frame[:80] + b"...", "TOO_LARGE")
-                self.send(failure("TOO_LARGE", f"a frame has at most {limits.FRAME_MAX} bytes"))
+                self.send(Failure(code="TOO_LARGE",
+                                  message=f"a frame has at most {limits.FRAME_MAX} bytes"))
                 return                                  # the rest of the line is not read
-            if not frame.strip():
-                continue
-            self.send(self.answer(frame))
-            while self.session.after_reply:     # e.g. messages kept for a login: after its reply
-                self.send_push(self.session.after_reply.pop(0))
-            self.server.deliver_pushes()
+            if frame.strip():
+                self.answer(frame)
 
-    def answer(self, frame: bytes) -> Reply:
+    def answer(self, frame: bytes) -> None:
         trace = self.server.trace
         try:
             request = decode_request(frame)
         except ProtocolError as error:
             trace.frame("<-", self.session, frame, error.code)
-            return Reply(error.request_id, "FAILURE", error.message, error.code)
+            self.send(Failure(re=error.request_id, code=error.code, message=error.message))
+            return
         trace.frame("<-", self.session, frame, request.cmd)
         had_handle = self.session.handle is not None
-        reply = self.server.core.execute(self.session, request)
+        self.server.run(self.session, request)
         if not had_handle and self.session.handle:     # this connection's lifeline has a name now
             trace.records.record("send", self.session.name, self.session.handle, "alias")
-        return Reply(request.id, reply.status, reply.message, reply.code, reply.data)
 
-    def send(self, reply: Reply) -> None:
-        kind = reply.status if reply.ok else f"{reply.status} {reply.code}"
-        self.write(encode_reply(reply), kind)
-
-    def send_push(self, push: Push) -> None:
-        self.write(encode_push(push), f"push:{push.kind}")
+    def send(self, message: Answer | Notice) -> None:
+        """Encode a reply or push of the core and write it to this connection."""
+        if isinstance(message, Notice):
+            kind = f"push:{message.kind}"
+        else:
+            kind = message.status if message.ok else f"{message.status} {message.code}"
+        self.write(encode_object(message.to_wire()), kind)
 
     def write(self, data: bytes, kind: str) -> None:
         self.server.trace.frame("->", self.session, data, kind)
@@ -392,38 +170,39 @@ class SessionHandler(socketserver.StreamRequestHandler):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 raise
 
-    def close_now(self, reason: str) -> None:
+    def close_now(self, reply: Failure) -> None:
         """Called by the reaper thread: say why, then end this connection (SPEC §6)."""
-        message = {"REGISTER_TIMEOUT": "register or log in within "
-                                       f"{self.server.core.register_timeout:g}s",
-                   "IDLE_TIMEOUT": "nothing received for "
-                                   f"{self.server.core.idle_timeout:g}s: you are offline"}[reason]
-        self.server.core.time_out(self.session, reason)
         with contextlib.suppress(OSError):
-            self.send(failure(reason, message))
+            self.send(reply)
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)   # wakes the handler's blocked read
 
     def finish(self) -> None:
         self.server.release(self)
-        self.server.core.disconnect(self.session)
-        self.server.deliver_pushes()
+        self.server.disconnect(self.session)
         self.server.trace.line(f"[tracker] -- {self.session.name} closed")
         with contextlib.suppress(OSError):      # the peer is gone; nothing to flush to
             super().finish()
 
 
 class TrackerServer(socketserver.ThreadingTCPServer):
+    """Threads, the core's lock, and the way each reply and push reaches its connection."""
+
     allow_reuse_address = True
     daemon_threads = True
     request_queue_size = limits.LISTEN_BACKLOG
+    # At most this many password hashes run at once: each takes 16 MiB, and more of them than
+    # there are cores only costs memory (and invites a memory flood).
+    hash_slots = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
 
     def __init__(self, address: tuple[str, int], core: TrackerCore, trace: Trace,
                  max_sessions: int = limits.SESSION_MAX,
                  backlog: int = limits.LISTEN_BACKLOG) -> None:
         self.core, self.trace, self.max_sessions = core, trace, max_sessions
+        self.core_lock = threading.Lock()       # every call into the core holds it
         self.request_queue_size = backlog
         self.handlers: set[SessionHandler] = set()
+        self.connections: dict[Session, SessionHandler] = {}    # where a session's frames go
         self._handlers_lock = threading.Lock()
         self._stopping = threading.Event()
         super().__init__(address, SessionHandler)
@@ -435,38 +214,66 @@ class TrackerServer(socketserver.ThreadingTCPServer):
             if len(self.handlers) >= self.max_sessions:
                 return False
             self.handlers.add(handler)
+            self.connections[handler.session] = handler
             return True
 
     def release(self, handler: SessionHandler) -> None:
         with self._handlers_lock:
             self.handlers.discard(handler)
+            self.connections.pop(handler.session, None)
+
+    def run(self, session: Session, request: Request) -> None:
+        """Let the core answer one request, then send what it decided."""
+        with self.core_lock:
+            work = self.core.execute(session, request, time.monotonic())
+            out = self.core.take_outbox()
+        if work is not None:            # register/login: the hash, outside the lock
+            with self.hash_slots:
+                result = work.run()
+            with self.core_lock:
+                self.core.resume(session, work, result, time.monotonic())
+                out += self.core.take_outbox()
+        self.deliver(out)
+
+    def disconnect(self, session: Session) -> None:
+        with self.core_lock:
+            self.core.disconnect(session, time.monotonic())
+            out = self.core.take_outbox()
+        self.deliver(out)
 
     def _reap(self) -> None:
-        """Close connections that never logged in, and sessions that fell silent."""
+        """Time passes for the core: stale tweets end, waiting exits hear BUSY, connections
+        that never logged in and sessions that fell silent are closed."""
         period = min(self.core.register_timeout, self.core.idle_timeout) / 4
         while not self._stopping.wait(min(max(period, 0.05), 1.0)):
             with self._handlers_lock:
                 handlers = list(self.handlers)
-            for handler in handlers:
-                reason = self.core.expired(handler.session)
-                if reason and not handler.session.closing:
-                    self.trace.line(f"[tracker] -- {handler.session.name} {reason}", always=True)
-                    handler.close_now(reason)
-            self.deliver_pushes()
+            with self.core_lock:
+                now = time.monotonic()
+                self.core.tick(now)
+                expired = [(handler, reply) for handler in handlers
+                           if (reply := self.core.expire(handler.session, now)) is not None]
+                out = self.core.take_outbox()
+            self.deliver(out)
+            for handler, reply in expired:
+                self.trace.line(f"[tracker] -- {handler.session.name} {reply.code}", always=True)
+                handler.close_now(reply)
 
     def server_close(self) -> None:
         self._stopping.set()
         super().server_close()
 
-    def deliver_pushes(self) -> None:
-        """Send the notices the core queued; a recipient that cannot take one is skipped."""
-        for session, push in self.core.take_pushes():
-            if session.deliver is None:
-                continue
+    def deliver(self, out: list[Outgoing]) -> None:
+        """Send each reply and push to its session's connection; one that cannot take it
+        loses only that frame (its connection is then shut)."""
+        for session, message in out:
+            handler = self.connections.get(session)
+            if handler is None:
+                continue                        # that connection has closed meanwhile
             try:
-                session.deliver(push)
+                handler.send(message)
             except OSError as error:
-                self.trace.line(f"[tracker] !! push to {session.name} dropped: {error!r}",
+                self.trace.line(f"[tracker] !! frame to {session.name} dropped: {error!r}",
                                 always=True)
 
     def handle_error(self, request: socket.socket | tuple[bytes, socket.socket],
@@ -554,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             store = SqliteStore(args.db)
         except sqlite3.Error as error:
             return fail_to_start(f"cannot open the database {args.db}: {error}")
-        core = TrackerCore(store=store, tweet_timeout=args.tweet_timeout,
+        core = TrackerCore(wall_clock=time.time, store=store, tweet_timeout=args.tweet_timeout,
                            log=lambda text: trace.line(f"[tracker] {text}", always=True),
                            throttle=LoginThrottle(window=args.login_window),
                            server_password=args.password, session_max=args.max_sessions,

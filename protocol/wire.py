@@ -11,6 +11,12 @@ Three shapes travel on a session connection, told apart by their first key::
 A reply names the request it answers (``re``); a push has no ``re``.  ``decode_request`` and
 ``decode_server_frame`` never raise anything but :class:`ProtocolError`, whose ``code`` is the
 reason the tracker answers with.
+
+This module is the framing and the requests.  What the tracker says back is typed in
+``protocol/messages.py``: the tracker encodes those classes with :func:`encode_object`, and a
+user reads a line with :func:`load_object` and then ``messages.answer_from_wire`` or
+``messages.notice_from_wire``.  :class:`Reply` and :class:`Push` are the untyped envelopes of
+the same frames, kept for code that has not moved to the typed classes yet.
 """
 
 from __future__ import annotations
@@ -94,7 +100,8 @@ class Push:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def _load_object(frame: bytes) -> dict[str, Any]:
+def load_object(frame: bytes) -> dict[str, Any]:
+    """One frame as a JSON object; ProtocolError (TOO_LARGE, BAD_FRAME) if it is not one."""
     if len(frame) > limits.FRAME_MAX:
         raise ProtocolError("TOO_LARGE", f"a frame has at most {limits.FRAME_MAX} bytes")
     try:
@@ -108,7 +115,7 @@ def _load_object(frame: bytes) -> dict[str, Any]:
 
 def decode_request(frame: bytes) -> Request:
     """Parse one request line (the trailing newline may be present)."""
-    obj = _load_object(frame)
+    obj = load_object(frame)
     request_id, cmd = obj.get("id"), obj.get("cmd")
     if not is_whole_number(request_id) or not 0 <= request_id < 2**53:
         raise ProtocolError("BAD_FRAME", "a request needs an integer 'id'")
@@ -136,7 +143,7 @@ def decode_request(frame: bytes) -> Request:
 
 def decode_server_frame(frame: bytes) -> Reply | Push:
     """Parse one line from the tracker: a reply or a push."""
-    obj = _load_object(frame)
+    obj = load_object(frame)
     if "push" in obj:
         kind = obj.pop("push")
         if not isinstance(kind, str):
@@ -150,7 +157,8 @@ def decode_server_frame(frame: bytes) -> Reply | Push:
     return Reply(re_id, status, message, code, obj)
 
 
-def _dump(obj: dict[str, Any]) -> bytes:
+def encode_object(obj: dict[str, Any]) -> bytes:
+    """One JSON object as a frame: compact UTF-8 and a newline."""
     try:
         return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
     except UnicodeEncodeError:
@@ -160,7 +168,7 @@ def _dump(obj: dict[str, Any]) -> bytes:
 
 
 def encode_request(request: Request) -> bytes:
-    return _dump({"id": request.id, "cmd": request.cmd, **request.args})
+    return encode_object({"id": request.id, "cmd": request.cmd, **request.args})
 
 
 def encode_reply(reply: Reply) -> bytes:
@@ -169,11 +177,11 @@ def encode_reply(reply: Reply) -> bytes:
         obj["code"] = reply.code
     obj["message"] = reply.message
     obj.update(reply.data)
-    return _dump(obj)
+    return encode_object(obj)
 
 
 def encode_push(push: Push) -> bytes:
-    return _dump({"push": push.kind, **push.data})
+    return encode_object({"push": push.kind, **push.data})
 
 
 def success(message: str, **data: Any) -> Reply:

@@ -1,4 +1,4 @@
-"""The Store contract: the SQLite store of tracker.py and the MemoryStore of protocol behave alike.
+"""The Store contract: adapters.sqlite_store.SqliteStore and protocol.store.MemoryStore alike.
 
 Every test runs against both, so the in-memory reference used by the core's unit tests cannot
 drift from the store the tracker really uses.
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from protocol.tracker_core import MemoryStore, Store
-from tracker import SqliteStore
+from adapters.sqlite_store import SqliteStore
+from protocol.store import MemoryStore, Store, by_name
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -112,3 +112,52 @@ def test_a_retweet_outlives_its_deleted_original(store: Store) -> None:
     store.delete("@a")
     kept = store.tweet(retweet)
     assert kept is not None and kept.retweet_of is None and kept.text == "RT @a: first"
+
+
+def test_a_tweet_marks_who_got_it_at_once(store: Store) -> None:
+    for handle in ("@a", "@B", "@c"):
+        store.create(handle, "h", 1.0)
+    tid = store.add_tweet("@a", "hi", 1.0, seen_by=["@a", "@b"])
+    assert (store.last_seen("@a"), store.last_seen("@B"), store.last_seen("@c")) == (tid, tid, 0)
+
+
+def test_blocks(store: Store) -> None:
+    for handle in ("@a", "@B", "@c"):
+        store.create(handle, "h", 1.0)
+    store.follow("@b", "@a")
+    assert store.block("@a", "@b") and not store.block("@A", "@B")
+    assert store.followers("@a") == []                  # a block ends the blocked's follow
+    assert store.block("@a", "@c")
+    assert store.is_blocked("@a", "@b") and not store.is_blocked("@b", "@a")
+    assert store.blocked_by("@a") == ["@B", "@c"] and store.blocked_by("@b") == []
+    assert store.unblock("@a", "@B") and not store.unblock("@a", "@b")
+    assert store.blocked_by("@a") == ["@c"]
+    store.delete("@c")
+    assert store.blocked_by("@a") == []
+
+
+def test_messages_wait_until_delivered(store: Store) -> None:
+    for handle in ("@a", "@B"):
+        store.create(handle, "h", 1.0)
+    first = store.add_message("@a", "@b", "one", 5.0)
+    second = store.add_message("@a", "@b", "two", 6.0)
+    assert second > first
+    message = store.message(first)
+    assert message is not None
+    assert (message.sender, message.recipient, message.text, message.created,
+            message.delivered) == ("@a", "@B", "one", 5.0, False)
+    assert [m.id for m in store.undelivered("@b")] == [first, second]
+    store.set_delivered(first)
+    assert store.message(first).delivered                               # type: ignore[union-attr]
+    assert [m.id for m in store.undelivered("@B")] == [second]
+    store.set_delivered(first, delivered=False)
+    assert [m.id for m in store.undelivered("@b")] == [first, second]
+    assert store.message(999) is None and store.undelivered("@a") == []
+    store.delete("@a")
+    assert store.message(first) is None and store.undelivered("@b") == []
+    store.create("@a", "h", 2.0)
+    assert store.add_message("@a", "@b", "three", 7.0) > second        # ids are never reused
+
+
+def test_by_name() -> None:
+    assert by_name(["@b", "@C", "@a", "@Ab"]) == ["@a", "@Ab", "@b", "@C"]

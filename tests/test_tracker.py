@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 
@@ -216,3 +217,31 @@ def test_command_line_errors_exit_2_without_traceback() -> None:
     helped = subprocess.run([PYTHON, "tracker.py", "-h"], cwd=ROOT, capture_output=True,
                             text=True, timeout=15)
     assert helped.returncode == 0 and "example: python3 tracker.py 13000" in helped.stdout
+
+
+def test_the_tracker_console_never_shows_raw_escape_sequences(net: Tweeter) -> None:
+    client = net.client()
+    client.send_raw(b'\x1b]0;PWNED\x07\x1b[2J hello\n')
+    assert client.read()["code"] == "BAD_FRAME"
+    client.send_raw(json.dumps({"id": 1, "cmd": "say", "text": "\x9b31m"}).encode() + b"\n")
+    client.read()
+    assert net.tracker_proc is not None
+    net.tracker_proc.expect(r"PWNED", since=0)
+    assert not any(ch in net.tracker_proc.text() for ch in "\x1b\x07\x9b")
+
+
+def test_exit_waits_for_a_running_tweet_while_the_connection_is_served(net: Tweeter) -> None:
+    author, follower = net.client(), net.client()
+    register(author, "@alice")
+    register(follower, "@bob", [61004, 61005, 61006])
+    follower.call("follow", follower="@bob", followee="@alice")
+    tweet = author.call("tweet", handle="@alice", text="hold on")
+    follower.send_raw(b'{"id": 100, "cmd": "exit", "handle": "@bob"}\n')
+    beat = follower.call("heartbeat")           # answered first: exit waits, the session not
+    assert (beat["re"], beat["status"]) == (follower.next_id - 1, "SUCCESS")
+    assert follower.call("exit-complete", handle="@bob")["code"] == "EXITING"
+    assert author.call("end-tweet", handle="@alice", tid=tweet["tid"], reached=1,
+                       skipped=[])["status"] == "SUCCESS"
+    granted = follower.read()
+    assert (granted["re"], granted["status"]) == (100, "SUCCESS")
+    assert follower.call("exit-complete", handle="@bob")["status"] == "SUCCESS"

@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # protocol/, tracker.py
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # protocol/, adapters/
 
 from driver import (  # tools/ on sys.path
     PYTHON,
@@ -588,9 +588,9 @@ def hash_rate(count: int) -> float:
 
 def populate(path: Path, sizes: Sizes) -> None:
     """A database with ``scale_authors`` accounts and ``scale_tweets`` tweets, written with
-    tracker.SqliteStore itself; @reader follows a tenth of the authors."""
+    adapters.sqlite_store.SqliteStore itself; @reader follows a tenth of the authors."""
+    from adapters.sqlite_store import SqliteStore
     from protocol.accounts import PasswordHasher
-    from tracker import SqliteStore
 
     store = SqliteStore(str(path))
     password = PasswordHasher().hash("pw-@reader")
@@ -605,7 +605,7 @@ def populate(path: Path, sizes: Sizes) -> None:
         tag = f" #topic{number % 50}" if number % 4 == 0 else ""
         store.add_tweet(rng.choice(authors), f"stored tweet {number}{tag}",
                         now - sizes.scale_tweets + number)
-    store.db.close()
+    store.close()
 
 
 def bench_scale(sizes: Sizes, workdir: Path) -> list[Row]:
@@ -697,7 +697,7 @@ def timed_feeds(port: int, count: int) -> list[float]:
 
 
 def direct_feeds(db: Path, count: int) -> list[float]:
-    from tracker import SqliteStore
+    from adapters.sqlite_store import SqliteStore
 
     store = SqliteStore(str(db))
     times = []
@@ -707,7 +707,7 @@ def direct_feeds(db: Path, count: int) -> list[float]:
             store.feed("@reader", 20)
             times.append(time.perf_counter() - started)
     finally:
-        store.db.close()
+        store.close()
     return times
 
 
