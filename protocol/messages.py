@@ -64,6 +64,11 @@ def _list_of(item: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
     return decode
 
 
+def _is_count(value: Any) -> bool:
+    """Ids and counts: whole numbers from 0 to 2**53 (what JSON numbers carry exactly)."""
+    return is_whole_number(value) and 0 <= value < 2**53
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -72,8 +77,8 @@ def _tweet(row: Any) -> Tweet:
     if not isinstance(row, list) or len(row) != 5:
         raise ValueError("a tweet is [id, author, created, text, retweet_of]")
     tid, author, created, text, retweet_of = row
-    if not (is_whole_number(tid) and is_handle(author) and _is_number(created)
-            and isinstance(text, str) and (retweet_of is None or is_whole_number(retweet_of))):
+    if not (_is_count(tid) and is_handle(author) and _is_number(created)
+            and isinstance(text, str) and (retweet_of is None or _is_count(retweet_of))):
         raise ValueError("not a tweet row")
     return Tweet(tid, author, text, created, retweet_of)
 
@@ -93,16 +98,18 @@ def _peer_list(peers: tuple[Peer, ...]) -> list[list[object]]:
 
 
 TEXT = {"wire": Codec(_same, _checked(lambda v: isinstance(v, str), "text"))}
-WHOLE = {"wire": Codec(_same, _checked(is_whole_number, "a whole number"))}
+WHOLE = {"wire": Codec(_same, _checked(_is_count, "a whole number from 0 to 2**53"))}
 NUMBER = {"wire": Codec(_same, _checked(_is_number, "a number"))}
 FLAG = {"wire": Codec(_same, _checked(lambda v: isinstance(v, bool), "true or false"))}
 HANDLE = {"wire": Codec(_same, _checked(is_handle, "a handle"))}
 HANDLES = {"wire": Codec(list, _list_of(_checked(is_handle, "a handle")))}
-PEER = {"wire": Codec(lambda p: p.as_list(), Peer.from_list, optional=True)}
+MAYBE_PEER = {"wire": Codec(lambda p: p.as_list(), Peer.from_list, optional=True)}
+PEER = {"wire": Codec(lambda p: p.as_list(), Peer.from_list)}
 PEERS = {"wire": Codec(_peer_list, _list_of(Peer.from_list))}
+MAYBE_PEERS = {"wire": Codec(_peer_list, _list_of(Peer.from_list), optional=True)}
 TWEETS = {"wire": Codec(lambda ts: [t.as_list() for t in ts], _list_of(_tweet))}
 TAGS = {"wire": Codec(lambda rows: [list(r) for r in rows],
-                      _list_of(_pair(lambda t: isinstance(t, str), is_whole_number)))}
+                      _list_of(_pair(lambda t: isinstance(t, str), _is_count)))}
 ONLINE = {"wire": Codec(lambda rows: [list(r) for r in rows],
                         _list_of(_pair(is_handle, lambda f: isinstance(f, bool))))}
 
@@ -191,7 +198,8 @@ class RegisterReply(Answer):
 @dataclass(frozen=True, kw_only=True)
 class LoginReply(Answer):
     handle: str = field(metadata=HANDLE)            # as registered
-    new: int = field(metadata=WHOLE)                # tweets in the feed since the last session
+    new: int = field(metadata=WHOLE)                # tweets in the feed it has not had
+    blocked: tuple[str, ...] = field(metadata=HANDLES)  # its peer refuses their messages
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,12 +209,19 @@ class QueryHandlesReply(Answer):
 
 
 @dataclass(frozen=True, kw_only=True)
+class FollowReply(Answer):
+    peer: Peer | None = field(default=None, metadata=MAYBE_PEER)  # the followee, when online
+
+
+@dataclass(frozen=True, kw_only=True)
 class ListReply(Answer):
-    """followers and following: whose list, and the handles in it."""
+    """followers and following: whose list, and the handles in it.  Your own ``following``
+    also carries ``peers``: the tuples (with their keys) of the handles in it that are online."""
 
     handle: str = field(metadata=HANDLE)
     count: int = field(metadata=WHOLE)
     handles: tuple[str, ...] = field(metadata=HANDLES)
+    peers: tuple[Peer, ...] | None = field(default=None, metadata=MAYBE_PEERS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,7 +237,8 @@ class TweetReply(Answer):
 @dataclass(frozen=True, kw_only=True)
 class EndTweetReply(Answer):
     reached: int = field(metadata=WHOLE)
-    skipped: tuple[str, ...] = field(metadata=HANDLES)
+    skipped: tuple[str, ...] = field(metadata=HANDLES)     # reported, and handed out
+    relayed: tuple[str, ...] = field(metadata=HANDLES)     # alive: the tracker pushed it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -259,18 +275,19 @@ class SayReply(Answer):
 class MessageReply(Answer):
     message_id: int = field(metadata=WHOLE)
     to: str = field(metadata=HANDLE)
-    peer: Peer | None = field(default=None, metadata=PEER)  # the recipient, when online
+    peer: Peer | None = field(default=None, metadata=MAYBE_PEER)  # the recipient, when online
 
 
 # The reply class of each command's SUCCESS (every FAILURE is a Failure).
 ANSWERS: dict[str, type[Answer]] = {
     "register": RegisterReply, "login": LoginReply, "logout": Done,
-    "query-handles": QueryHandlesReply, "follow": Done, "drop": Done, "tweet": TweetReply,
+    "query-handles": QueryHandlesReply, "follow": FollowReply, "drop": Done,
+    "tweet": TweetReply,
     "end-tweet": EndTweetReply, "exit": ExitReply, "exit-complete": Done,
     "online": OnlineReply, "followers": ListReply, "following": ListReply, "feed": TweetsReply,
     "retweet": TweetReply, "search": TweetsReply, "trending": TrendingReply, "auth": Done,
-    "heartbeat": Done, "say": SayReply, "message": MessageReply, "message-undelivered": Done,
-    "block": Done, "unblock": Done,
+    "heartbeat": Done, "say": SayReply, "message": MessageReply, "message-received": Done,
+    "message-undelivered": Done, "block": Done, "unblock": Done,
 }
 
 
@@ -315,13 +332,7 @@ class PresencePush(Notice):
     kind: ClassVar[str] = "presence"
     handle: str = field(metadata=HANDLE)
     online: bool = field(metadata=FLAG)
-    peer: Peer | None = field(default=None, metadata=PEER)   # its new tuple, when online
-
-
-@dataclass(frozen=True, kw_only=True)
-class OfflinePush(Notice):
-    kind: ClassVar[str] = "offline"
-    reason: str = field(metadata=TEXT)
+    peer: Peer | None = field(default=None, metadata=MAYBE_PEER)   # its new tuple, when online
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -347,8 +358,28 @@ class MessagePush(Notice):
     kept: bool = field(metadata=FLAG)               # came through the tracker, not a peer
 
 
+@dataclass(frozen=True, kw_only=True)
+class TweetPush(Notice):
+    """A tweet the ring did not bring: the author skipped this live follower, or the round
+    ended without ``end-tweet``.  A peer shows a tweet once, by (author, tid)."""
+
+    kind: ClassVar[str] = "tweet"
+    author: str = field(metadata=HANDLE)
+    tid: int = field(metadata=WHOLE)
+    text: str = field(metadata=TEXT)
+    created: float = field(metadata=NUMBER)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerPush(Notice):
+    """The tuple (and keys) of a peer about to send this session a direct message."""
+
+    kind: ClassVar[str] = "peer"
+    peer: Peer = field(metadata=PEER)
+
+
 NOTICES: dict[str, type[Notice]] = {cls.kind: cls for cls in (
-    WelcomePush, PresencePush, OfflinePush, FollowedPush, SayPush, MessagePush)}
+    WelcomePush, PresencePush, FollowedPush, SayPush, MessagePush, TweetPush, PeerPush)}
 
 
 def notice_from_wire(obj: dict[str, Any]) -> Notice:

@@ -48,25 +48,27 @@ from protocol.messages import (
     ExitReply,
     Failure,
     FollowedPush,
+    FollowReply,
     ListReply,
     LoginReply,
     MessagePush,
     MessageReply,
     Notice,
-    OfflinePush,
     OnlineReply,
+    PeerPush,
     PresencePush,
     QueryHandlesReply,
     RegisterReply,
     SayPush,
     SayReply,
     TrendingReply,
+    TweetPush,
     TweetReply,
     TweetsReply,
     WelcomePush,
 )
 from protocol.ring import Peer
-from protocol.store import MemoryStore, Store, Tweet, by_name
+from protocol.store import MemoryStore, Message, Store, Tweet, by_name
 from protocol.validate import (
     check_count,
     check_handle,
@@ -75,6 +77,7 @@ from protocol.validate import (
     check_public_key,
     check_tag,
     check_text,
+    check_unicast,
     handle_key,
 )
 from protocol.wire import Request
@@ -134,9 +137,14 @@ class PasswordWork:
 class RunningTweet:
     tid: int
     author: str
+    text: str
+    created: float                  # wall clock, as stored
     involved: set[str]              # handle keys of the author and the followers it was given
     started: float
     handed_out: dict[str, Peer] = field(default_factory=dict)  # follower key -> tuple given
+
+    def as_push(self) -> TweetPush:
+        return TweetPush(author=self.author, tid=self.tid, text=self.text, created=self.created)
 
 
 @dataclass
@@ -362,6 +370,11 @@ class TrackerCore:
         name = self.store.find(handle)  # type: ignore[arg-type]
         return name if name else failure("UNKNOWN_HANDLE", f"{handle} is not registered")
 
+    def _live_peer(self, handle: str) -> Peer | None:
+        """The tuple of ``handle`` if it is online in a live session."""
+        entry = self._online.get(handle_key(handle))
+        return entry.peer if entry is not None and not entry.lost else None
+
     def _live_sessions(self) -> int:
         """Handles online in a connected session (lost ones do not count toward the cap)."""
         return sum(1 for entry in self._online.values() if not entry.lost)
@@ -376,12 +389,10 @@ class TrackerCore:
         key = handle_key(session.handle)
         if key in self._running:
             why = "its author's connection closed" if still_listed else "its author logged out"
-            self._end_tweet(key, f"tweet #{self._running[key].tid} of {session.handle} ended: "
-                                 + why)
+            self._abandon_tweet(key, why)
         entry = self._online.get(key)
         if not still_listed and entry and entry.session is session:
             del self._online[key]
-        self.store.set_last_seen(session.handle, self.store.latest_tweet_id())
         session.handle = None
         session.started = now       # a connection that stays may log in again in time
 
@@ -390,12 +401,17 @@ class TrackerCore:
         if handle_key(me) in self._running:
             return failure("TWEET_IN_PROGRESS",
                            f"tweet #{self._running[handle_key(me)].tid} of {me} is still running")
-        followers = [entry.peer for name in self.store.followers(me)
-                     if (entry := self._online.get(handle_key(name)))
-                     and not entry.session.exiting]
-        tid = self.store.add_tweet(me, text, self.wall_clock(), retweet_of)
+        entries = [entry for name in self.store.followers(me)
+                   if (entry := self._online.get(handle_key(name)))
+                   and not entry.session.exiting]
+        followers = [entry.peer for entry in entries]
+        # Those it reaches now (live sessions, and its author) have it: it is not "new" to
+        # them at their next login.  A lost follower will be skipped: to it, it is new.
+        reached = [me, *(entry.peer.handle for entry in entries if not entry.lost)]
+        created = self.wall_clock()
+        tid = self.store.add_tweet(me, text, created, retweet_of, seen_by=reached)
         self._running[handle_key(me)] = RunningTweet(
-            tid, me, {handle_key(me), *(peer.key for peer in followers)}, now,
+            tid, me, text, created, {handle_key(me), *(peer.key for peer in followers)}, now,
             {peer.key: peer for peer in followers})
         return TweetReply(message=f"tweet #{tid} of {me} goes to {len(followers)} followers",
                           tid=tid, text=text, count=len(followers), followers=tuple(followers))
@@ -405,11 +421,30 @@ class TrackerCore:
         self.log(why)
         self._release_exits()
 
+    def _abandon_tweet(self, author_key: str, why: str) -> None:
+        """A tweet ends without ``end-tweet``: nobody reports who the ring reached, so the
+        tracker gives it to every follower it was handed to that is still alive (a peer that
+        printed it already drops the copy by author and tid)."""
+        running = self._running[author_key]
+        relayed = self._relay(running, list(running.handed_out.values()))
+        note = f"; sent by the tracker to {' '.join(relayed)}" if relayed else ""
+        self._end_tweet(author_key, f"tweet #{running.tid} of {running.author} ended: "
+                                    f"{why}{note}")
+
+    def _relay(self, running: RunningTweet, peers: list[Peer]) -> list[str]:
+        """Push the tweet to each of ``peers`` whose handle has a live session; their names."""
+        relayed = []
+        for peer in peers:
+            entry = self._online.get(peer.key)
+            if entry is not None and not entry.lost and entry.session.handle is not None:
+                self._outbox.append((entry.session, running.as_push()))
+                relayed.append(entry.peer.handle)
+        return relayed
+
     def _expire_tweets(self, now: float) -> None:
         for key, running in list(self._running.items()):
             if now - running.started > self.tweet_timeout:
-                self._end_tweet(key, f"tweet #{running.tid} of {running.author} ended: "
-                                     f"no end-tweet within {self.tweet_timeout:g}s")
+                self._abandon_tweet(key, f"no end-tweet within {self.tweet_timeout:g}s")
 
     def _involved(self, key: str) -> bool:
         return any(key in running.involved for running in self._running.values())
@@ -443,10 +478,26 @@ class TrackerCore:
                            tweets=tuple(tweets))
 
     # ---- accounts: register and login stop half way for the password hash -------------------
+    @staticmethod
+    def _check_peer(session: Session, handle: object, ip: object, ports: object,
+                    key: object) -> Failure | None:
+        """What register and login check of the tuple a session asks to be reached at."""
+        problem = (check_handle(handle) or check_ipv4(ip) or check_unicast(ip)  # type: ignore
+                   or check_ports(ports) or check_public_key(key))
+        if problem:
+            return failure(*problem)
+        if ip != session.address:
+            return failure("ADDRESS_MISMATCH", f"the tracker sees this session at "
+                                               f"{session.address}: a peer's address must be "
+                                               "its own")
+        return None
+
     def _cmd_register(self, session: Session, now: float, handle: str, ip: str,
                       ports: list[int], password: str, key: str) -> Answer | PasswordWork:
-        problem = (check_handle(handle) or check_ipv4(ip) or check_ports(ports)
-                   or check_public_key(key) or check_password(password))
+        refused = self._check_peer(session, handle, ip, ports, key)
+        if refused:
+            return refused
+        problem = check_password(password)
         if problem:
             return failure(*problem)
         existing = self.store.find(handle)      # a cheap early answer, before the hash
@@ -470,10 +521,9 @@ class TrackerCore:
 
     def _cmd_login(self, session: Session, now: float, handle: str, ip: str, ports: list[int],
                    password: str, key: str) -> Answer | PasswordWork:
-        problem = (check_handle(handle) or check_ipv4(ip) or check_ports(ports)
-                   or check_public_key(key))
-        if problem:
-            return failure(*problem)
+        refused = self._check_peer(session, handle, ip, ports, key)
+        if refused:
+            return refused
         name = self.store.find(handle)
         if not name:
             return failure("UNKNOWN_HANDLE", f"{handle} is not registered")
@@ -501,17 +551,17 @@ class TrackerCore:
         if entry is None and self._live_sessions() >= self.session_max:
             return failure("SERVER_FULL", f"the tracker has {self.session_max} users online")
         self.throttle.succeeded(handle_key(name))
+        # Tweets of its feed it has not had: newer than the last one it got while online
+        # (PROTOCOL.md §1.8).  Once told, they are no longer new.
         new = self.store.feed_count_after(name, self.store.last_seen(name))
+        self.store.set_last_seen(name, self.store.latest_tweet_id())
         self._go_online(session, Peer(name, ip, *ports, work.key))
         self._announce(name, online=True)
-        for message in self.store.undelivered(name):     # kept while it was offline
-            self.store.set_delivered(message.id)
-            self._outbox.append((session, MessagePush(
-                id=message.id, sender=message.sender, text=message.text,
-                created=message.created, kept=True)))
+        for message in self.store.undelivered(name):    # until its message-received
+            self._outbox.append((session, self._message_push(message)))
         return LoginReply(message=f"{name} logged in at {ip} ports {ports[0]} {ports[1]} "
                                   f"{ports[2]}; {new} new tweets since the last session",
-                          handle=name, new=new)
+                          handle=name, new=new, blocked=tuple(self.store.blocked_by(name)))
 
     def _cmd_logout(self, session: Session, now: float) -> Answer:
         me = self._me(session)
@@ -537,7 +587,7 @@ class TrackerCore:
         if not self.store.follow(me, target):
             return failure("ALREADY_FOLLOWING", f"{me} already follows {target}")
         self._push(target, FollowedPush(by=me))
-        return Done(message=f"{me} now follows {target}")
+        return FollowReply(message=f"{me} now follows {target}", peer=self._live_peer(target))
 
     def _cmd_drop(self, session: Session, now: float, follower: str, followee: str) -> Answer:
         target = self._known(followee)
@@ -556,36 +606,28 @@ class TrackerCore:
 
     def _cmd_end_tweet(self, session: Session, now: float, handle: str, tid: int, reached: int,
                        skipped: list[object]) -> Answer:
+        """The author's round is over.  ``skipped`` is its report, never an order: the tracker
+        judges each named follower itself (SPEC §3.3)."""
         me = self._me(session)
         running = self._running.get(handle_key(me))
         if running is None or running.tid != tid:
             return failure("NO_TWEET_IN_PROGRESS", f"{me} has no tweet #{tid} in progress")
-        gone = [running.handed_out[handle_key(name)].handle for name in skipped
-                if isinstance(name, str) and handle_key(name) in running.handed_out]
-        for name in gone:
-            self._take_offline_skipped(name, running.handed_out[handle_key(name)], now)
+        named = dict.fromkeys(handle_key(name) for name in skipped if isinstance(name, str))
+        peers = [running.handed_out[key] for key in named if key in running.handed_out]
+        for peer in peers:
+            entry = self._online.get(peer.key)
+            if entry is not None and entry.lost and entry.peer == peer:
+                del self._online[peer.key]      # gone: offline (announced when it was lost)
+                self.log(f"{peer.handle} was skipped and its connection is gone: offline")
+        relayed = self._relay(running, peers)  # alive: it stays online and gets the tweet
+        gone = [peer.handle for peer in peers]
         note = f", skipped {' '.join(gone)}" if gone else ""
+        if relayed:
+            note += f", sent by the tracker to {' '.join(relayed)}"
         self._end_tweet(handle_key(me), f"tweet #{tid} of {me} ended: reached {reached}{note}")
         return EndTweetReply(message=f"tweet #{tid} of {me} ended: {reached} followers "
-                                     f"reached{note}", reached=reached, skipped=tuple(gone))
-
-    def _take_offline_skipped(self, name: str, handed_out: Peer, now: float) -> None:
-        """A follower did not answer its neighbour: the tracker takes it offline (SPEC §3.3).
-
-        Only the address the ring was given counts (the handle may have logged in again
-        elsewhere since), and a session in the middle of `exit` is left to finish it.
-        """
-        entry = self._online.get(handle_key(name))
-        if entry is None or entry.peer != handed_out or entry.session.exiting:
-            return
-        if entry.lost:                      # already announced when its connection closed
-            del self._online[handle_key(name)]
-            return
-        self.log(f"{name} did not answer its ring neighbour: offline")
-        self._announce(name, online=False)
-        self._outbox.append((entry.session, OfflinePush(
-            reason="your ring ports did not answer; log in again")))
-        self._go_offline(entry.session, now)
+                                     f"reached{note}", reached=reached, skipped=tuple(gone),
+                             relayed=tuple(relayed))
 
     def _cmd_exit(self, session: Session, now: float, handle: str) -> Answer | None:
         me = self._me(session)
@@ -616,7 +658,7 @@ class TrackerCore:
                            online=tuple((name, handle_key(name) in following) for name in names))
 
     def _lists(self, session: Session, handle: str | None,
-               read: Callable[[str], list[str]], what: str) -> Answer:
+               read: Callable[[str], list[str]], what: str) -> ListReply | Failure:
         name = self._known(handle) if handle is not None else self._me(session)
         if isinstance(name, Failure):
             return name
@@ -628,7 +670,13 @@ class TrackerCore:
         return self._lists(session, handle, self.store.followers, "followers")
 
     def _cmd_following(self, session: Session, now: float, handle: str | None = None) -> Answer:
-        return self._lists(session, handle, self.store.following, "followed")
+        reply = self._lists(session, handle, self.store.following, "followed")
+        if isinstance(reply, Failure) or handle_key(reply.handle) != handle_key(self._me(session)):
+            return reply
+        # Your own list carries the keys of the authors you follow that are online, so your
+        # peer can check their datagrams (the others come with their `presence` push).
+        peers = tuple(peer for name in reply.handles if (peer := self._live_peer(name)))
+        return replace(reply, peers=peers)
 
     def _cmd_feed(self, session: Session, now: float, count: int = limits.FEED_DEFAULT) -> Answer:
         problem = check_count(count)
@@ -680,7 +728,9 @@ class TrackerCore:
         return SayReply(message=f"said to {len(listeners)} users online", count=len(listeners))
 
     def _cmd_message(self, session: Session, now: float, to: str, text: str) -> Answer:
-        """A direct message: sent peer to peer when ``to`` is online, else kept for its login."""
+        """A direct message.  The tracker keeps it until its recipient confirms it; when the
+        recipient is online the sender gets its tuple to send it peer to peer, and the
+        recipient gets the sender's tuple first, to check the datagram."""
         problem = check_text(text, "message")
         if problem:
             return failure(*problem)
@@ -690,23 +740,44 @@ class TrackerCore:
         me = self._me(session)
         if self.store.is_blocked(target, me):
             return failure("BLOCKED", f"{target} has blocked {me}")
-        entry = self._online.get(handle_key(target))
         message_id = self.store.add_message(me, target, text, self.wall_clock())
-        if entry is not None and not entry.lost:
+        peer, sender = self._live_peer(target), self._live_peer(me)
+        if peer is None:
+            return MessageReply(message=f"message #{message_id} kept for {target}, who is "
+                                        "offline", message_id=message_id, to=target)
+        if sender is not None:
+            self._push(target, PeerPush(peer=sender))
+        return MessageReply(message=f"message #{message_id} to {target}: send it peer to peer",
+                            message_id=message_id, to=target, peer=peer)
+
+    def _cmd_message_received(self, session: Session, now: float, message_id: int) -> Answer:
+        """The recipient's receipt: the message is delivered, and no longer kept."""
+        me = self._me(session)
+        message = self.store.message(message_id)
+        if message is None or handle_key(message.recipient) != handle_key(me):
+            return failure("UNKNOWN_MESSAGE", f"{me} was sent no message #{message_id}")
+        if not message.delivered:
             self.store.set_delivered(message_id)
-            return MessageReply(message=f"message #{message_id} to {target}: send it peer to peer",
-                                message_id=message_id, to=target, peer=entry.peer)
-        return MessageReply(message=f"message #{message_id} kept for {target}, who is offline",
-                            message_id=message_id, to=target)
+        return Done(message=f"message #{message_id} from {message.sender} delivered")
 
     def _cmd_message_undelivered(self, session: Session, now: float, message_id: int) -> Answer:
-        """The peer-to-peer send failed: keep the message for the recipient's next login."""
+        """The sender's peer-to-peer send got no receipt: the tracker carries the message over
+        the recipient's session if it is online, and keeps it for its next login anyway."""
         me = self._me(session)
         message = self.store.message(message_id)
         if message is None or handle_key(message.sender) != handle_key(me):
             return failure("UNKNOWN_MESSAGE", f"{me} sent no message #{message_id}")
-        self.store.set_delivered(message_id, delivered=False)
+        if message.delivered:
+            return Done(message=f"message #{message_id} was delivered after all")
+        # Online: the tracker carries it over the recipient's session now.  Either way it is
+        # kept until the recipient confirms it, which is what the sender is told.
+        self._push(message.recipient, self._message_push(message))
         return Done(message=f"message #{message_id} kept for the recipient's next login")
+
+    @staticmethod
+    def _message_push(message: Message) -> MessagePush:
+        return MessagePush(id=message.id, sender=message.sender, text=message.text,
+                           created=message.created, kept=True)
 
     def _cmd_block(self, session: Session, now: float, handle: str) -> Answer:
         target = self._known(handle)

@@ -57,6 +57,7 @@ COMMANDS: dict[str, dict[str, type]] = {
     # `from` is accepted and ignored: the tracker always names the session's own handle.
     "say": {"text": str, "from?": str},
     "message": {"to": str, "text": str},
+    "message-received": {"message_id": int},
     "message-undelivered": {"message_id": int},
     "block": {"handle": str},
     "unblock": {"handle": str},

@@ -18,11 +18,16 @@ from protocol.messages import (
     NOTICES,
     Answer,
     Done,
+    EndTweetReply,
     Failure,
+    FollowReply,
+    ListReply,
     LoginReply,
     MessagePush,
     MessageReply,
+    PeerPush,
     PresencePush,
+    TweetPush,
     TweetReply,
     TweetsReply,
     answer_from_wire,
@@ -40,8 +45,8 @@ def round_trip(message: Any) -> Any:
     obj = load_object(encode_object(message.to_wire()))
     if isinstance(message, messages.Notice):
         return notice_from_wire(obj)
-    cmd = next(cmd for cmd, cls in ANSWERS.items() if cls is type(message)) \
-        if not isinstance(message, Failure) else "query-handles"
+    cmd = "query-handles" if isinstance(message, Failure) else \
+        next(cmd for cmd, cls in ANSWERS.items() if cls is type(message))
     return answer_from_wire(cmd, obj)
 
 
@@ -49,7 +54,13 @@ EXAMPLES = [
     Done(re=1, message="ok"),
     Failure(re=2, code="UNKNOWN_HANDLE", message="@zed is not registered"),
     Failure(re=None, code="BAD_FRAME", message="a frame is one JSON object"),
-    LoginReply(re=3, message="in", handle="@Bob", new=2),
+    LoginReply(re=3, message="in", handle="@Bob", new=2, blocked=("@eve",)),
+    EndTweetReply(re=4, message="ended", reached=2, skipped=("@c",), relayed=("@c",)),
+    FollowReply(re=4, message="follows", peer=PEER),
+    ListReply(re=4, message="list", handle="@a", count=1, handles=("@bob",), peers=(PEER,)),
+    ListReply(re=4, message="list", handle="@a", count=1, handles=("@bob",)),
+    TweetPush(author="@a", tid=7, text="hi", created=1.7e9),
+    PeerPush(peer=PEER),
     TweetReply(re=4, message="go", tid=7, text="hi", count=1, followers=(PEER,)),
     TweetsReply(re=5, message="1 tweet", count=1,
                 tweets=(Tweet(7, "@a", "hi #x", 1.7e9, None),)),
@@ -81,10 +92,10 @@ def test_the_wire_form_is_the_documented_one() -> None:
 
 def test_the_untyped_envelope_reads_the_same_bytes() -> None:
     # user.py still reads envelopes (wire.decode_server_frame) until it moves to the classes.
-    reply = LoginReply(re=3, message="in", handle="@Bob", new=2)
+    reply = LoginReply(re=3, message="in", handle="@Bob", new=2, blocked=())
     envelope = decode_server_frame(encode_object(reply.to_wire()))
-    assert (envelope.re, envelope.status, envelope.data) == (3, "SUCCESS",
-                                                             {"handle": "@Bob", "new": 2})
+    assert (envelope.re, envelope.status, envelope.data) == (
+        3, "SUCCESS", {"handle": "@Bob", "new": 2, "blocked": []})
 
 
 def test_every_command_has_a_reply_class_and_every_push_a_kind() -> None:
@@ -99,10 +110,18 @@ def test_a_failure_reads_as_a_failure_whatever_the_command() -> None:
 
 
 @pytest.mark.parametrize(("cmd", "obj"), [
-    ("login", {"re": 1, "status": "SUCCESS", "message": "in", "handle": "@a"}),    # no new
-    ("login", {"re": 1, "status": "SUCCESS", "message": "in", "handle": "@a", "new": "2"}),
-    ("login", {"re": 1, "status": "SUCCESS", "message": "in", "handle": "bob", "new": 2}),
-    ("login", {"re": 1, "status": "SUCCESS", "message": "in", "handle": "@a", "new": True}),
+    ("login", {"re": 1, "status": "SUCCESS", "message": "in", "handle": "@a",
+               "blocked": []}),                                                    # no new
+    ("login", {"re": 1, "status": "SUCCESS", "message": "in", "handle": "@a", "new": "2",
+               "blocked": []}),
+    ("login", {"re": 1, "status": "SUCCESS", "message": "in", "handle": "bob", "new": 2,
+               "blocked": []}),
+    ("login", {"re": 1, "status": "SUCCESS", "message": "in", "handle": "@a", "new": True,
+               "blocked": []}),
+    ("login", {"re": 1, "status": "SUCCESS", "message": "in", "handle": "@a", "new": 1,
+               "blocked": "@b"}),
+    ("end-tweet", {"re": 1, "status": "SUCCESS", "message": "m", "reached": 1,
+                   "skipped": []}),                                        # no relayed
     ("tweet", {"re": 1, "status": "SUCCESS", "message": "m", "tid": 1, "text": "t",
                "count": 1, "followers": [["@b", "1.2.3.4", 1, 2, 3]]}),        # no key
     ("tweet", {"re": 1, "status": "SUCCESS", "message": "m", "tid": 1, "text": "t",
@@ -128,6 +147,9 @@ def test_a_malformed_reply_raises_protocol_error(cmd: str, obj: dict[str, Any]) 
     {"push": "presence", "handle": "@a", "online": True, "peer": [1, 2]},
     {"push": "message", "id": 1, "sender": "@a", "text": "x", "created": "now", "kept": True},
     {"push": "say", "sender": "@a", "text": 5},
+    {"push": "tweet", "author": "@a", "tid": -1, "text": "x", "created": 1.0},
+    {"push": "peer"},
+    {"push": "peer", "peer": ["@a", "1.2.3.4", 1, 2, 3, "short key"]},
     {"push": "gossip"},
     {"push": 7},
 ])

@@ -223,7 +223,8 @@ def test_already_logged_in(handle: str) -> None:
     ("@alice", "1.2.3", [1, 2, 3], PASSWORD, "BAD_ADDRESS"),
     ("@alice", "127.0.0.1", [0, 2, 3], PASSWORD, "BAD_PORT"),
     ("@alice", "127.0.0.1", [1, 2, 65536], PASSWORD, "BAD_PORT"),
-    ("@alice", "127.0.0.1", [1, 1, 3], PASSWORD, "BAD_PORT"),
+    ("@alice", "127.0.0.1", [1, 1, 3], PASSWORD, "REPEATED_PORTS"),
+    ("@alice", "127.0.0.1", [7, 7, 7], PASSWORD, "REPEATED_PORTS"),
     ("@alice", "127.0.0.1", [1, 2], PASSWORD, "BAD_PORT"),
     ("@alice", "127.0.0.1", [1, 2, 3, 4], PASSWORD, "BAD_PORT"),
     ("@alice", "127.0.0.1", [1, 2, True], PASSWORD, "BAD_PORT"),
@@ -242,6 +243,28 @@ def test_register_validation(handle: str, ip: str, ports: list[object], password
     assert net.core.online_handles() == []
     assert net.ok(session, "register", handle="@alice", ip="127.0.0.1", ports=[1, 2, 3],
                   key=SAMPLE_KEY, password=PASSWORD)
+
+
+@pytest.mark.parametrize(("ip", "why"), [
+    ("0.0.0.0", "this host"), ("224.0.0.1", "multicast"), ("255.255.255.255", "broadcast"),
+    ("240.0.0.9", "reserved"),
+])
+def test_an_address_no_single_host_owns_is_refused(ip: str, why: str) -> None:
+    net = Net()
+    reply = net.register(net.session("fresh", "127.0.0.1"), "@alice", ip)
+    failed(reply, "BAD_ADDRESS")
+    assert reply is not None and why in reply.message
+
+
+def test_a_peer_address_must_be_the_sessions_own() -> None:
+    net = Net()
+    session = net.session("fresh", "10.0.0.5")
+    reply = net.register(session, "@alice", "127.0.0.1")
+    failed(reply, "ADDRESS_MISMATCH")
+    assert reply is not None and reply.message == (
+        "the tracker sees this session at 10.0.0.5: a peer's address must be its own")
+    assert session.handle is None and net.handles() == []
+    assert net.register(session, "@alice", "10.0.0.5").ok          # type: ignore[union-attr]
 
 
 def test_a_bad_key_is_refused() -> None:
@@ -370,11 +393,16 @@ def test_follow_and_drop() -> None:
     failed(net.call(alice, "drop", follower="@alice", followee="@bob"), "NOT_FOLLOWING")
 
 
-def test_the_followee_is_told() -> None:
+def test_the_followee_is_told_and_the_follower_gets_its_key() -> None:
     net = Net()
-    alice, bob = net.join("@alice"), net.join("@bob")
-    net.follow(alice, "@bob")
+    alice, bob = net.join("@alice"), net.join("@bob", "10.0.0.2")
+    reply: Any = net.ok(alice, "follow", follower="@alice", followee="@bob")
+    assert reply.peer.as_list()[:2] == ["@bob", "10.0.0.2"]
+    assert reply.peer.public_key == SAMPLE_KEY
     assert [n.to_wire() for n in net.pushed(bob)] == [{"push": "followed", "by": "@alice"}]
+    assert net.ok(bob, "logout")
+    offline: Any = net.ok(net.join("@erin"), "follow", follower="@erin", followee="@bob")
+    assert offline.peer is None and "peer" not in offline.to_wire()
 
 
 def test_follower_list_is_kept_alphabetical() -> None:
@@ -519,51 +547,86 @@ def test_end_tweet_for_another_handle() -> None:
     failed(net.tweet(alice), "TWEET_IN_PROGRESS")             # still running
 
 
-def test_a_skipped_follower_is_taken_offline() -> None:
+def test_skipped_is_a_report_a_live_follower_stays_online_and_gets_the_tweet() -> None:
     net = Net()
     star = net.join("@star")
-    for handle in ("@a", "@b", "@c"):
-        net.follow(net.join(handle), "@star")
+    fans = {handle: net.join(handle) for handle in ("@a", "@b", "@c")}
+    for fan in fans.values():
+        net.follow(fan, "@star")
     net.join("@outsider")
-    first = net.tweet(star)
+    first = net.tweet(star, "for everyone")
     assert names(first) == ["@a", "@b", "@c"]
-    end = net.end(star, first.tid, reached=2, skipped=["@B", "@outsider", "@nobody", 7])
+    net.pushes.clear()
+    end = net.end(star, first.tid, reached=1,
+                  skipped=["@B", "@c", "@b", "@outsider", "@nobody", 7])
     assert end.ok
-    # Only followers of this tweet count, named as registered.
-    assert (end.reached, end.skipped) == (2, ("@b",))
-    assert net.core.online_handles() == ["@a", "@c", "@outsider", "@star"]
-    assert names(net.tweet(star)) == ["@a", "@c"]
-    assert "@b" in net.handles()                            # offline, not deleted
+    # Only followers of this tweet count, once each, named as registered; all alive.
+    assert (end.reached, end.skipped, end.relayed) == (1, ("@b", "@c"), ("@b", "@c"))
+    assert "sent by the tracker to @b @c" in end.message
+    for handle in ("@b", "@c"):
+        assert [n.to_wire() for n in net.pushed(fans[handle])] == [
+            {"push": "tweet", "author": "@star", "tid": first.tid, "text": "for everyone",
+             "created": WALL}]
+    assert net.pushed(fans["@a"]) == []
+    assert net.core.online_handles() == ["@a", "@b", "@c", "@outsider", "@star"]
+    assert names(net.tweet(star)) == ["@a", "@b", "@c"]     # nobody was taken offline
 
 
-def test_a_live_skipped_follower_goes_offline_cleanly_and_is_told() -> None:
-    net = Net()
-    star, fan = net.join("@star"), net.join("@fan")
-    net.follow(fan, "@star")
-    tid = net.tweet(star).tid
-    assert net.end(star, tid, skipped=["@fan"]).ok
-    assert [n.kind for n in net.pushed(fan)] == ["offline"]
-    assert fan.handle is None and not fan.exiting
-    assert net.core.expire(fan, net.now) is None        # not closed as if it never logged in
-    assert net.login(fan, "@fan").ok                        # type: ignore[union-attr]
-
-
-# ---- disconnect ------------------------------------------------------------------------------
-
-def test_a_lost_follower_stays_listed_until_a_ring_skips_it() -> None:
+def test_a_skipped_follower_whose_connection_is_gone_goes_offline() -> None:
     net = Net()
     star, bob, carol = net.join("@star"), net.join("@bob"), net.join("@carol")
     net.follow(bob, "@star")
     net.follow(carol, "@star")
     net.core.disconnect(bob, net.now)
     assert bob.handle is None
-    assert "@bob" in net.core.online_handles()
+    assert "@bob" in net.core.online_handles()              # lost: listed for the ring
     first = net.tweet(star)
     assert names(first) == ["@bob", "@carol"]
-    assert net.end(star, first.tid, reached=1, skipped=["@bob"]).ok
+    end = net.end(star, first.tid, reached=1, skipped=["@bob"])
+    assert (end.skipped, end.relayed) == (("@bob",), ())
     assert "@bob" not in net.core.online_handles()
     assert names(net.tweet(star)) == ["@carol"]
+    assert "@bob" in net.handles()                          # offline, not deleted
 
+
+def test_a_follower_that_logged_in_again_gets_the_tweet_in_its_new_session() -> None:
+    net = Net()
+    star, bob = net.join("@star"), net.join("@bob")
+    net.follow(bob, "@star")
+    net.core.disconnect(bob, net.now)
+    first = net.tweet(star)                     # handed out at its old address
+    again = net.session("bob again")
+    assert net.login(again, "@bob").ok                      # type: ignore[union-attr]
+    end = net.end(star, first.tid, skipped=["@bob"])
+    assert end.relayed == ("@bob",)
+    assert [n.kind for n in net.pushed(again)] == ["tweet"]
+    assert "@bob" in net.core.online_handles()
+
+
+@pytest.mark.parametrize("how", ["disconnect", "logout", "timeout"])
+def test_a_tweet_ended_without_end_tweet_goes_to_every_live_follower(how: str) -> None:
+    net = Net(tweet_timeout=10.0)
+    star, bob, carol, dave = (net.join(h) for h in ("@star", "@bob", "@carol", "@dave"))
+    for fan in (bob, carol, dave):
+        net.follow(fan, "@star")
+    net.core.disconnect(dave, net.now)          # lost: nobody to send it to
+    tid = net.tweet(star, "half way").tid
+    net.pushes.clear()
+    if how == "disconnect":
+        net.core.disconnect(star, net.now)
+    elif how == "logout":
+        assert net.ok(star, "logout")
+    else:
+        net.advance(10.5)
+    net.reply(star, -1)
+    for fan in (bob, carol):
+        tweets = [n for n in net.pushed(fan) if n.kind == "tweet"]     # and a presence
+        assert [n.tid for n in tweets] == [tid]                         # type: ignore
+    assert net.pushed(dave) == []
+    assert any("sent by the tracker to @bob @carol" in line for line in net.logs)
+
+
+# ---- disconnect ------------------------------------------------------------------------------
 
 def test_disconnect_of_an_unregistered_session_does_nothing() -> None:
     net = Net()
@@ -826,7 +889,7 @@ def test_logout_keeps_everything_and_login_comes_back_at_a_new_address() -> None
     again = net.session("bob again", "10.0.0.9")
     reply: Any = net.login(again, "@BOB", ports=[7001, 7002, 7003])
     assert reply.ok
-    assert (reply.handle, reply.new) == ("@Bob", 1)     # shown as registered
+    assert (reply.handle, reply.new, reply.blocked) == ("@Bob", 1, ())  # as registered
     assert again.handle == "@Bob"
     assert [p.as_list() for p in net.tweet(star).followers] == [
         ["@Bob", "10.0.0.9", 7001, 7002, 7003, SAMPLE_KEY]]
@@ -853,7 +916,9 @@ def test_logout_restarts_the_registration_clock() -> None:
 @pytest.mark.parametrize(("handle", "ip", "ports", "code"), [
     ("alice", "127.0.0.1", [1, 2, 3], "BAD_HANDLE"),
     ("@alice", "1.2.3", [1, 2, 3], "BAD_ADDRESS"),
-    ("@alice", "127.0.0.1", [1, 1, 3], "BAD_PORT"),
+    ("@alice", "127.0.0.1", [1, 1, 3], "REPEATED_PORTS"),
+    ("@alice", "224.0.0.1", [1, 2, 3], "BAD_ADDRESS"),
+    ("@alice", "10.0.0.5", [1, 2, 3], "ADDRESS_MISMATCH"),
     ("@nobody", "127.0.0.1", [1, 2, 3], "UNKNOWN_HANDLE"),
 ])
 def test_login_validation(handle: str, ip: str, ports: list[int], code: str) -> None:
@@ -1002,6 +1067,22 @@ def test_auth_without_a_server_password_is_a_no_op() -> None:
 
 # ---- online, followers, following ------------------------------------------------------------
 
+def test_your_following_list_carries_the_keys_of_those_online() -> None:
+    net = Net()
+    me = net.join("@me")
+    for handle in ("@a", "@b", "@c"):
+        net.join(handle, "10.0.0.9")
+        net.follow(me, handle)
+    net.core.disconnect(net.join("@d"), net.now)          # lost: not online
+    net.follow(me, "@d")
+    reply: Any = net.ok(me, "following")
+    assert reply.handles == ("@a", "@b", "@c", "@d")
+    assert [peer.handle for peer in reply.peers] == ["@a", "@b", "@c"]
+    assert reply.to_wire()["peers"][0] == reply.peers[0].as_list()
+    assert reply.to_wire()["peers"][0][1::4] == ["10.0.0.9", SAMPLE_KEY]
+    assert "peers" not in net.ok(me, "followers").to_wire()
+
+
 def test_online_marks_the_handles_you_follow() -> None:
     net = Net()
     alice, _bob, carol = net.join("@alice"), net.join("@Bob"), net.join("@carol")
@@ -1025,6 +1106,7 @@ def test_followers_and_following() -> None:
     assert (reply.handle, reply.count, reply.handles) == ("@alice", 2, ("@Bob", "@carol"))
     reply = net.ok(alice, "following", handle="@BOB")
     assert (reply.handle, reply.count, reply.handles) == ("@Bob", 1, ("@alice",))
+    assert reply.peers is None                      # keys come with your own list only
     assert net.ok(alice, "following").handles == ("@carol",)    # type: ignore[attr-defined]
     failed(net.call(alice, "followers", handle="@nobody"), "UNKNOWN_HANDLE")
     failed(net.call(alice, "following", handle="nobody"), "BAD_HANDLE")
@@ -1131,15 +1213,133 @@ def test_direct_messages_blocks_and_unblocks() -> None:
     reply: Any = net.ok(alice, "message", to="@bob", text="psst")
     assert reply.peer is not None and reply.peer.handle == "@bob"
     failed(net.call(alice, "message", to="@nobody", text="x"), "UNKNOWN_HANDLE")
-    failed(net.call(alice, "message-undelivered", message_id=999), "UNKNOWN_MESSAGE")
-    failed(net.call(bob, "message-undelivered", message_id=reply.message_id),
-           "UNKNOWN_MESSAGE")                       # not bob's to report
-    assert net.ok(alice, "message-undelivered", message_id=reply.message_id)
+    failed(net.call(alice, "message", to="@bob", text=""), "EMPTY_TEXT")
     failed(net.call(bob, "block", handle="@bob"), "SELF_BLOCK")
     assert net.ok(bob, "block", handle="@alice")
     failed(net.call(bob, "block", handle="@ALICE"), "ALREADY_BLOCKED")
     failed(net.call(alice, "message", to="@bob", text="hey"), "BLOCKED")
     failed(net.call(alice, "follow", follower="@alice", followee="@bob"), "BLOCKED")
-    assert net.ok(bob, "unblock", handle="@alice")
+    assert net.ok(bob, "logout")
+    assert net.login(net.session("bob again"), "@bob").blocked == ("@alice",)  # type: ignore
+
+
+def test_unblock() -> None:
+    net = Net()
+    alice, bob = net.join("@alice"), net.join("@bob")
     failed(net.call(bob, "unblock", handle="@alice"), "NOT_BLOCKED")
+    assert net.ok(bob, "block", handle="@alice")
+    assert net.ok(bob, "unblock", handle="@alice")
     assert net.ok(alice, "follow", follower="@alice", followee="@bob")
+    failed(net.call(bob, "unblock", handle="@nobody"), "UNKNOWN_HANDLE")
+
+
+def test_a_message_to_an_online_user_hands_each_side_the_others_key() -> None:
+    net = Net()
+    alice, bob = net.join("@alice", "10.0.0.1"), net.join("@bob", "10.0.0.2")
+    re, _ = net.start(alice, "message", to="@bob", text="psst")
+    out = [(to.name, message.to_wire()) for to, message in net.core.take_outbox()]
+    # The recipient gets the sender's tuple first, so it can check the datagram.
+    assert [name for name, _ in out] == ["test @bob", "test @alice"]
+    assert out[0][1]["push"] == "peer" and out[0][1]["peer"][:2] == ["@alice", "10.0.0.1"]
+    assert out[1][1]["re"] == re and out[1][1]["peer"][:2] == ["@bob", "10.0.0.2"]
+    message_id = out[1][1]["message_id"]
+    assert not net.store.message(message_id).delivered      # type: ignore[union-attr]
+    failed(net.call(alice, "message-received", message_id=message_id), "UNKNOWN_MESSAGE")
+    failed(net.call(bob, "message-received", message_id=999), "UNKNOWN_MESSAGE")
+    assert net.ok(bob, "message-received", message_id=message_id)
+    assert net.store.message(message_id).delivered          # type: ignore[union-attr]
+    assert net.ok(bob, "message-received", message_id=message_id)       # a repeat is fine
+    assert "after all" in net.ok(alice, "message-undelivered", message_id=message_id).message
+
+
+def test_an_unconfirmed_message_goes_through_the_tracker() -> None:
+    net = Net()
+    alice, bob = net.join("@alice"), net.join("@bob")
+    message_id = net.ok(alice, "message", to="@bob", text="knock").message_id  # type: ignore
+    net.pushes.clear()
+    failed(net.call(alice, "message-undelivered", message_id=999), "UNKNOWN_MESSAGE")
+    failed(net.call(bob, "message-undelivered", message_id=message_id),
+           "UNKNOWN_MESSAGE")                       # not bob's to report
+    reply = net.ok(alice, "message-undelivered", message_id=message_id)
+    assert "kept for the recipient's next login" in reply.message
+    assert [n.to_wire() for n in net.pushed(bob)] == [
+        {"push": "message", "id": message_id, "sender": "@alice", "text": "knock",
+         "created": WALL, "kept": True}]
+    assert net.ok(bob, "logout")
+    assert net.ok(alice, "message-undelivered", message_id=message_id)
+    assert net.pushed(bob) == []                    # offline: it waits for the next login
+
+
+def test_a_message_stays_kept_until_its_receipt() -> None:
+    net = Net()
+    alice, bob = net.join("@alice"), net.join("@bob")
+    assert net.ok(bob, "logout")
+    message_id = net.ok(alice, "message", to="@bob", text="later").message_id  # type: ignore
+    for _ in range(2):                  # pushed at every login until confirmed
+        session = net.session("bob")
+        assert net.login(session, "@bob").ok                # type: ignore[union-attr]
+        assert [n.id for n in net.pushed(session)] == [message_id]  # type: ignore[attr-defined]
+        assert net.ok(session, "logout")
+    session = net.session("bob")
+    assert net.login(session, "@bob").ok                    # type: ignore[union-attr]
+    assert net.ok(session, "message-received", message_id=message_id)
+    assert net.ok(session, "logout")
+    session = net.session("bob")
+    assert net.login(session, "@bob").ok                    # type: ignore[union-attr]
+    assert net.pushed(session) == []
+
+
+# ---- "N new tweets since the last session" ---------------------------------------------------
+
+def new_at_login(net: Net, handle: str) -> int:
+    reply: Any = net.login(net.session(handle), handle)
+    assert reply.ok, reply
+    return int(reply.new)
+
+
+def test_new_counts_what_was_missed_offline_not_what_arrived_online() -> None:
+    net = Net()
+    star, bob = net.join("@star"), net.join("@bob")
+    net.follow(bob, "@star")
+    for text in ("one", "two", "three"):
+        tweet_and_end(net, star, text)          # bob is online: each reaches it
+    assert net.ok(bob, "logout")
+    tweet_and_end(net, star, "missed one")
+    tweet_and_end(net, star, "missed two")
+    tweet_and_end(net, net.join("@stranger"), "not in bob's feed")
+    assert new_at_login(net, "@bob") == 2
+
+
+def test_new_is_right_after_a_tracker_restart() -> None:
+    # A tracker killed with its users online never saw them log out: the count must come
+    # from what the store knows, not from a logout that never happened.
+    store = MemoryStore()
+    net = Net(store=store)
+    star, bob = net.join("@star"), net.join("@bob")
+    net.follow(bob, "@star")
+    for number in range(30):
+        net.now += 1.0                          # within flood control
+        tweet_and_end(net, star, f"seen {number}")
+    net.core.disconnect(bob, net.now)
+    tweet_and_end(net, star, "missed one")
+    tweet_and_end(net, star, "missed two")
+    assert new_at_login(Net(store=store), "@bob") == 2     # a new core, the same store
+    assert new_at_login(Net(store=store), "@bob") == 0     # told once
+
+
+def test_a_tweet_skipped_while_lost_counts_as_new() -> None:
+    net = Net()
+    star, bob = net.join("@star"), net.join("@bob")
+    net.follow(bob, "@star")
+    net.core.disconnect(bob, net.now)           # listed, lost: the ring will skip it
+    tid = net.tweet(star, "into the void").tid
+    assert net.end(star, tid, skipped=["@bob"]).ok
+    assert new_at_login(net, "@bob") == 1
+
+
+def test_own_tweets_are_not_new() -> None:
+    net = Net()
+    me = net.join("@me")
+    tweet_and_end(net, me, "mine")
+    assert net.ok(me, "logout")
+    assert new_at_login(net, "@me") == 0
