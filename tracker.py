@@ -10,6 +10,9 @@ How data flows::
                         │ │ TrackerCore.take_outbox()  → [(session, reply or push), …]      │
                         │ └─────────────────────────────────────────────────────────────────┘
                         │ (register/login: the password hash runs between two such calls)
+                        │ group commit: if the core changed the store, one COMMIT (outside
+                        │   the core lock) for every change made so far, unless another
+                        │   thread's COMMIT already covered it
                         │ deliver: each reply or push encoded (to_wire) and written to the
     user.py <──TCP──────┘ connection of its session (a trace line per frame, unless -q)
 
@@ -21,9 +24,12 @@ runs the ring itself (see ``user.py``).  Everything the tracker decides is in
 ``protocol/tracker_core.py``, which owns no I/O and never blocks; this file moves bytes, keeps
 time, holds the lock and prints traces.
 
-Durable state lives in SQLite (``adapters.sqlite_store.SqliteStore``, ``--db``, WAL mode): a
-change is committed before its ``SUCCESS`` is sent, so a tracker killed with SIGKILL keeps
-everything it confirmed.  Who is online is memory only.
+Durable state lives in SQLite (``adapters.sqlite_store.SqliteStore``, ``--db``, WAL mode); the
+core reads the graph from memory (``protocol.store.ReadModel``).  Nothing the core decided after
+a change is sent before that change is committed — so a tracker killed with SIGKILL keeps
+everything it confirmed — but changes that wait at the same moment share one ``COMMIT``.  A
+database that fails stops the tracker (its memory would no longer match the disk).  Who is
+online is memory only.
 
 Run: ``python3 tracker.py [port] [--host ADDR] [--db PATH] [-q]`` (port 0 picks a free port; the
 chosen one is printed).
@@ -200,6 +206,7 @@ class TrackerServer(socketserver.ThreadingTCPServer):
                  backlog: int = limits.LISTEN_BACKLOG) -> None:
         self.core, self.trace, self.max_sessions = core, trace, max_sessions
         self.core_lock = threading.Lock()       # every call into the core holds it
+        self.commit_lock = threading.Lock()     # one COMMIT at a time; waiters share the next
         self.request_queue_size = backlog
         self.handlers: set[SessionHandler] = set()
         self.connections: dict[Session, SessionHandler] = {}    # where a session's frames go
@@ -226,46 +233,79 @@ class TrackerServer(socketserver.ThreadingTCPServer):
         """Let the core answer one request, then send what it decided."""
         with self.core_lock:
             work = self.core.execute(session, request, time.monotonic())
-            out = self.core.take_outbox()
+            out, needed = self.core.take_outbox(), self.core.store.changes
         if work is not None:            # register/login: the hash, outside the lock
             with self.hash_slots:
                 result = work.run()
             with self.core_lock:
                 self.core.resume(session, work, result, time.monotonic())
                 out += self.core.take_outbox()
-        self.deliver(out)
+                needed = self.core.store.changes
+        self.deliver(out, needed)
 
     def disconnect(self, session: Session) -> None:
         with self.core_lock:
             self.core.disconnect(session, time.monotonic())
-            out = self.core.take_outbox()
-        self.deliver(out)
+            out, needed = self.core.take_outbox(), self.core.store.changes
+        self.deliver(out, needed)
+
+    def make_durable(self, needed: int) -> None:
+        """Group commit: return once the first ``needed`` changes are committed.
+
+        A thread that finds them not yet committed waits its turn for the commit lock; by
+        then another thread's COMMIT may have covered them.  Otherwise it commits everything
+        made so far, the changes of the threads queued behind it too, which then find nothing
+        left to do.  The COMMIT runs outside the core's lock: requests go on meanwhile, and
+        the changes they make join the next one.
+        """
+        store = self.core.store
+        if store.committed >= needed:
+            return
+        with self.commit_lock:
+            if store.committed < needed:
+                store.commit()
 
     def _reap(self) -> None:
         """Time passes for the core: stale tweets end, waiting exits hear BUSY, connections
         that never logged in and sessions that fell silent are closed."""
         period = min(self.core.register_timeout, self.core.idle_timeout) / 4
         while not self._stopping.wait(min(max(period, 0.05), 1.0)):
-            with self._handlers_lock:
-                handlers = list(self.handlers)
-            with self.core_lock:
-                now = time.monotonic()
-                self.core.tick(now)
-                expired = [(handler, reply) for handler in handlers
-                           if (reply := self.core.expire(handler.session, now)) is not None]
-                out = self.core.take_outbox()
-            self.deliver(out)
-            for handler, reply in expired:
-                self.trace.line(f"[tracker] -- {handler.session.name} {reply.code}", always=True)
-                handler.close_now(reply)
+            try:
+                self._reap_once()
+            except sqlite3.Error as error:
+                self.database_failed(error)
+
+    def _reap_once(self) -> None:
+        with self._handlers_lock:
+            handlers = list(self.handlers)
+        with self.core_lock:
+            now = time.monotonic()
+            self.core.tick(now)
+            expired = [(handler, reply) for handler in handlers
+                       if (reply := self.core.expire(handler.session, now)) is not None]
+            out, needed = self.core.take_outbox(), self.core.store.changes
+        self.deliver(out, needed)
+        for handler, reply in expired:
+            self.trace.line(f"[tracker] -- {handler.session.name} {reply.code}", always=True)
+            handler.close_now(reply)
+
+    def database_failed(self, error: sqlite3.Error) -> None:
+        """The database refused a change or a commit: what the core holds in memory no longer
+        matches the disk, and nothing unconfirmed may be confirmed now.  Stop at once; a
+        restart reads the database again, and every confirmed change is in it."""
+        self.trace.line(f"[tracker] !! the database failed: {error}; stopping", always=True)
+        self.trace.output.flush()
+        os._exit(1)
 
     def server_close(self) -> None:
         self._stopping.set()
         super().server_close()
 
-    def deliver(self, out: list[Outgoing]) -> None:
-        """Send each reply and push to its session's connection; one that cannot take it
-        loses only that frame (its connection is then shut)."""
+    def deliver(self, out: list[Outgoing], needed: int) -> None:
+        """Once the first ``needed`` changes are durable, send each reply and push to its
+        session's connection; one that cannot take it loses only that frame (its connection
+        is then shut)."""
+        self.make_durable(needed)
         for session, message in out:
             handler = self.connections.get(session)
             if handler is None:
@@ -280,6 +320,8 @@ class TrackerServer(socketserver.ThreadingTCPServer):
                      client_address: object) -> None:
         # One connection's failure is reported in a line and closes only that connection.
         error = sys.exc_info()[1]
+        if isinstance(error, sqlite3.Error):
+            self.database_failed(error)
         self.trace.line(f"[tracker] !! connection {client_address} failed: {error!r}",
                         always=True)
 
@@ -358,16 +400,17 @@ def main(argv: list[str] | None = None) -> int:
                                      f"{error.strerror}")
         trace = Trace(args.quiet, TraceWriter(trace_stream, "tracker"))
         try:
-            store = SqliteStore(args.db)
+            store = SqliteStore(args.db, exclusive=True)
+            core = TrackerCore(wall_clock=time.time, store=store,       # reads the graph
+                               tweet_timeout=args.tweet_timeout,
+                               log=lambda text: trace.line(f"[tracker] {text}", always=True),
+                               throttle=LoginThrottle(window=args.login_window),
+                               server_password=args.password, session_max=args.max_sessions,
+                               register_timeout=args.register_timeout,
+                               idle_timeout=args.idle_timeout, flood_burst=args.flood_burst,
+                               flood_rate=args.flood_rate)
         except sqlite3.Error as error:
             return fail_to_start(f"cannot open the database {args.db}: {error}")
-        core = TrackerCore(wall_clock=time.time, store=store, tweet_timeout=args.tweet_timeout,
-                           log=lambda text: trace.line(f"[tracker] {text}", always=True),
-                           throttle=LoginThrottle(window=args.login_window),
-                           server_password=args.password, session_max=args.max_sessions,
-                           register_timeout=args.register_timeout,
-                           idle_timeout=args.idle_timeout, flood_burst=args.flood_burst,
-                           flood_rate=args.flood_rate)
         try:
             server = stack.enter_context(TrackerServer((args.host, args.port), core, trace,
                                                        args.max_sessions, args.backlog))

@@ -1,20 +1,34 @@
 """The tracker's durable state in SQLite: the schema, and ``SqliteStore`` (a ``Store``).
 
-``tracker.py`` opens one ``SqliteStore`` on ``--db`` and hands it to the core; tests and the bench
-open their own.  The database runs in WAL mode with ``synchronous=NORMAL``: a committed
-transaction survives a killed process (SIGKILL), which is what SPEC §2.2 asks ("a SUCCESS only
-after the change is committed").  Every method that changes something runs in one transaction,
-committed before it returns.  Handles are stored twice: ``key`` (lower case, the identity) and
-``handle`` (as first registered, what users see).
+``tracker.py`` opens one ``SqliteStore`` on ``--db`` and hands it to the core, whose read model
+decides every change; tests and the bench open their own.  The database runs in WAL mode with
+``synchronous=NORMAL``: a committed transaction survives a killed process (SIGKILL), which is
+what SPEC §2.2 asks ("a SUCCESS only after the change is committed").  Handles are stored twice:
+``key`` (lower case, the identity) and ``handle`` (as first registered, what users see).
+
+How data flows — a write-behind log with group commit::
+
+    core lock held:   follow(…) ──append──> pending   (a change costs a deque append)
+    commit(), no core lock:  store lock ─ BEGIN; apply every pending change; COMMIT
+    a read (feed, …):        store lock ─ apply what is pending; SELECT (sees it all)
+
+A change waits in ``pending`` until a ``commit()`` (or a read) applies it; ``commit()`` applies
+all that waits and commits them at once.  The tracker commits before it sends anything decided
+after a change, so each ``SUCCESS`` still follows its ``COMMIT``, while the requests that come
+in during a ``COMMIT`` only append: they share the next one (group commit).  The store's own
+lock keeps the connection to one thread at a time and applies each change whole, so a
+``COMMIT`` never lands in the middle of one.  A store made with ``autocommit=True`` commits
+after every change (the bench's loader).
 """
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
 
-from protocol.store import Message, Tweet
+from protocol.store import Message, Snapshot, Tweet
 from protocol.validate import handle_key, hashtags
 
 SCHEMA = """
@@ -68,103 +82,168 @@ MESSAGE_JOINS = ("messages m JOIN accounts s ON s.key = m.sender "
 
 
 class SqliteStore:
-    """The tracker's durable state in one SQLite database (a ``protocol.store.Store``).
+    """The tracker's durable log in one SQLite database (a ``protocol.store.Store``).
 
-    Every method that changes something runs in one transaction that is committed before it
-    returns.  The tracker calls it from one thread at a time, so one connection serves all.
+    A change that SQLite refuses rolls back every change not yet committed and raises
+    ``sqlite3.Error``: the caller's memory of them can no longer be trusted (``tracker.py``
+    then stops).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, autocommit: bool = False, exclusive: bool = False) -> None:
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")   # durable against a killed process
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.executescript(SCHEMA)
+        if exclusive:
+            # The tracker's read model assumes nobody else changes the database: hold it
+            # alone, which also spares every transaction its file locking (a third of a
+            # COMMIT's cost).  Other processes can open it once the tracker has stopped.
+            self.db.execute("PRAGMA locking_mode = EXCLUSIVE")
+        self.autocommit = autocommit
+        self.changes = 0                # changes recorded so far
+        self.committed = 0              # of those, how many are durable
+        self._applied = 0               # of those, how many are in the open transaction
+        self._pending: deque[tuple[Callable[..., None], tuple]] = deque()
+        self._lock = threading.Lock()   # one user of the connection at a time
+        self._latest_tweet_id = self._sequence("tweets")
+        self._latest_message_id = self._sequence("messages")
 
     def close(self) -> None:
+        self.commit()
         self.db.close()
 
-    @contextlib.contextmanager
-    def _change(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
+    # ---- the log ---------------------------------------------------------------------------
+    def _record(self, apply: Callable[..., None], *args: object) -> None:
+        self._pending.append((apply, args))
+        self.changes += 1
+        if self.autocommit:
+            self.commit()
+
+    def _apply_pending(self) -> None:
+        """Apply the waiting changes inside the open transaction (the store lock is held)."""
         try:
-            yield self.db
+            while self._pending:
+                apply, args = self._pending.popleft()
+                if not self.db.in_transaction:
+                    self.db.execute("BEGIN IMMEDIATE")
+                apply(*args)
+                self._applied += 1
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
 
-    def _one(self, sql: str, *args: object) -> tuple | None:
-        return self.db.execute(sql, args).fetchone()
+    def commit(self) -> None:
+        """Apply every change recorded so far and make them durable: one COMMIT for all."""
+        with self._lock:
+            self._apply_pending()
+            if self.db.in_transaction:
+                self.db.execute("COMMIT")
+            self.committed = self._applied
 
-    def _column(self, sql: str, *args: object) -> list:
-        return [row[0] for row in self.db.execute(sql, args)]
+    def _rows(self, sql: str, *args: object) -> list[tuple]:
+        """A read, which sees every change recorded before it."""
+        with self._lock:
+            self._apply_pending()
+            return self.db.execute(sql, args).fetchall()
 
-    def _tweets(self, sql: str, *args: object) -> list[Tweet]:
-        return [Tweet(*row) for row in self.db.execute(sql, args)]
+    def _sequence(self, table: str) -> int:
+        rows = self._rows("SELECT seq FROM sqlite_sequence WHERE name = ?", table)
+        return int(rows[0][0]) if rows else 0
 
-    def find(self, handle: str) -> str | None:
-        row = self._one("SELECT handle FROM accounts WHERE key = ?", handle_key(handle))
-        return row[0] if row else None
+    def load(self) -> Snapshot:
+        accounts = self._rows("SELECT handle, password_hash, last_seen_tweet FROM accounts")
+        follows = self._rows(
+            "SELECT r.handle, e.handle FROM follows f JOIN accounts r ON r.key = f.follower "
+            "JOIN accounts e ON e.key = f.followee")
+        blocks = self._rows(
+            "SELECT a.handle, b.handle FROM blocks k JOIN accounts a ON a.key = k.blocker "
+            "JOIN accounts b ON b.key = k.blocked")
+        tag_uses = self._rows(
+            "SELECT a.handle, h.tag, count(*) FROM hashtags h JOIN tweets t ON t.id = h.tweet_id "
+            "JOIN accounts a ON a.key = t.author GROUP BY t.author, h.tag")
+        return Snapshot(accounts, follows, blocks, tag_uses, self._latest_tweet_id,
+                        self._latest_message_id)
 
-    def create(self, handle: str, password_hash: str, when: float) -> bool:
-        try:
-            with self._change() as db:
-                db.execute("INSERT INTO accounts (key, handle, password_hash, created) "
-                           "VALUES (?, ?, ?, ?)", (handle_key(handle), handle, password_hash, when))
-        except sqlite3.IntegrityError:
-            return False
-        return True
+    # ---- changes: recorded now, applied by the next commit or read ----------------------------
+    def _sql(self, sql: str, *args: object) -> None:
+        self.db.execute(sql, args)
 
-    def password_hash(self, handle: str) -> str | None:
-        row = self._one("SELECT password_hash FROM accounts WHERE key = ?", handle_key(handle))
-        return row[0] if row else None
+    def create(self, handle: str, password_hash: str, when: float) -> None:
+        self._record(self._sql, "INSERT INTO accounts (key, handle, password_hash, created, "
+                     "last_seen_tweet) VALUES (?, ?, ?, ?, 0)",
+                     handle_key(handle), handle, password_hash, when)
 
     def delete(self, handle: str) -> None:
-        with self._change() as db:      # follows, tweets and hashtags go by ON DELETE CASCADE
-            db.execute("DELETE FROM accounts WHERE key = ?", (handle_key(handle),))
+        # follows, blocks, tweets, hashtags and messages go by ON DELETE CASCADE
+        self._record(self._sql, "DELETE FROM accounts WHERE key = ?", handle_key(handle))
 
-    def handles(self) -> list[str]:
-        return self._column("SELECT handle FROM accounts ORDER BY key")
+    def follow(self, follower: str, followee: str) -> None:
+        self._record(self._sql, "INSERT OR IGNORE INTO follows (followee, follower) "
+                     "VALUES (?, ?)", handle_key(followee), handle_key(follower))
 
-    def follow(self, follower: str, followee: str) -> bool:
-        with self._change() as db:
-            cursor = db.execute("INSERT OR IGNORE INTO follows (followee, follower) VALUES (?, ?)",
-                                (handle_key(followee), handle_key(follower)))
-        return cursor.rowcount == 1
+    def unfollow(self, follower: str, followee: str) -> None:
+        self._record(self._sql, "DELETE FROM follows WHERE followee = ? AND follower = ?",
+                     handle_key(followee), handle_key(follower))
 
-    def unfollow(self, follower: str, followee: str) -> bool:
-        with self._change() as db:
-            cursor = db.execute("DELETE FROM follows WHERE followee = ? AND follower = ?",
-                                (handle_key(followee), handle_key(follower)))
-        return cursor.rowcount == 1
+    def _block(self, blocker: str, blocked: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO blocks (blocker, blocked) VALUES (?, ?)",
+                        (blocker, blocked))
+        self.db.execute("DELETE FROM follows WHERE followee = ? AND follower = ?",
+                        (blocker, blocked))
 
-    def followers(self, handle: str) -> list[str]:
-        return self._column("SELECT a.handle FROM follows f JOIN accounts a ON a.key = f.follower"
-                            " WHERE f.followee = ? ORDER BY a.key", handle_key(handle))
+    def block(self, blocker: str, blocked: str) -> None:
+        self._record(self._block, handle_key(blocker), handle_key(blocked))
 
-    def following(self, handle: str) -> list[str]:
-        return self._column("SELECT a.handle FROM follows f JOIN accounts a ON a.key = f.followee"
-                            " WHERE f.follower = ? ORDER BY a.key", handle_key(handle))
+    def unblock(self, blocker: str, blocked: str) -> None:
+        self._record(self._sql, "DELETE FROM blocks WHERE blocker = ? AND blocked = ?",
+                     handle_key(blocker), handle_key(blocked))
+
+    def set_last_seen(self, handle: str, tweet_id: int) -> None:
+        self._record(self._sql, "UPDATE accounts SET last_seen_tweet = ? WHERE key = ?",
+                     tweet_id, handle_key(handle))
+
+    def _add_tweet(self, tweet_id: int, author: str, text: str, when: float,
+                   retweet_of: int | None, seen_by: list[str]) -> None:
+        self.db.execute("INSERT INTO tweets (id, author, text, created, retweet_of) "
+                        "VALUES (?, ?, ?, ?, ?)", (tweet_id, author, text, when, retweet_of))
+        self.db.executemany("INSERT INTO hashtags (tag, tweet_id) VALUES (?, ?)",
+                            [(tag, tweet_id) for tag in hashtags(text)])
+        self.db.executemany("UPDATE accounts SET last_seen_tweet = ? WHERE key = ?",
+                            [(tweet_id, key) for key in seen_by])
 
     def add_tweet(self, author: str, text: str, when: float, retweet_of: int | None = None,
-                  seen_by: Iterable[str] = ()) -> int:
-        with self._change() as db:
-            cursor = db.execute("INSERT INTO tweets (author, text, created, retweet_of) "
-                                "VALUES (?, ?, ?, ?)", (handle_key(author), text, when, retweet_of))
-            tweet_id = int(cursor.lastrowid or 0)
-            db.executemany("INSERT INTO hashtags (tag, tweet_id) VALUES (?, ?)",
-                           [(tag, tweet_id) for tag in hashtags(text)])
-            db.executemany("UPDATE accounts SET last_seen_tweet = ? WHERE key = ?",
-                           [(tweet_id, handle_key(handle)) for handle in seen_by])
+                  seen_by: Iterable[str] = (), tweet_id: int | None = None) -> int:
+        tweet_id = self._latest_tweet_id + 1 if tweet_id is None else tweet_id
+        self._latest_tweet_id = max(self._latest_tweet_id, tweet_id)
+        self._record(self._add_tweet, tweet_id, handle_key(author), text, when, retweet_of,
+                     [handle_key(handle) for handle in seen_by])
         return tweet_id
+
+    def add_message(self, sender: str, recipient: str, text: str, when: float,
+                    message_id: int | None = None) -> int:
+        message_id = self._latest_message_id + 1 if message_id is None else message_id
+        self._latest_message_id = max(self._latest_message_id, message_id)
+        self._record(self._sql, "INSERT INTO messages (id, sender, recipient, text, created) "
+                     "VALUES (?, ?, ?, ?, ?)",
+                     message_id, handle_key(sender), handle_key(recipient), text, when)
+        return message_id
+
+    def set_delivered(self, message_id: int, delivered: bool = True) -> None:
+        self._record(self._sql, "UPDATE messages SET delivered = ? WHERE id = ?",
+                     int(delivered), message_id)
+
+    # ---- reads of what the read model does not keep: tweets and messages -------------------
+    _FEED_AUTHORS = "(SELECT followee FROM follows WHERE follower = ? UNION SELECT ?)"
+
+    def _tweets(self, sql: str, *args: object) -> list[Tweet]:
+        return [Tweet(*row) for row in self._rows(sql, *args)]
 
     def tweet(self, tweet_id: int) -> Tweet | None:
         found = self._tweets(f"SELECT {TWEET_COLUMNS} FROM tweets t JOIN accounts a "
                              "ON a.key = t.author WHERE t.id = ?", tweet_id)
         return found[0] if found else None
-
-    _FEED_AUTHORS = "(SELECT followee FROM follows WHERE follower = ? UNION SELECT ?)"
 
     def feed(self, handle: str, count: int) -> list[Tweet]:
         key = handle_key(handle)
@@ -174,74 +253,22 @@ class SqliteStore:
 
     def feed_count_after(self, handle: str, tweet_id: int) -> int:
         key = handle_key(handle)
-        row = self._one(f"SELECT count(*) FROM tweets WHERE author IN {self._FEED_AUTHORS} "
-                        "AND id > ?", key, key, tweet_id)
-        return int(row[0]) if row else 0
-
-    def last_seen(self, handle: str) -> int:
-        row = self._one("SELECT last_seen_tweet FROM accounts WHERE key = ?", handle_key(handle))
-        return int(row[0]) if row else 0
-
-    def set_last_seen(self, handle: str, tweet_id: int) -> None:
-        with self._change() as db:
-            db.execute("UPDATE accounts SET last_seen_tweet = ? WHERE key = ?",
-                       (tweet_id, handle_key(handle)))
-
-    def latest_tweet_id(self) -> int:
-        row = self._one("SELECT seq FROM sqlite_sequence WHERE name = 'tweets'")
-        return int(row[0]) if row else 0
+        rows = self._rows(f"SELECT count(*) FROM tweets WHERE author IN {self._FEED_AUTHORS} "
+                          "AND id > ?", key, key, tweet_id)
+        return int(rows[0][0])
 
     def search(self, tag: str, count: int) -> list[Tweet]:
         return self._tweets(f"SELECT {TWEET_COLUMNS} FROM hashtags h JOIN tweets t "
                             "ON t.id = h.tweet_id JOIN accounts a ON a.key = t.author "
                             "WHERE h.tag = ? ORDER BY t.id DESC LIMIT ?", tag.lower(), count)
 
-    def trending(self, count: int) -> list[tuple[str, int]]:
-        return [(tag, uses) for tag, uses in self.db.execute(
-            "SELECT tag, count(*) AS uses FROM hashtags GROUP BY tag "
-            "ORDER BY uses DESC, tag LIMIT ?", (count,))]
-
-    def block(self, blocker: str, blocked: str) -> bool:
-        with self._change() as db:
-            cursor = db.execute("INSERT OR IGNORE INTO blocks (blocker, blocked) VALUES (?, ?)",
-                                (handle_key(blocker), handle_key(blocked)))
-            db.execute("DELETE FROM follows WHERE followee = ? AND follower = ?",
-                       (handle_key(blocker), handle_key(blocked)))
-        return cursor.rowcount == 1
-
-    def unblock(self, blocker: str, blocked: str) -> bool:
-        with self._change() as db:
-            cursor = db.execute("DELETE FROM blocks WHERE blocker = ? AND blocked = ?",
-                                (handle_key(blocker), handle_key(blocked)))
-        return cursor.rowcount == 1
-
-    def is_blocked(self, blocker: str, blocked: str) -> bool:
-        return self._one("SELECT 1 FROM blocks WHERE blocker = ? AND blocked = ?",
-                         handle_key(blocker), handle_key(blocked)) is not None
-
-    def blocked_by(self, blocker: str) -> list[str]:
-        return self._column("SELECT a.handle FROM blocks b JOIN accounts a ON a.key = b.blocked"
-                            " WHERE b.blocker = ? ORDER BY a.key", handle_key(blocker))
-
-    def add_message(self, sender: str, recipient: str, text: str, when: float) -> int:
-        with self._change() as db:
-            cursor = db.execute("INSERT INTO messages (sender, recipient, text, created)"
-                                " VALUES (?, ?, ?, ?)",
-                                (handle_key(sender), handle_key(recipient), text, when))
-        return int(cursor.lastrowid or 0)
+    def _messages(self, where: str, *args: object) -> list[Message]:
+        return [Message(*row[:5], delivered=bool(row[5])) for row in self._rows(
+            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_JOINS} WHERE {where} ORDER BY m.id", *args)]
 
     def message(self, message_id: int) -> Message | None:
-        row = self._one(f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_JOINS} WHERE m.id = ?",
-                        message_id)
-        return Message(*row[:5], delivered=bool(row[5])) if row else None
-
-    def set_delivered(self, message_id: int, delivered: bool = True) -> None:
-        with self._change() as db:
-            db.execute("UPDATE messages SET delivered = ? WHERE id = ?",
-                       (int(delivered), message_id))
+        found = self._messages("m.id = ?", message_id)
+        return found[0] if found else None
 
     def undelivered(self, recipient: str) -> list[Message]:
-        rows = self.db.execute(f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_JOINS} "
-                               "WHERE m.recipient = ? AND m.delivered = 0 ORDER BY m.id",
-                               (handle_key(recipient),)).fetchall()
-        return [Message(*row[:5], delivered=False) for row in rows]
+        return self._messages("m.recipient = ? AND m.delivered = 0", handle_key(recipient))

@@ -162,6 +162,14 @@ class Answer:
     def status(self) -> str:
         return SUCCESS if self.ok else FAILURE
 
+    def answering(self: A, re: int | None) -> A:
+        """This reply as the answer to request ``re``.  A copy of the fields as they are,
+        without ``dataclasses.replace``'s second pass through ``__init__``: every reply
+        takes this step, and the fields were checked when it was made."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__, re=re)
+        return copy
+
     def to_wire(self) -> dict[str, Any]:
         return {"re": self.re, "status": SUCCESS, "message": self.message, **_data(self)}
 

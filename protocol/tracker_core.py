@@ -17,8 +17,12 @@ a pending state, answered when that tweet ends (or with ``BUSY`` by a ``tick`` a
 clock that stamps tweets and messages is injected (``wall_clock``).  Replies and pushes are the
 typed values of ``protocol.messages``.
 
-Durable state (accounts, follows, tweets, hashtags, messages) lives behind ``protocol.store.Store``;
-who is online, at which address, and which tweets are running is kept here, in memory only.  The
+Durable state (accounts, follows, tweets, hashtags, messages) is reached through
+``protocol.store.ReadModel`` (``model``), which keeps the graph in memory — no read of it touches
+the database — and records each change in the durable ``store``; who is online, at which
+address, and which tweets are running is kept here, in memory only.  A change is durable only
+at the store's next ``commit()``: the caller commits before it sends anything the core decided
+after that change (group commit).  The
 core is not thread-safe: its caller serialises the calls (``tracker.py`` holds one lock, which
 makes the "exactly one wins" rules — two registrations of one handle, two tweets of one author —
 plain).  Password hashing takes tens of milliseconds, so ``register`` and ``login`` stop half way
@@ -68,7 +72,7 @@ from protocol.messages import (
     WelcomePush,
 )
 from protocol.ring import Peer
-from protocol.store import MemoryStore, Message, Store, Tweet, by_name
+from protocol.store import MemoryStore, Message, ReadModel, Store, Tweet, by_name
 from protocol.validate import (
     check_count,
     check_handle,
@@ -80,7 +84,7 @@ from protocol.validate import (
     check_unicast,
     handle_key,
 )
-from protocol.wire import Request
+from protocol.wire import COMMANDS, Request
 
 # The argument that names who acts: it must be the session's own handle (NOT_YOUR_HANDLE).
 ACTOR_ARGUMENT = {"follow": "follower", "drop": "follower", "tweet": "handle",
@@ -177,6 +181,8 @@ class TrackerCore:
     flood_rate: float = limits.FLOOD_RATE
 
     def __post_init__(self) -> None:
+        self.model = ReadModel(self.store)      # decides and reads; the store records
+        self._commands = {cmd: getattr(self, "_cmd_" + cmd.replace("-", "_")) for cmd in COMMANDS}
         self._online: dict[str, _Online] = {}
         self._running: dict[str, RunningTweet] = {}
         self._exits: dict[str, _PendingExit] = {}
@@ -193,8 +199,7 @@ class TrackerCore:
             self._answer(session, request.id, refused, mark)
             return None
         self._expire_tweets(now)
-        handler = getattr(self, "_cmd_" + request.cmd.replace("-", "_"))
-        outcome = handler(session, now, **request.args)
+        outcome = self._commands[request.cmd](session, now, **request.args)
         if isinstance(outcome, PasswordWork):
             return replace(outcome, re=request.id)
         if outcome is None:                 # answered later, through the outbox
@@ -328,7 +333,7 @@ class TrackerCore:
         sessions (they hear of a change no later than its author), before those it made for
         ``session`` itself (e.g. the messages kept for a login follow the login's reply)."""
         made = self._outbox[mark:]
-        answered = (session, replace(reply, re=re))
+        answered = (session, reply.answering(re))
         if not made:
             self._outbox.append(answered)
             return
@@ -338,7 +343,7 @@ class TrackerCore:
     def _answer_later(self, session: Session, reply: Answer) -> None:
         """Answer the request the session is waiting on (``exit``)."""
         re, session.pending_re = session.pending_re, None
-        self._outbox.append((session, replace(reply, re=re)))
+        self._outbox.append((session, reply.answering(re)))
 
     def _push(self, recipient: str, notice: Notice) -> None:
         """Queue a notice for ``recipient`` if it is online in a live session."""
@@ -352,7 +357,7 @@ class TrackerCore:
         entry = self._online.get(handle_key(handle))
         peer = entry.peer if online and entry else None
         notice = PresencePush(handle=handle, online=online, peer=peer)
-        for follower in self.store.followers(handle):
+        for follower in self.model.followers(handle):
             self._push(follower, notice)
 
     # ---- helpers -----------------------------------------------------------------------------
@@ -367,7 +372,7 @@ class TrackerCore:
         problem = check_handle(handle)
         if problem:
             return failure(*problem)
-        name = self.store.find(handle)  # type: ignore[arg-type]
+        name = self.model.find(handle)  # type: ignore[arg-type]
         return name if name else failure("UNKNOWN_HANDLE", f"{handle} is not registered")
 
     def _live_peer(self, handle: str) -> Peer | None:
@@ -401,7 +406,7 @@ class TrackerCore:
         if handle_key(me) in self._running:
             return failure("TWEET_IN_PROGRESS",
                            f"tweet #{self._running[handle_key(me)].tid} of {me} is still running")
-        entries = [entry for name in self.store.followers(me)
+        entries = [entry for name in self.model.followers(me)
                    if (entry := self._online.get(handle_key(name)))
                    and not entry.session.exiting]
         followers = [entry.peer for entry in entries]
@@ -409,7 +414,7 @@ class TrackerCore:
         # them at their next login.  A lost follower will be skipped: to it, it is new.
         reached = [me, *(entry.peer.handle for entry in entries if not entry.lost)]
         created = self.wall_clock()
-        tid = self.store.add_tweet(me, text, created, retweet_of, seen_by=reached)
+        tid = self.model.add_tweet(me, text, created, retweet_of, seen_by=reached)
         self._running[handle_key(me)] = RunningTweet(
             tid, me, text, created, {handle_key(me), *(peer.key for peer in followers)}, now,
             {peer.key: peer for peer in followers})
@@ -442,6 +447,8 @@ class TrackerCore:
         return relayed
 
     def _expire_tweets(self, now: float) -> None:
+        if not self._running:
+            return
         for key, running in list(self._running.items()):
             if now - running.started > self.tweet_timeout:
                 self._abandon_tweet(key, f"no end-tweet within {self.tweet_timeout:g}s")
@@ -465,7 +472,7 @@ class TrackerCore:
 
     def _exit_granted(self, session: Session) -> ExitReply:
         me = self._me(session)
-        followers = tuple(entry.peer for name in self.store.followers(me)
+        followers = tuple(entry.peer for name in self.model.followers(me)
                           if (entry := self._online.get(handle_key(name))) and not entry.lost)
         # Its online followers, so that a process that never tweeted can still tear down
         # the ring state an earlier process of the same handle left with them.
@@ -500,7 +507,7 @@ class TrackerCore:
         problem = check_password(password)
         if problem:
             return failure(*problem)
-        existing = self.store.find(handle)      # a cheap early answer, before the hash
+        existing = self.model.find(handle)      # a cheap early answer, before the hash
         if existing:
             return failure("DUPLICATE_HANDLE", f"{existing} is already registered")
         return PasswordWork(HashPassword(password, self.hasher), handle, ip,
@@ -512,9 +519,9 @@ class TrackerCore:
             return failure("ALREADY_LOGGED_IN", f"this session is already {session.handle}")
         if self._live_sessions() >= self.session_max:
             return failure("SERVER_FULL", f"the tracker has {self.session_max} users online")
-        if not self.store.create(handle, digest, self.wall_clock()):
-            return failure("DUPLICATE_HANDLE", f"{self.store.find(handle)} is already registered")
-        self.store.set_last_seen(handle, self.store.latest_tweet_id())
+        if not self.model.create(handle, digest, self.wall_clock()):
+            return failure("DUPLICATE_HANDLE", f"{self.model.find(handle)} is already registered")
+        self.model.set_last_seen(handle, self.model.latest_tweet_id())
         self._go_online(session, Peer(handle, ip, *ports, work.key))
         return RegisterReply(message=f"{handle} registered at {ip} ports {ports[0]} {ports[1]} "
                                      f"{ports[2]}", handle=handle)
@@ -524,21 +531,21 @@ class TrackerCore:
         refused = self._check_peer(session, handle, ip, ports, key)
         if refused:
             return refused
-        name = self.store.find(handle)
+        name = self.model.find(handle)
         if not name:
             return failure("UNKNOWN_HANDLE", f"{handle} is not registered")
         if self.throttle.blocked(handle_key(name), now):
             return failure("THROTTLED", f"too many failed logins for {name}; wait a minute")
         # Counted as failed until proven right: parallel guesses cannot outrun the count.
         self.throttle.failed(handle_key(name), now)
-        stored = self.store.password_hash(name) or ""
+        stored = self.model.password_hash(name) or ""
         given = password if isinstance(password, str) else ""
         return PasswordWork(CheckPassword(given, stored), handle, ip,
                             (ports[0], ports[1], ports[2]), key)
 
     def _finish_login(self, session: Session, work: PasswordWork, good: bool) -> Answer:
         handle, ip, ports = work.handle, work.ip, work.ports
-        name = self.store.find(handle) or handle
+        name = self.model.find(handle) or handle
         if not good:
             return failure("WRONG_PASSWORD", f"wrong password for {name}")
         if session.handle is not None:
@@ -546,22 +553,22 @@ class TrackerCore:
         entry = self._online.get(handle_key(name))
         if entry and not entry.lost:
             return failure("ALREADY_ONLINE", f"{name} is online in another session")
-        if self.store.find(name) is None:       # deleted while the hash was checked
+        if self.model.find(name) is None:       # deleted while the hash was checked
             return failure("UNKNOWN_HANDLE", f"{handle} is not registered")
         if entry is None and self._live_sessions() >= self.session_max:
             return failure("SERVER_FULL", f"the tracker has {self.session_max} users online")
         self.throttle.succeeded(handle_key(name))
         # Tweets of its feed it has not had: newer than the last one it got while online
         # (PROTOCOL.md §1.8).  Once told, they are no longer new.
-        new = self.store.feed_count_after(name, self.store.last_seen(name))
-        self.store.set_last_seen(name, self.store.latest_tweet_id())
+        new = self.model.feed_count_after(name, self.model.last_seen(name))
+        self.model.set_last_seen(name, self.model.latest_tweet_id())
         self._go_online(session, Peer(name, ip, *ports, work.key))
         self._announce(name, online=True)
-        for message in self.store.undelivered(name):    # until its message-received
+        for message in self.model.undelivered(name):    # until its message-received
             self._outbox.append((session, self._message_push(message)))
         return LoginReply(message=f"{name} logged in at {ip} ports {ports[0]} {ports[1]} "
                                   f"{ports[2]}; {new} new tweets since the last session",
-                          handle=name, new=new, blocked=tuple(self.store.blocked_by(name)))
+                          handle=name, new=new, blocked=tuple(self.model.blocked_by(name)))
 
     def _cmd_logout(self, session: Session, now: float) -> Answer:
         me = self._me(session)
@@ -571,7 +578,7 @@ class TrackerCore:
 
     # ---- the course's commands ---------------------------------------------------------------
     def _cmd_query_handles(self, session: Session, now: float) -> Answer:
-        handles = self.store.handles()
+        handles = self.model.handles()
         return QueryHandlesReply(message=f"{len(handles)} handles", count=len(handles),
                                  handles=tuple(handles))
 
@@ -582,9 +589,9 @@ class TrackerCore:
         me = self._me(session)
         if handle_key(target) == handle_key(me):
             return failure("SELF_FOLLOW", f"{me} cannot follow itself")
-        if self.store.is_blocked(target, me):
+        if self.model.is_blocked(target, me):
             return failure("BLOCKED", f"{target} has blocked {me}")
-        if not self.store.follow(me, target):
+        if not self.model.follow(me, target):
             return failure("ALREADY_FOLLOWING", f"{me} already follows {target}")
         self._push(target, FollowedPush(by=me))
         return FollowReply(message=f"{me} now follows {target}", peer=self._live_peer(target))
@@ -594,7 +601,7 @@ class TrackerCore:
         if isinstance(target, Failure):
             return target
         me = self._me(session)
-        if not self.store.unfollow(me, target):
+        if not self.model.unfollow(me, target):
             return failure("NOT_FOLLOWING", f"{me} does not follow {target}")
         return Done(message=f"{me} no longer follows {target}")
 
@@ -644,14 +651,14 @@ class TrackerCore:
         if handle_key(me) in self._exits:
             return failure("EXITING", f"{me} waits for a running tweet: exit is not answered yet")
         self._announce(me, online=False)
-        self.store.delete(me)
+        self.model.delete(me)
         self._online.pop(handle_key(me), None)
         session.handle, session.exiting = None, False
         return Done(message=f"{me} exited: handle, account and follower list deleted")
 
     # ---- the social commands -----------------------------------------------------------------
     def _cmd_online(self, session: Session, now: float) -> Answer:
-        following = ({handle_key(h) for h in self.store.following(session.handle)}
+        following = ({handle_key(h) for h in self.model.following(session.handle)}
                      if session.handle else set())
         names = by_name(e.peer.handle for e in self._online.values() if not e.lost)
         return OnlineReply(message=f"{len(names)} online", count=len(names),
@@ -667,10 +674,10 @@ class TrackerCore:
                          count=len(handles), handles=tuple(handles))
 
     def _cmd_followers(self, session: Session, now: float, handle: str | None = None) -> Answer:
-        return self._lists(session, handle, self.store.followers, "followers")
+        return self._lists(session, handle, self.model.followers, "followers")
 
     def _cmd_following(self, session: Session, now: float, handle: str | None = None) -> Answer:
-        reply = self._lists(session, handle, self.store.following, "followed")
+        reply = self._lists(session, handle, self.model.following, "followed")
         if isinstance(reply, Failure) or handle_key(reply.handle) != handle_key(self._me(session)):
             return reply
         # Your own list carries the keys of the authors you follow that are online, so your
@@ -682,14 +689,14 @@ class TrackerCore:
         problem = check_count(count)
         if problem:
             return failure(*problem)
-        return self._tweets("tweets in the feed", self.store.feed(self._me(session), count))
+        return self._tweets("tweets in the feed", self.model.feed(self._me(session), count))
 
     def _cmd_retweet(self, session: Session, now: float, tid: int) -> Answer:
-        original = self.store.tweet(tid)
+        original = self.model.tweet(tid)
         if original is None:
             return failure("UNKNOWN_TWEET", f"there is no tweet #{tid}")
         if original.retweet_of is not None:     # retweet the original, not "RT @x: RT @y: …"
-            original = self.store.tweet(original.retweet_of) or original
+            original = self.model.tweet(original.retweet_of) or original
         text = f"RT {original.author}: {original.text}"
         # A retweet whose original was deleted reads as an original (retweet_of is null):
         # quoting it again could outgrow what a ring datagram carries.
@@ -702,10 +709,10 @@ class TrackerCore:
         problem = check_tag(tag)
         if problem:
             return failure(*problem)
-        return self._tweets(f"tweets with {tag}", self.store.search(tag[1:], limits.FEED_MAX))
+        return self._tweets(f"tweets with {tag}", self.model.search(tag[1:], limits.FEED_MAX))
 
     def _cmd_trending(self, session: Session, now: float) -> Answer:
-        top = self.store.trending(limits.TRENDING_COUNT)
+        top = self.model.trending(limits.TRENDING_COUNT)
         return TrendingReply(message=f"{len(top)} trending hashtags", count=len(top),
                              tags=tuple((f"#{tag}", uses) for tag, uses in top))
 
@@ -738,9 +745,9 @@ class TrackerCore:
         if isinstance(target, Failure):
             return target
         me = self._me(session)
-        if self.store.is_blocked(target, me):
+        if self.model.is_blocked(target, me):
             return failure("BLOCKED", f"{target} has blocked {me}")
-        message_id = self.store.add_message(me, target, text, self.wall_clock())
+        message_id = self.model.add_message(me, target, text, self.wall_clock())
         peer, sender = self._live_peer(target), self._live_peer(me)
         if peer is None:
             return MessageReply(message=f"message #{message_id} kept for {target}, who is "
@@ -753,18 +760,18 @@ class TrackerCore:
     def _cmd_message_received(self, session: Session, now: float, message_id: int) -> Answer:
         """The recipient's receipt: the message is delivered, and no longer kept."""
         me = self._me(session)
-        message = self.store.message(message_id)
+        message = self.model.message(message_id)
         if message is None or handle_key(message.recipient) != handle_key(me):
             return failure("UNKNOWN_MESSAGE", f"{me} was sent no message #{message_id}")
         if not message.delivered:
-            self.store.set_delivered(message_id)
+            self.model.set_delivered(message_id)
         return Done(message=f"message #{message_id} from {message.sender} delivered")
 
     def _cmd_message_undelivered(self, session: Session, now: float, message_id: int) -> Answer:
         """The sender's peer-to-peer send got no receipt: the tracker carries the message over
         the recipient's session if it is online, and keeps it for its next login anyway."""
         me = self._me(session)
-        message = self.store.message(message_id)
+        message = self.model.message(message_id)
         if message is None or handle_key(message.sender) != handle_key(me):
             return failure("UNKNOWN_MESSAGE", f"{me} sent no message #{message_id}")
         if message.delivered:
@@ -786,7 +793,7 @@ class TrackerCore:
         me = self._me(session)
         if handle_key(target) == handle_key(me):
             return failure("SELF_BLOCK", f"{me} cannot block itself")
-        if not self.store.block(me, target):
+        if not self.model.block(me, target):
             return failure("ALREADY_BLOCKED", f"{me} has already blocked {target}")
         return Done(message=f"{me} blocked {target}: it no longer follows or messages {me}")
 
@@ -795,7 +802,7 @@ class TrackerCore:
         if isinstance(target, Failure):
             return target
         me = self._me(session)
-        if not self.store.unblock(me, target):
+        if not self.model.unblock(me, target):
             return failure("NOT_BLOCKED", f"{me} has not blocked {target}")
         return Done(message=f"{me} unblocked {target}")
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from protocol import limits
 from protocol.validate import is_whole_number
@@ -64,6 +64,24 @@ COMMANDS: dict[str, dict[str, type]] = {
 }
 
 
+@dataclass(frozen=True)
+class _Schema:
+    """A command's arguments, as ``decode_request`` checks them."""
+
+    kinds: dict[str, type]          # every argument name -> its JSON type
+    required: frozenset[str]
+    usage: str                      # the names, for the BAD_REQUEST sentence
+
+
+_SCHEMAS = {cmd: _Schema({name.rstrip("?"): kind for name, kind in spec.items()},
+                         frozenset(name for name in spec if not name.endswith("?")),
+                         ", ".join(spec) or "nothing")
+            for cmd, spec in COMMANDS.items()}
+# Compact JSON, UTF-8 as it is (the encoder is made once: the hot path encodes every reply).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_ENCODE_ASCII = json.JSONEncoder(separators=(",", ":")).encode
+
+
 class ProtocolError(Exception):
     """A frame that is not a well-formed message; ``code`` is the FAILURE reason, and
     ``request_id`` the request's id when it could be read (the reply then names it)."""
@@ -75,11 +93,12 @@ class ProtocolError(Exception):
         self.request_id = request_id
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
+    """One decoded request (a named tuple: every request makes one, and they are cheap)."""
+
     id: int
     cmd: str
-    args: dict[str, Any] = field(default_factory=dict)
+    args: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -118,21 +137,20 @@ def decode_request(frame: bytes) -> Request:
     """Parse one request line (the trailing newline may be present)."""
     obj = load_object(frame)
     request_id, cmd = obj.get("id"), obj.get("cmd")
-    if not is_whole_number(request_id) or not 0 <= request_id < 2**53:
+    if type(request_id) is not int or not 0 <= request_id < 2**53:   # (bool is no int here)
         raise ProtocolError("BAD_FRAME", "a request needs an integer 'id'")
-    if not isinstance(cmd, str) or cmd not in COMMANDS:
+    schema = _SCHEMAS.get(cmd) if isinstance(cmd, str) else None
+    if schema is None:
         raise ProtocolError("UNKNOWN_COMMAND", f"unknown command {cmd!r}", request_id)
-    schema = {name.rstrip("?"): kind for name, kind in COMMANDS[cmd].items()}
-    required = {name for name in COMMANDS[cmd] if not name.endswith("?")}
-    args = {key: value for key, value in obj.items() if key not in ("id", "cmd")}
-    if not required <= set(args) <= set(schema):
-        raise ProtocolError("BAD_REQUEST", f"{cmd} takes: {', '.join(COMMANDS[cmd]) or 'nothing'}",
-                            request_id)
+    del obj["id"], obj["cmd"]
+    args = obj                      # what is left are the arguments
+    if not schema.required <= args.keys() <= schema.kinds.keys():
+        raise ProtocolError("BAD_REQUEST", f"{cmd} takes: {schema.usage}", request_id)
     for name, value in args.items():
-        kind = schema[name]
+        kind = schema.kinds[name]
         # Integers are ids and counts: JSON may carry any size, SQLite and the ring may not.
         if kind is int:
-            good = is_whole_number(value) and 0 <= value < 2**53
+            good = type(value) is int and 0 <= value < 2**53
         else:
             good = isinstance(value, kind)
         if not good:
@@ -161,11 +179,11 @@ def decode_server_frame(frame: bytes) -> Reply | Push:
 def encode_object(obj: dict[str, Any]) -> bytes:
     """One JSON object as a frame: compact UTF-8 and a newline."""
     try:
-        return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        return (_ENCODE(obj) + "\n").encode()
     except UnicodeEncodeError:
         # A lone surrogate (JSON can carry one in, e.g. echoed in a FAILURE message) has no
         # UTF-8 form: JSON's own \uXXXX escapes carry it out again.
-        return (json.dumps(obj, separators=(",", ":")) + "\n").encode("ascii")
+        return (_ENCODE_ASCII(obj) + "\n").encode("ascii")
 
 
 def encode_request(request: Request) -> bytes:

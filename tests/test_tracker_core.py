@@ -41,7 +41,7 @@ class Net:
         options.setdefault("hasher", CHEAP_HASHER)
         options.setdefault("wall_clock", lambda: WALL)
         self.core = TrackerCore(**options)
-        self.store: MemoryStore = self.core.store  # type: ignore[assignment]
+        self.store = self.core.model            # the state as the core sees it
         self.pushes: list[tuple[Session, Notice]] = []
         self.later: list[tuple[Session, Answer]] = []
         self._ids = itertools.count(1)
