@@ -5,7 +5,8 @@ timeouts so that fault scenarios run quickly.
 """
 
 # --- tracker wire ---------------------------------------------------------------------------
-FRAME_MAX = 4096                # bytes in one tracker frame, newline included
+FRAME_MAX = 4096                # bytes in one frame to the tracker, newline included
+SERVER_FRAME_MAX = 1 << 20      # bytes in one line from the tracker (a list may be long)
 LISTEN_BACKLOG = 128
 SEND_TIMEOUT = 5.0              # seconds a frame to one user may take before it is dropped
 DEFAULT_TRACKER_PORT = 13000

@@ -120,10 +120,12 @@ class Push:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def load_object(frame: bytes) -> dict[str, Any]:
-    """One frame as a JSON object; ProtocolError (TOO_LARGE, BAD_FRAME) if it is not one."""
-    if len(frame) > limits.FRAME_MAX:
-        raise ProtocolError("TOO_LARGE", f"a frame has at most {limits.FRAME_MAX} bytes")
+def load_object(frame: bytes, most: int = limits.FRAME_MAX) -> dict[str, Any]:
+    """One frame of at most ``most`` bytes as a JSON object; ProtocolError (TOO_LARGE,
+    BAD_FRAME) if it is not one.  Requests are bounded by ``FRAME_MAX``; what the tracker
+    sends by ``SERVER_FRAME_MAX`` (the reply to a tweet lists every online follower)."""
+    if len(frame) > most:
+        raise ProtocolError("TOO_LARGE", f"a frame has at most {most} bytes")
     try:
         value = json.loads(frame.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -162,7 +164,7 @@ def decode_request(frame: bytes) -> Request:
 
 def decode_server_frame(frame: bytes) -> Reply | Push:
     """Parse one line from the tracker: a reply or a push."""
-    obj = load_object(frame)
+    obj = load_object(frame, limits.SERVER_FRAME_MAX)
     if "push" in obj:
         kind = obj.pop("push")
         if not isinstance(kind, str):
