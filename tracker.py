@@ -8,24 +8,37 @@ How data flows::
                      SessionHandler (one thread per connection, socketserver)
                         │ readline(FRAME_MAX + 1)    bounded: a longer frame is TOO_LARGE
                         │ protocol.wire.decode_request
-                        │ protocol.tracker_core.TrackerCore.execute  ← all command semantics
-                        │ protocol.wire.encode_reply
-                     its SendQueue  ← pushes for this user, put by other users' threads
+                        │ ┌ core lock ─────────────────────────────────────────────────────┐
+                        │ │ TrackerCore.execute(session, request, now)  ← every decision    │
+                        │ │ TrackerCore.take_outbox()  → [(session, reply or push), …]      │
+                        │ └─────────────────────────────────────────────────────────────────┘
+                        │ (register/login: the password hash runs between two such calls)
+                        │ group commit: if the core changed the store, one COMMIT (outside
+                        │   the core lock) for every change made so far, unless another
+                        │   thread's COMMIT already covered it
+                        │ deliver: each reply or push, encoded (to_wire), goes to
+                     its session's SendQueue  ← replies, and pushes put by other users' threads
                         │ what the socket takes now leaves at once; the rest waits (bounded:
                         │ past SENDQ_MAX the user is closed with SENDQ_EXCEEDED) for the one
                         │ Sender thread, which sends whenever the socket is writable
     user.py <──TCP──────┘ (and a trace line per frame in and out, unless -q: through bounded
                           queues, so neither the console nor the trace file can stop service)
 
-No thread ever waits for a user to read (``adapters/output.py``).  A reaper thread closes
-connections that never log in and sessions that fall silent.
+No thread ever waits for a user to read (``adapters/output.py``).  A reaper thread, about once a
+second, calls ``TrackerCore.tick(now)`` and ``expire(session, now)`` for every connection under
+the same lock: stale tweets end, waiting exits hear ``BUSY``, connections that never log in and
+sessions that fall silent are closed; what they decide leaves the same way.
 
 The tracker never touches the UDP ring: it hands an author its online followers, and the author
 runs the ring itself (see ``user.py``).  Everything the tracker decides is in
-``protocol/tracker_core.py``; this file only moves bytes and prints traces.
+``protocol/tracker_core.py``, which owns no I/O and never blocks; this file moves bytes, keeps
+time, holds the lock and prints traces.
 
-Durable state lives in SQLite (``SqliteStore``, ``--db``, WAL mode): a change is committed before
-its ``SUCCESS`` is sent, so a tracker killed with SIGKILL keeps everything it confirmed.  Who is
+Durable state lives in SQLite (``adapters.sqlite_store.SqliteStore``, ``--db``, WAL mode); the
+core reads the graph from memory (``protocol.store.ReadModel``).  Nothing the core decided after
+a change is sent before that change is committed — so a tracker killed with SIGKILL keeps
+everything it confirmed — but changes that wait at the same moment share one ``COMMIT``.  A
+database that fails stops the tracker (its memory would no longer match the disk).  Who is
 online is memory only.
 
 Run: ``python3 tracker.py [port] [--host ADDR] [--db PATH] [-q]`` (port 0 picks a free port; the
@@ -38,6 +51,7 @@ import argparse
 import contextlib
 import ctypes
 import math
+import os
 import signal
 import socket
 import socketserver
@@ -45,247 +59,19 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from adapters.output import OutputQueue, Sender, SendQueue, Summariser, TraceFile
+from adapters.sqlite_store import SqliteStore
 from protocol import limits
 from protocol.accounts import LoginThrottle
 from protocol.flood import TokenBucket
+from protocol.messages import Answer, Failure, Notice
 from protocol.text import escape_for_terminal
 from protocol.trace import TraceWriter, shown_frame
-from protocol.tracker_core import Message, Session, TrackerCore, Tweet
-from protocol.validate import handle_key, hashtags
-from protocol.wire import (
-    ProtocolError,
-    Push,
-    Reply,
-    decode_request,
-    encode_push,
-    encode_reply,
-    failure,
-)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    key             TEXT PRIMARY KEY,           -- the handle, lower-cased: its identity
-    handle          TEXT NOT NULL,              -- as first registered
-    password_hash   TEXT NOT NULL,              -- scrypt$n$r$p$salt$hash, never the password
-    created         REAL NOT NULL,
-    last_seen_tweet INTEGER NOT NULL DEFAULT 0  -- newest tweet id when the last session ended
-);
-CREATE TABLE IF NOT EXISTS follows (
-    followee TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
-    follower TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
-    PRIMARY KEY (followee, follower)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS follows_by_follower ON follows (follower, followee);
-CREATE TABLE IF NOT EXISTS tweets (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so "new since" stays true
-    author     TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
-    text       TEXT NOT NULL,
-    created    REAL NOT NULL,
-    retweet_of INTEGER REFERENCES tweets(id) ON DELETE SET NULL
-);
-CREATE INDEX IF NOT EXISTS tweets_by_author ON tweets (author, id);
-CREATE TABLE IF NOT EXISTS hashtags (
-    tag      TEXT NOT NULL,                     -- lower-case, without the '#'
-    tweet_id INTEGER NOT NULL REFERENCES tweets(id) ON DELETE CASCADE,
-    PRIMARY KEY (tag, tweet_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS hashtags_by_tweet ON hashtags (tweet_id);
-CREATE TABLE IF NOT EXISTS blocks (
-    blocker TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
-    blocked TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
-    PRIMARY KEY (blocker, blocked)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS messages (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    sender    TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
-    recipient TEXT NOT NULL REFERENCES accounts(key) ON DELETE CASCADE,
-    text      TEXT NOT NULL,
-    created   REAL NOT NULL,
-    delivered INTEGER NOT NULL DEFAULT 0     -- 0: waiting for the recipient's next login
-);
-CREATE INDEX IF NOT EXISTS messages_waiting ON messages (recipient, delivered, id);
-"""
-
-TWEET_COLUMNS = "t.id, a.handle, t.text, t.created, t.retweet_of"
-
-
-class SqliteStore:
-    """The tracker's durable state in one SQLite database (a ``Store``, see tracker_core).
-
-    Every method that changes something runs in one transaction that is committed before it
-    returns.  The core calls it with its lock held, so one connection serves all threads.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode = WAL")
-        self.db.execute("PRAGMA synchronous = NORMAL")   # durable against a killed process
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.executescript(SCHEMA)
-
-    @contextlib.contextmanager
-    def _change(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
-
-    def _one(self, sql: str, *args: object) -> tuple | None:
-        return self.db.execute(sql, args).fetchone()
-
-    def _column(self, sql: str, *args: object) -> list:
-        return [row[0] for row in self.db.execute(sql, args)]
-
-    def _tweets(self, sql: str, *args: object) -> list[Tweet]:
-        return [Tweet(*row) for row in self.db.execute(sql, args)]
-
-    def find(self, handle: str) -> str | None:
-        row = self._one("SELECT handle FROM accounts WHERE key = ?", handle_key(handle))
-        return row[0] if row else None
-
-    def create(self, handle: str, password_hash: str, when: float) -> bool:
-        try:
-            with self._change() as db:
-                db.execute("INSERT INTO accounts (key, handle, password_hash, created) "
-                           "VALUES (?, ?, ?, ?)", (handle_key(handle), handle, password_hash, when))
-        except sqlite3.IntegrityError:
-            return False
-        return True
-
-    def password_hash(self, handle: str) -> str | None:
-        row = self._one("SELECT password_hash FROM accounts WHERE key = ?", handle_key(handle))
-        return row[0] if row else None
-
-    def delete(self, handle: str) -> None:
-        with self._change() as db:      # follows, tweets and hashtags go by ON DELETE CASCADE
-            db.execute("DELETE FROM accounts WHERE key = ?", (handle_key(handle),))
-
-    def handles(self) -> list[str]:
-        return self._column("SELECT handle FROM accounts ORDER BY key")
-
-    def follow(self, follower: str, followee: str) -> bool:
-        with self._change() as db:
-            cursor = db.execute("INSERT OR IGNORE INTO follows (followee, follower) VALUES (?, ?)",
-                                (handle_key(followee), handle_key(follower)))
-        return cursor.rowcount == 1
-
-    def unfollow(self, follower: str, followee: str) -> bool:
-        with self._change() as db:
-            cursor = db.execute("DELETE FROM follows WHERE followee = ? AND follower = ?",
-                                (handle_key(followee), handle_key(follower)))
-        return cursor.rowcount == 1
-
-    def followers(self, handle: str) -> list[str]:
-        return self._column("SELECT a.handle FROM follows f JOIN accounts a ON a.key = f.follower"
-                            " WHERE f.followee = ? ORDER BY a.key", handle_key(handle))
-
-    def following(self, handle: str) -> list[str]:
-        return self._column("SELECT a.handle FROM follows f JOIN accounts a ON a.key = f.followee"
-                            " WHERE f.follower = ? ORDER BY a.key", handle_key(handle))
-
-    def add_tweet(self, author: str, text: str, when: float,
-                  retweet_of: int | None = None) -> int:
-        with self._change() as db:
-            cursor = db.execute("INSERT INTO tweets (author, text, created, retweet_of) "
-                                "VALUES (?, ?, ?, ?)", (handle_key(author), text, when, retweet_of))
-            tweet_id = int(cursor.lastrowid or 0)
-            db.executemany("INSERT INTO hashtags (tag, tweet_id) VALUES (?, ?)",
-                           [(tag, tweet_id) for tag in hashtags(text)])
-        return tweet_id
-
-    def tweet(self, tweet_id: int) -> Tweet | None:
-        found = self._tweets(f"SELECT {TWEET_COLUMNS} FROM tweets t JOIN accounts a "
-                             "ON a.key = t.author WHERE t.id = ?", tweet_id)
-        return found[0] if found else None
-
-    _FEED_AUTHORS = "(SELECT followee FROM follows WHERE follower = ? UNION SELECT ?)"
-
-    def feed(self, handle: str, count: int) -> list[Tweet]:
-        key = handle_key(handle)
-        return self._tweets(f"SELECT {TWEET_COLUMNS} FROM tweets t JOIN accounts a "
-                            f"ON a.key = t.author WHERE t.author IN {self._FEED_AUTHORS} "
-                            "ORDER BY t.id DESC LIMIT ?", key, key, count)
-
-    def feed_count_after(self, handle: str, tweet_id: int) -> int:
-        key = handle_key(handle)
-        row = self._one(f"SELECT count(*) FROM tweets WHERE author IN {self._FEED_AUTHORS} "
-                        "AND id > ?", key, key, tweet_id)
-        return int(row[0]) if row else 0
-
-    def last_seen(self, handle: str) -> int:
-        row = self._one("SELECT last_seen_tweet FROM accounts WHERE key = ?", handle_key(handle))
-        return int(row[0]) if row else 0
-
-    def set_last_seen(self, handle: str, tweet_id: int) -> None:
-        with self._change() as db:
-            db.execute("UPDATE accounts SET last_seen_tweet = ? WHERE key = ?",
-                       (tweet_id, handle_key(handle)))
-
-    def latest_tweet_id(self) -> int:
-        row = self._one("SELECT seq FROM sqlite_sequence WHERE name = 'tweets'")
-        return int(row[0]) if row else 0
-
-    def search(self, tag: str, count: int) -> list[Tweet]:
-        return self._tweets(f"SELECT {TWEET_COLUMNS} FROM hashtags h JOIN tweets t "
-                            "ON t.id = h.tweet_id JOIN accounts a ON a.key = t.author "
-                            "WHERE h.tag = ? ORDER BY t.id DESC LIMIT ?", tag.lower(), count)
-
-    def trending(self, count: int) -> list[tuple[str, int]]:
-        return [(tag, uses) for tag, uses in self.db.execute(
-            "SELECT tag, count(*) AS uses FROM hashtags GROUP BY tag "
-            "ORDER BY uses DESC, tag LIMIT ?", (count,))]
-
-
-    def block(self, blocker: str, blocked: str) -> bool:
-        with self._change() as db:
-            cursor = db.execute("INSERT OR IGNORE INTO blocks (blocker, blocked) VALUES (?, ?)",
-                                (handle_key(blocker), handle_key(blocked)))
-            db.execute("DELETE FROM follows WHERE followee = ? AND follower = ?",
-                       (handle_key(blocker), handle_key(blocked)))
-        return cursor.rowcount == 1
-
-    def unblock(self, blocker: str, blocked: str) -> bool:
-        with self._change() as db:
-            cursor = db.execute("DELETE FROM blocks WHERE blocker = ? AND blocked = ?",
-                                (handle_key(blocker), handle_key(blocked)))
-        return cursor.rowcount == 1
-
-    def is_blocked(self, blocker: str, blocked: str) -> bool:
-        return self._one("SELECT 1 FROM blocks WHERE blocker = ? AND blocked = ?",
-                         handle_key(blocker), handle_key(blocked)) is not None
-
-    def add_message(self, sender: str, recipient: str, text: str, when: float,
-                    delivered: bool) -> int:
-        with self._change() as db:
-            cursor = db.execute("INSERT INTO messages (sender, recipient, text, created, delivered)"
-                                " VALUES (?, ?, ?, ?, ?)", (handle_key(sender),
-                                                           handle_key(recipient), text, when,
-                                                           int(delivered)))
-        return int(cursor.lastrowid or 0)
-
-    def set_delivered(self, message_id: int, sender: str, delivered: bool) -> bool:
-        with self._change() as db:
-            cursor = db.execute("UPDATE messages SET delivered = ? WHERE id = ? AND sender = ?",
-                                (int(delivered), message_id, handle_key(sender)))
-        return cursor.rowcount == 1
-
-    def take_undelivered(self, recipient: str) -> list[Message]:
-        with self._change() as db:
-            rows = db.execute(
-                "SELECT m.id, s.handle, r.handle, m.text, m.created FROM messages m "
-                "JOIN accounts s ON s.key = m.sender JOIN accounts r ON r.key = m.recipient "
-                "WHERE m.recipient = ? AND m.delivered = 0 ORDER BY m.id",
-                (handle_key(recipient),)).fetchall()
-            db.executemany("UPDATE messages SET delivered = 1 WHERE id = ?",
-                           [(row[0],) for row in rows])
-        return [Message(*row) for row in rows]
+from protocol.tracker_core import Outgoing, Session, TrackerCore
+from protocol.wire import ProtocolError, Request, decode_request, encode_object
 
 
 class Trace:
@@ -366,7 +152,7 @@ class SessionHandler(socketserver.StreamRequestHandler):
         super().setup()
         host, port = self.client_address[:2]
         self.host = host
-        self.session = Session(f"{host}:{port}", deliver=self.send_push)
+        self.session = Session(f"{host}:{port}", host, time.monotonic())
         self.ending = False         # the connection layer closes it: a timeout, SENDQ_EXCEEDED
         # A request is being answered: the connection is not idle, whatever the clock says
         # (a login may wait seconds for a hash while others are hashed: that is our time).
@@ -386,43 +172,42 @@ class SessionHandler(socketserver.StreamRequestHandler):
             self.serve()
 
     def serve(self) -> None:
-        self.send_push(self.server.core.welcome())
+        self.send(self.server.core.welcome())
         while not (self.session.closing or self.ending):
             frame = self.rfile.readline(limits.FRAME_MAX + 1)
             if not frame or self.ending:
                 return                                  # closed by the user, or by us
             if len(frame) > limits.FRAME_MAX:
                 self.server.trace.frame("<-", self.session, frame[:80] + b"...", "TOO_LARGE")
-                self.send(failure("TOO_LARGE", f"a frame has at most {limits.FRAME_MAX} bytes"))
+                self.send(Failure(code="TOO_LARGE",
+                                  message=f"a frame has at most {limits.FRAME_MAX} bytes"))
                 return                                  # the rest of the line is not read
             if not frame.strip():
                 continue
             self.busy = True
             try:
-                reply = self.answer(frame)
+                self.answer(frame)
+            except sqlite3.Error:
+                raise                       # the database failed: handle_error stops us
             except Exception as error:      # a bug costs this request, not the connection
-                reply = self.internal_error(frame, error)
-            self.send(reply)
-            while self.session.after_reply:     # e.g. messages kept for a login: after its reply
-                self.send_push(self.session.after_reply.pop(0))
-            self.server.deliver_pushes()
+                self.send(self.internal_error(frame, error))
             self.busy = False
 
-    def answer(self, frame: bytes) -> Reply:
+    def answer(self, frame: bytes) -> None:
         trace = self.server.trace
         try:
             request = decode_request(frame)
         except ProtocolError as error:
             trace.frame("<-", self.session, frame, error.code)
-            return Reply(error.request_id, "FAILURE", error.message, error.code)
+            self.send(Failure(re=error.request_id, code=error.code, message=error.message))
+            return
         trace.frame("<-", self.session, frame, request.cmd)
         had_handle = self.session.handle is not None
-        reply = self.server.core.execute(self.session, request)
+        self.server.run(self.session, request)
         if not had_handle and self.session.handle:     # this connection's lifeline has a name now
             trace.records.record("send", self.session.name, self.session.handle, "alias")
-        return Reply(request.id, reply.status, reply.message, reply.code, reply.data)
 
-    def internal_error(self, frame: bytes, error: Exception) -> Reply:
+    def internal_error(self, frame: bytes, error: Exception) -> Failure:
         """The answer to a request the tracker failed on: a line for the operator, a FAILURE
         for the user, and the connection goes on."""
         self.server.trace.line(f"[tracker] !! {self.session.name}: a request failed: {error!r}",
@@ -431,15 +216,16 @@ class SessionHandler(socketserver.StreamRequestHandler):
             request_id: int | None = decode_request(frame).id
         except ProtocolError:
             request_id = None
-        return Reply(request_id, "FAILURE", "the tracker failed on this request; "
-                                            "please report it", "INTERNAL_ERROR")
+        return Failure(re=request_id, code="INTERNAL_ERROR",
+                       message="the tracker failed on this request; please report it")
 
-    def send(self, reply: Reply) -> None:
-        kind = reply.status if reply.ok else f"{reply.status} {reply.code}"
-        self.write(encode_reply(reply), kind)
-
-    def send_push(self, push: Push) -> None:
-        self.write(encode_push(push), f"push:{push.kind}")
+    def send(self, message: Answer | Notice) -> None:
+        """Encode a reply or push of the core and queue it for this connection."""
+        if isinstance(message, Notice):
+            kind = f"push:{message.kind}"
+        else:
+            kind = message.status if message.ok else f"{message.status} {message.code}"
+        self.write(encode_object(message.to_wire()), kind)
 
     def write(self, data: bytes, kind: str) -> None:
         """Queue a frame for this user (sent at once if the socket takes it); never waits."""
@@ -453,23 +239,19 @@ class SessionHandler(socketserver.StreamRequestHandler):
             f"SENDQ_EXCEEDED {self.host}",
             f"[tracker] -- {self.session.name} SENDQ_EXCEEDED: {waiting} bytes were waiting "
             f"(at most {limit}); closed")
-        self.end(failure("SENDQ_EXCEEDED", f"more than {limit} bytes were waiting for this "
-                                           "connection to read them: it is closed"))
+        self.end(Failure(code="SENDQ_EXCEEDED", message=f"more than {limit} bytes were waiting "
+                         "for this connection to read them: it is closed"))
 
-    def close_now(self, reason: str) -> None:
-        """Called by the reaper thread: say why, then end this connection (SPEC §6)."""
-        message = {"REGISTER_TIMEOUT": "register or log in within "
-                                       f"{self.server.core.register_timeout:g}s",
-                   "IDLE_TIMEOUT": "nothing received for "
-                                   f"{self.server.core.idle_timeout:g}s: you are offline"}[reason]
-        self.server.core.time_out(self.session, reason)
-        self.end(failure(reason, message))
+    def close_now(self, reply: Failure) -> None:
+        """Called by the reaper thread: say why (the core worded it), then end this
+        connection (SPEC §6)."""
+        self.end(reply)
 
-    def end(self, reply: Reply) -> None:
+    def end(self, reply: Failure) -> None:
         """Close this connection from another thread: its last frame says why; the handler's
         read is woken, and ``finish`` gives that frame a few seconds to leave."""
         self.ending = True
-        data = encode_reply(reply)
+        data = encode_object(reply.to_wire())
         self.server.trace.frame("->", self.session, data, f"FAILURE {reply.code}")
         self.sendq.put_last(data)
         with contextlib.suppress(OSError):
@@ -477,8 +259,7 @@ class SessionHandler(socketserver.StreamRequestHandler):
 
     def finish(self) -> None:
         self.server.forget(self)
-        self.server.core.disconnect(self.session)
-        self.server.deliver_pushes()
+        self.server.disconnect(self.session)
         self.sendq.close(self.server.limits.linger)     # the last frames leave, or time out
         self.server.trace.line(f"[tracker] -- {self.session.name} closed")
         with contextlib.suppress(OSError):      # the peer is gone; nothing to flush to
@@ -522,25 +303,25 @@ class Admission:
         self._held = 0
         self._lock = threading.Lock()
 
-    def admit(self, host: str) -> Reply | None:
+    def admit(self, host: str) -> Failure | None:
         """Count a connection from ``host`` in (None), or the FAILURE that refuses it."""
         allowed = self.limits
         with self._lock:
             if self._held >= allowed.max_sessions:
-                return failure("SERVER_FULL", f"the tracker serves {allowed.max_sessions} "
-                                              "connections at most; try again later")
+                return Failure(code="SERVER_FULL", message=f"the tracker serves "
+                               f"{allowed.max_sessions} connections at most; try again later")
             address = self._addresses.get(host)
             if address is None:
                 address = self._addresses[host] = _Address(0, TokenBucket(
-                    allowed.connect_burst, allowed.connect_rate, self.clock))
+                    self.clock(), allowed.connect_burst, allowed.connect_rate))
             if address.held >= allowed.per_address:
                 held = f"{address.held} connection{'' if address.held == 1 else 's'}"
-                return failure("TOO_MANY_CONNECTIONS", f"{host} holds {held}, the most one "
-                                                       "address may; close one first")
-            if not address.bucket.take():
-                return failure("CONNECTING_TOO_FAST",
-                               f"{host} opened more than {allowed.connect_burst} connections, "
-                               f"then more than {allowed.connect_rate:g} a second; wait a moment")
+                return Failure(code="TOO_MANY_CONNECTIONS", message=f"{host} holds {held}, the "
+                               "most one address may; close one first")
+            if not address.bucket.take(self.clock()):
+                return Failure(code="CONNECTING_TOO_FAST", message=f"{host} opened more than "
+                               f"{allowed.connect_burst} connections, then more than "
+                               f"{allowed.connect_rate:g} a second; wait a moment")
             address.held += 1
             self._held += 1
             return None
@@ -582,10 +363,16 @@ class TrackerServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
     request_queue_size = limits.LISTEN_BACKLOG
+    # At most this many password hashes run at once: each takes 16 MiB, and more of them than
+    # there are cores only costs memory (and invites a memory flood).
+    hash_slots = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
 
     def __init__(self, address: tuple[str, int], core: TrackerCore, trace: Trace,
                  connection_limits: ConnectionLimits | None = None) -> None:
         self.core, self.trace = core, trace
+        self.core_lock = threading.Lock()       # every call into the core holds it
+        self.commit_lock = threading.Lock()     # one COMMIT at a time; waiters share the next
+        self.connections: dict[Session, SessionHandler] = {}    # where a session's frames go
         self.limits = connection_limits or ConnectionLimits()
         self.request_queue_size = self.limits.backlog
         self.admission = Admission(self.limits)
@@ -607,7 +394,7 @@ class TrackerServer(socketserver.ThreadingTCPServer):
                             f"[tracker] -- {host}:{port} refused: {refusal.code}")
         if isinstance(request, socket.socket):
             with contextlib.suppress(OSError):      # a few bytes into an empty buffer: no wait
-                request.send(encode_reply(refusal), socket.MSG_DONTWAIT)
+                request.send(encode_object(refusal.to_wire()), socket.MSG_DONTWAIT)
         return False
 
     def process_request(self, request: socket.socket | tuple[bytes, socket.socket],
@@ -629,50 +416,109 @@ class TrackerServer(socketserver.ThreadingTCPServer):
     def add(self, handler: SessionHandler) -> None:
         with self._handlers_lock:
             self.handlers.add(handler)
+            self.connections[handler.session] = handler
 
     def forget(self, handler: SessionHandler) -> None:
         with self._handlers_lock:
             self.handlers.discard(handler)
+            self.connections.pop(handler.session, None)
+
+    # ---- the core: one lock, the hash outside it, group commit, then delivery ----------------
+    def run(self, session: Session, request: Request) -> None:
+        """Let the core answer one request, then send what it decided."""
+        with self.core_lock:
+            work = self.core.execute(session, request, time.monotonic())
+            out, needed = self.core.take_outbox(), self.core.store.changes
+        if work is not None:            # register/login: the hash, outside the lock
+            with self.hash_slots:
+                result = work.run()
+            with self.core_lock:
+                self.core.resume(session, work, result, time.monotonic())
+                out += self.core.take_outbox()
+                needed = self.core.store.changes
+        self.deliver(out, needed)
+
+    def disconnect(self, session: Session) -> None:
+        with self.core_lock:
+            self.core.disconnect(session, time.monotonic())
+            out, needed = self.core.take_outbox(), self.core.store.changes
+        self.deliver(out, needed)
+
+    def make_durable(self, needed: int) -> None:
+        """Group commit: return once the first ``needed`` changes are committed.
+
+        A thread that finds them not yet committed waits its turn for the commit lock; by
+        then another thread's COMMIT may have covered them.  Otherwise it commits everything
+        made so far, the changes of the threads queued behind it too, which then find nothing
+        left to do.  The COMMIT runs outside the core's lock: requests go on meanwhile, and
+        the changes they make join the next one.
+        """
+        store = self.core.store
+        if store.committed >= needed:
+            return
+        with self.commit_lock:
+            if store.committed < needed:
+                store.commit()
+
+    def deliver(self, out: list[Outgoing], needed: int) -> None:
+        """Once the first ``needed`` changes are durable, queue each reply and push for its
+        session's connection (never waiting for it to read)."""
+        self.make_durable(needed)
+        for session, message in out:
+            with self._handlers_lock:
+                handler = self.connections.get(session)
+            if handler is not None:                 # else that connection has closed meanwhile
+                handler.send(message)
+
+    def database_failed(self, error: sqlite3.Error) -> None:
+        """The database refused a change or a commit: what the core holds in memory no longer
+        matches the disk, and nothing unconfirmed may be confirmed now.  Stop at once; a
+        restart reads the database again, and every confirmed change is in it."""
+        self.trace.line(f"[tracker] !! the database failed: {error}; stopping", always=True)
+        self.trace.flush()
+        os._exit(1)
 
     def _reap(self) -> None:
         """Close connections that never logged in, and sessions that fell silent; say the
         counts of summarised floods; forget addresses that went quiet."""
         period = min(self.core.register_timeout, self.core.idle_timeout) / 4
         while not self._stopping.wait(min(max(period, 0.05), 1.0)):
-            with self._handlers_lock:
-                handlers = list(self.handlers)
-            for handler in handlers:
-                if handler.busy:                # answering it: not idle, however long it takes
-                    continue
-                reason = self.core.expired(handler.session)
-                if reason and not handler.session.closing and not handler.ending:
-                    self.trace.repeated(f"{reason} {handler.host}",
-                                        f"[tracker] -- {handler.session.name} {reason}")
-                    handler.close_now(reason)
-            self.deliver_pushes()
+            try:
+                self._reap_once()
+            except sqlite3.Error as error:
+                self.database_failed(error)
             self.trace.tick()
             self.admission.prune()
+
+    def _reap_once(self) -> None:
+        """Time passes for the core: stale tweets end, waiting exits hear BUSY, connections
+        that never logged in and sessions that fell silent are closed."""
+        with self._handlers_lock:
+            handlers = [h for h in self.handlers   # one being answered is not idle, however
+                        if not h.busy and not h.ending and not h.session.closing]   # long
+        with self.core_lock:
+            now = time.monotonic()
+            self.core.tick(now)
+            expired = [(handler, reply) for handler in handlers
+                       if (reply := self.core.expire(handler.session, now)) is not None]
+            out, needed = self.core.take_outbox(), self.core.store.changes
+        self.deliver(out, needed)
+        for handler, reply in expired:
+            self.trace.repeated(f"{reply.code} {handler.host}",
+                                f"[tracker] -- {handler.session.name} {reply.code}")
+            handler.close_now(reply)
 
     def server_close(self) -> None:
         self._stopping.set()
         super().server_close()
         self.sender.stop()
 
-    def deliver_pushes(self) -> None:
-        """Queue the notices the core produced, each for its recipient's connection."""
-        for session, push in self.core.take_pushes():
-            if session.deliver is None:
-                continue
-            try:
-                session.deliver(push)
-            except OSError as error:
-                self.trace.line(f"[tracker] !! push to {session.name} dropped: {error!r}",
-                                always=True)
-
     def handle_error(self, request: socket.socket | tuple[bytes, socket.socket],
                      client_address: object) -> None:
         # One connection's failure is reported in a line and closes only that connection.
         error = sys.exc_info()[1]
+        if isinstance(error, sqlite3.Error):
+            self.database_failed(error)
         self.trace.line(f"[tracker] !! connection {client_address} failed: {error!r}",
                         always=True)
 
@@ -784,16 +630,17 @@ def main(argv: list[str] | None = None) -> int:
             trace_file = TraceFile(stream, "tracker")   # records never wait for the disk
         trace = Trace(args.quiet, TraceWriter(trace_file, "tracker"))
         try:
-            store = SqliteStore(args.db)
+            store = SqliteStore(args.db, exclusive=True)
+            core = TrackerCore(wall_clock=time.time, store=store,       # reads the graph
+                               tweet_timeout=args.tweet_timeout,
+                               log=lambda text: trace.line(f"[tracker] {text}", always=True),
+                               throttle=LoginThrottle(window=args.login_window),
+                               server_password=args.password,
+                               register_timeout=args.register_timeout,
+                               idle_timeout=args.idle_timeout, flood_burst=args.flood_burst,
+                               flood_rate=args.flood_rate)
         except sqlite3.Error as error:
             return fail_to_start(f"cannot open the database {args.db}: {error}")
-        core = TrackerCore(store=store, tweet_timeout=args.tweet_timeout,
-                           log=lambda text: trace.line(f"[tracker] {text}", always=True),
-                           throttle=LoginThrottle(window=args.login_window),
-                           server_password=args.password,
-                           register_timeout=args.register_timeout,
-                           idle_timeout=args.idle_timeout, flood_burst=args.flood_burst,
-                           flood_rate=args.flood_rate)
         connection_limits = ConnectionLimits(
             max_sessions=args.max_sessions, per_address=args.max_per_address,
             connect_burst=args.connect_burst, connect_rate=args.connect_rate,

@@ -5,7 +5,13 @@ self-describing string so that the cost can be raised later without breaking old
 
     scrypt$16384$8$1$<salt, base64>$<hash, base64>
 
-``verify_password`` compares with ``hmac.compare_digest``.  Nothing here logs or keeps a password.
+``PasswordHasher.verify`` compares with ``hmac.compare_digest``.  Nothing here logs or keeps a
+password.
+
+Hashing is tens of milliseconds of CPU, so the tracker's core never hashes itself: it hands its
+caller a :class:`HashPassword` or :class:`CheckPassword` to ``run()`` outside the core's lock,
+and takes the result back (``TrackerCore.resume``).  How many hashes run at once is the
+caller's business too (each takes 16 MiB).
 """
 
 from __future__ import annotations
@@ -14,10 +20,8 @@ import base64
 import hashlib
 import hmac
 import os
-import threading
-import time
 from collections import deque
-from collections.abc import Callable
+from dataclasses import dataclass
 
 from protocol import limits
 
@@ -35,32 +39,26 @@ class PasswordHasher:
     Tests of command semantics pass a tiny ``n`` so that they do not spend their time hashing.
     """
 
-    # At most this many hashes run at once, in all hashers of the process: each takes 16 MiB,
-    # and more of them than there are cores only costs memory (and invites a memory flood).
-    _slots = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
-
     def __init__(self, n: int = 2**14, r: int = 8, p: int = 1) -> None:
         self.n, self.r, self.p = n, r, p
 
     def hash(self, password: str, salt: bytes | None = None) -> str:
         salt = salt if salt is not None else os.urandom(SALT_BYTES)
-        with self._slots:
-            digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=self.n, r=self.r,
-                                    p=self.p, maxmem=SCRYPT_MAXMEM, dklen=HASH_BYTES)
+        digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=self.n, r=self.r,
+                                p=self.p, maxmem=SCRYPT_MAXMEM, dklen=HASH_BYTES)
         return f"scrypt${self.n}${self.r}${self.p}${_b64(salt)}${_b64(digest)}"
 
-    @classmethod
-    def verify(cls, password: str, stored: str) -> bool:
+    @staticmethod
+    def verify(password: str, stored: str) -> bool:
         """Check against a stored hash, whatever cost it was made with."""
         try:
             scheme, n, r, p, salt, digest = stored.split("$")
             if scheme != "scrypt":
                 return False
             expected = base64.b64decode(digest)
-            with cls._slots:
-                actual = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt),
-                                        n=int(n), r=int(r), p=int(p), maxmem=SCRYPT_MAXMEM,
-                                        dklen=len(expected))
+            actual = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt),
+                                    n=int(n), r=int(r), p=int(p), maxmem=SCRYPT_MAXMEM,
+                                    dklen=len(expected))
         except (ValueError, TypeError):
             return False
         return hmac.compare_digest(actual, expected)
@@ -75,28 +73,51 @@ def check_password(password: object) -> tuple[str, str] | None:
     return None
 
 
-class LoginThrottle:
-    """At most ``limit`` failed logins per handle in any ``window`` seconds."""
+@dataclass(frozen=True)
+class HashPassword:
+    """Work the core leaves to its caller: hash a new password (``register``)."""
 
-    def __init__(self, limit: int = limits.LOGIN_FAILURES, window: float = limits.LOGIN_WINDOW,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window, self.clock = limit, window, clock
+    password: str
+    hasher: PasswordHasher
+
+    def run(self) -> str:
+        return self.hasher.hash(self.password)
+
+
+@dataclass(frozen=True)
+class CheckPassword:
+    """Work the core leaves to its caller: check a password against its stored hash (``login``)."""
+
+    password: str
+    stored: str
+
+    def run(self) -> bool:
+        return PasswordHasher.verify(self.password, self.stored)
+
+
+class LoginThrottle:
+    """At most ``limit`` failed logins per handle in any ``window`` seconds (times are a
+    monotonic clock's, passed in)."""
+
+    def __init__(self, limit: int = limits.LOGIN_FAILURES,
+                 window: float = limits.LOGIN_WINDOW) -> None:
+        self.limit, self.window = limit, window
         self._failures: dict[str, deque[float]] = {}
 
-    def _recent(self, key: str) -> deque[float]:
+    def _recent(self, key: str, now: float) -> deque[float]:
         failures = self._failures.get(key, deque())
-        cutoff = self.clock() - self.window
+        cutoff = now - self.window
         while failures and failures[0] <= cutoff:
             failures.popleft()
         if not failures:
             self._failures.pop(key, None)
         return failures
 
-    def blocked(self, key: str) -> bool:
-        return len(self._recent(key)) >= self.limit
+    def blocked(self, key: str, now: float) -> bool:
+        return len(self._recent(key, now)) >= self.limit
 
-    def failed(self, key: str) -> None:
-        self._failures.setdefault(key, deque()).append(self.clock())
+    def failed(self, key: str, now: float) -> None:
+        self._failures.setdefault(key, deque()).append(now)
 
     def succeeded(self, key: str) -> None:
         self._failures.pop(key, None)

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from protocol import limits
 
 
 class TokenBucket:
-    """``burst`` commands at once, refilled at ``rate`` a second; ``take`` says if one may run."""
+    """``burst`` commands at once, refilled at ``rate`` a second; ``take(now)`` says if one may
+    run (``now`` is a monotonic clock's reading, passed in)."""
 
-    def __init__(self, burst: int = limits.FLOOD_BURST, rate: float = limits.FLOOD_RATE,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.burst, self.rate, self.clock = burst, rate, clock
+    def __init__(self, now: float, burst: int = limits.FLOOD_BURST,
+                 rate: float = limits.FLOOD_RATE) -> None:
+        self.burst, self.rate = burst, rate
         self.tokens = float(burst)
-        self.stamp = clock()
+        self.stamp = now
 
-    def take(self) -> bool:
-        now = self.clock()
+    def take(self, now: float) -> bool:
         self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1.0:

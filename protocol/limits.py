@@ -5,7 +5,8 @@ timeouts so that fault scenarios run quickly.
 """
 
 # --- tracker wire ---------------------------------------------------------------------------
-FRAME_MAX = 4096                # bytes in one tracker frame, newline included
+FRAME_MAX = 4096                # bytes in one frame to the tracker, newline included
+SERVER_FRAME_MAX = 1 << 20      # bytes in one line from the tracker (a list may be long)
 LISTEN_BACKLOG = 128
 DEFAULT_TRACKER_PORT = 13000
 TWEET_TIMEOUT = 60.0            # seconds a tweet may run before the tracker ends it

@@ -16,7 +16,6 @@ The programs append each line with one ``os.write`` to a file opened with ``O_AP
 kernel then places every line whole at the end, so concurrent writers never tear a line.
 """
 
-from __future__ import annotations
 
 import time
 

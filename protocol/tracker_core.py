@@ -1,30 +1,78 @@
-"""What the tracker answers: command semantics, free of sockets.
+"""What the tracker answers: the command semantics of SPEC §2 as a state machine, free of I/O.
 
-``TrackerCore.execute(session, request)`` takes one decoded request from one connection's
-``Session`` and returns the ``Reply``.  Durable state (accounts, follows, tweets, hashtags) lives
-behind the small :class:`Store` interface — SQLite in ``tracker.py``, dictionaries in
-:class:`MemoryStore` for tests.  Who is online, at which address, and which tweets are running is
-kept here, in memory only.
+How data flows::
 
-One lock guards it all: commands are short, and a single lock makes the "exactly one wins" rules
-(two registrations of one handle, two tweets of one author) plain.  Two things happen outside it:
-password hashing (``register`` and ``login`` take tens of milliseconds to hash, and must not stall
-everyone else), and the wait of ``exit`` for running tweets (on the lock's condition).
+    tracker.py  (one thread per connection; one lock around every call into the core)
+      │ execute(session, request, now)     None, or password work to run() outside the lock
+      │ resume(session, work, result, now) the rest of register/login once the hash is done
+      │ disconnect(session, now)           the connection is gone
+      │ expire(session, now)               the FAILURE that closes a timed-out connection
+      │ tick(now)                          about once a second: ends stale tweets, says BUSY
+      └ take_outbox()  ──> [(session, Answer | Notice), …]   in the order decided: send them
+
+The core never blocks, never sleeps and owns no I/O.  Every reply and every push leaves through
+the outbox, the replies it decides later too: an ``exit`` that has to wait for a running tweet is
+a pending state, answered when that tweet ends (or with ``BUSY`` by a ``tick`` after
+``exit_wait``).  Time comes in as ``now`` (a monotonic clock's seconds) on every call; the wall
+clock that stamps tweets and messages is injected (``wall_clock``).  Replies and pushes are the
+typed values of ``protocol.messages``.
+
+Durable state (accounts, follows, tweets, hashtags, messages) is reached through
+``protocol.store.ReadModel`` (``model``), which keeps the graph in memory — no read of it touches
+the database — and records each change in the durable ``store``; who is online, at which
+address, and which tweets are running is kept here, in memory only.  A change is durable only
+at the store's next ``commit()``: the caller commits before it sends anything the core decided
+after that change (group commit).  The
+core is not thread-safe: its caller serialises the calls (``tracker.py`` holds one lock, which
+makes the "exactly one wins" rules — two registrations of one handle, two tweets of one author —
+plain).  Password hashing takes tens of milliseconds, so ``register`` and ``login`` stop half way
+and hand their caller the hashing to do outside that lock (``protocol.accounts``).
 """
 
 from __future__ import annotations
 
 import hmac
-import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from protocol import limits
-from protocol.accounts import LoginThrottle, PasswordHasher, check_password
+from protocol.accounts import (
+    CheckPassword,
+    HashPassword,
+    LoginThrottle,
+    PasswordHasher,
+    check_password,
+)
 from protocol.flood import TokenBucket
+from protocol.messages import (
+    Answer,
+    Done,
+    EndTweetReply,
+    ExitReply,
+    Failure,
+    FollowedPush,
+    FollowReply,
+    ListReply,
+    LoginReply,
+    MessagePush,
+    MessageReply,
+    Notice,
+    OnlineReply,
+    PeerPush,
+    PresencePush,
+    QueryHandlesReply,
+    RegisterReply,
+    SayPush,
+    SayReply,
+    TrendingReply,
+    TweetPush,
+    TweetReply,
+    TweetsReply,
+    WelcomePush,
+)
 from protocol.ring import Peer
+from protocol.store import MemoryStore, Message, ReadModel, Store, Tweet, by_name
 from protocol.validate import (
     check_count,
     check_handle,
@@ -33,10 +81,10 @@ from protocol.validate import (
     check_public_key,
     check_tag,
     check_text,
+    check_unicast,
     handle_key,
-    hashtags,
 )
-from protocol.wire import Push, Reply, Request, failure, success
+from protocol.wire import COMMANDS, Request
 
 # The argument that names who acts: it must be the session's own handle (NOT_YOUR_HANDLE).
 ACTOR_ARGUMENT = {"follow": "follower", "drop": "follower", "tweet": "handle",
@@ -46,246 +94,61 @@ ANONYMOUS_COMMANDS = {"auth", "register", "login", "query-handles", "online"}
 # Housekeeping that user.py sends by itself: never refused by flood control.
 UNTHROTTLED_COMMANDS = {"heartbeat", "end-tweet", "exit-complete", "logout"}
 
-
-@dataclass(frozen=True)
-class Tweet:
-    id: int
-    author: str             # as registered
-    text: str
-    created: float          # seconds since the epoch
-    retweet_of: int | None = None
-
-    def as_list(self) -> list[Any]:
-        return [self.id, self.author, self.created, self.text, self.retweet_of]
+Outgoing = tuple["Session", Answer | Notice]
 
 
-@dataclass(frozen=True)
-class Message:
-    id: int
-    sender: str
-    recipient: str
-    text: str
-    created: float
-
-
-class Store(Protocol):
-    """Durable state.  Handles are passed in any case; stores compare them case-insensitively,
-    and return them as first registered.  Every change is durable when the method returns."""
-
-    def find(self, handle: str) -> str | None: ...
-    def create(self, handle: str, password_hash: str, when: float) -> bool:
-        """Add an account; False if the handle exists already."""
-    def password_hash(self, handle: str) -> str | None: ...
-    def delete(self, handle: str) -> None:
-        """Remove the account, its follows in both directions and its tweets."""
-    def handles(self) -> list[str]: ...
-    def follow(self, follower: str, followee: str) -> bool: ...
-    def unfollow(self, follower: str, followee: str) -> bool: ...
-    def followers(self, handle: str) -> list[str]: ...
-    def following(self, handle: str) -> list[str]: ...
-    def add_tweet(self, author: str, text: str, when: float,
-                  retweet_of: int | None = None) -> int:
-        """Store a tweet and its hashtags; return its id (ids are never reused)."""
-    def tweet(self, tweet_id: int) -> Tweet | None: ...
-    def feed(self, handle: str, count: int) -> list[Tweet]:
-        """The newest tweets by ``handle`` and the handles it follows, newest first."""
-    def feed_count_after(self, handle: str, tweet_id: int) -> int: ...
-    def last_seen(self, handle: str) -> int: ...
-    def set_last_seen(self, handle: str, tweet_id: int) -> None: ...
-    def latest_tweet_id(self) -> int: ...
-    def search(self, tag: str, count: int) -> list[Tweet]: ...
-    def trending(self, count: int) -> list[tuple[str, int]]: ...
-    def block(self, blocker: str, blocked: str) -> bool:
-        """Record the block and end ``blocked``'s following of ``blocker``; False if known."""
-    def unblock(self, blocker: str, blocked: str) -> bool: ...
-    def is_blocked(self, blocker: str, blocked: str) -> bool: ...
-    def add_message(self, sender: str, recipient: str, text: str, when: float,
-                    delivered: bool) -> int: ...
-    def set_delivered(self, message_id: int, sender: str, delivered: bool) -> bool:
-        """Mark a message of ``sender``; False if it has no such message."""
-    def take_undelivered(self, recipient: str) -> list[Message]:
-        """The messages waiting for ``recipient``, oldest first, now marked delivered."""
-
-
-def by_name(handles: Iterable[str]) -> list[str]:
-    """Handles in the product's order: alphabetical, case-insensitively."""
-    return sorted(handles, key=handle_key)
-
-
-class MemoryStore:
-    """A :class:`Store` in dictionaries: the reference for the semantics, used by unit tests."""
-
-    def __init__(self) -> None:
-        self._accounts: dict[str, dict[str, Any]] = {}
-        self._followers: dict[str, set[str]] = {}
-        self._tweets: dict[int, Tweet] = {}
-        self._next_id = 1
-        self._blocks: set[tuple[str, str]] = set()
-        self._messages: dict[int, tuple[Message, bool]] = {}
-
-    def find(self, handle: str) -> str | None:
-        account = self._accounts.get(handle_key(handle))
-        return account["handle"] if account else None
-
-    def create(self, handle: str, password_hash: str, when: float) -> bool:
-        if handle_key(handle) in self._accounts:
-            return False
-        self._accounts[handle_key(handle)] = {"handle": handle, "hash": password_hash,
-                                              "seen": 0}
-        self._followers[handle_key(handle)] = set()
-        return True
-
-    def password_hash(self, handle: str) -> str | None:
-        account = self._accounts.get(handle_key(handle))
-        return account["hash"] if account else None
-
-    def delete(self, handle: str) -> None:
-        key = handle_key(handle)
-        self._accounts.pop(key, None)
-        self._followers.pop(key, None)
-        for followers in self._followers.values():
-            followers.discard(key)
-        self._tweets = {i: t for i, t in self._tweets.items() if handle_key(t.author) != key}
-        for tweet_id, tweet in self._tweets.items():   # as SQLite's ON DELETE SET NULL does
-            if tweet.retweet_of is not None and tweet.retweet_of not in self._tweets:
-                self._tweets[tweet_id] = replace(tweet, retweet_of=None)
-        self._blocks = {pair for pair in self._blocks if key not in pair}
-        self._messages = {i: (m, d) for i, (m, d) in self._messages.items()
-                          if key not in (handle_key(m.sender), handle_key(m.recipient))}
-
-    def handles(self) -> list[str]:
-        return by_name(account["handle"] for account in self._accounts.values())
-
-    def follow(self, follower: str, followee: str) -> bool:
-        followers = self._followers[handle_key(followee)]
-        if handle_key(follower) in followers:
-            return False
-        followers.add(handle_key(follower))
-        return True
-
-    def unfollow(self, follower: str, followee: str) -> bool:
-        followers = self._followers[handle_key(followee)]
-        if handle_key(follower) not in followers:
-            return False
-        followers.discard(handle_key(follower))
-        return True
-
-    def followers(self, handle: str) -> list[str]:
-        keys = self._followers.get(handle_key(handle), set())
-        return by_name(self._accounts[key]["handle"] for key in keys)
-
-    def following(self, handle: str) -> list[str]:
-        key = handle_key(handle)
-        return by_name(self._accounts[k]["handle"] for k, fs in self._followers.items()
-                       if key in fs)
-
-    def add_tweet(self, author: str, text: str, when: float,
-                  retweet_of: int | None = None) -> int:
-        tweet_id, self._next_id = self._next_id, self._next_id + 1
-        self._tweets[tweet_id] = Tweet(tweet_id, self.find(author) or author, text, when,
-                                       retweet_of)
-        return tweet_id
-
-    def tweet(self, tweet_id: int) -> Tweet | None:
-        return self._tweets.get(tweet_id)
-
-    def _feed_authors(self, handle: str) -> set[str]:
-        return {handle_key(handle), *(handle_key(h) for h in self.following(handle))}
-
-    def feed(self, handle: str, count: int) -> list[Tweet]:
-        authors = self._feed_authors(handle)
-        mine = [t for t in self._tweets.values() if handle_key(t.author) in authors]
-        return sorted(mine, key=lambda t: -t.id)[:count]
-
-    def feed_count_after(self, handle: str, tweet_id: int) -> int:
-        authors = self._feed_authors(handle)
-        return sum(1 for t in self._tweets.values()
-                   if t.id > tweet_id and handle_key(t.author) in authors)
-
-    def last_seen(self, handle: str) -> int:
-        return int(self._accounts[handle_key(handle)]["seen"])
-
-    def set_last_seen(self, handle: str, tweet_id: int) -> None:
-        self._accounts[handle_key(handle)]["seen"] = tweet_id
-
-    def latest_tweet_id(self) -> int:
-        return self._next_id - 1
-
-    def search(self, tag: str, count: int) -> list[Tweet]:
-        found = [t for t in self._tweets.values() if tag.lower() in hashtags(t.text)]
-        return sorted(found, key=lambda t: -t.id)[:count]
-
-    def trending(self, count: int) -> list[tuple[str, int]]:
-        uses: dict[str, int] = {}
-        for tweet in self._tweets.values():
-            for tag in hashtags(tweet.text):
-                uses[tag] = uses.get(tag, 0) + 1
-        return sorted(uses.items(), key=lambda item: (-item[1], item[0]))[:count]
-
-    def block(self, blocker: str, blocked: str) -> bool:
-        pair = (handle_key(blocker), handle_key(blocked))
-        if pair in self._blocks:
-            return False
-        self._blocks.add(pair)
-        self._followers[pair[0]].discard(pair[1])
-        return True
-
-    def unblock(self, blocker: str, blocked: str) -> bool:
-        pair = (handle_key(blocker), handle_key(blocked))
-        if pair not in self._blocks:
-            return False
-        self._blocks.discard(pair)
-        return True
-
-    def is_blocked(self, blocker: str, blocked: str) -> bool:
-        return (handle_key(blocker), handle_key(blocked)) in self._blocks
-
-    def add_message(self, sender: str, recipient: str, text: str, when: float,
-                    delivered: bool) -> int:
-        message_id = max(self._messages, default=0) + 1
-        self._messages[message_id] = (Message(message_id, self.find(sender) or sender,
-                                              self.find(recipient) or recipient, text, when),
-                                      delivered)
-        return message_id
-
-    def set_delivered(self, message_id: int, sender: str, delivered: bool) -> bool:
-        found = self._messages.get(message_id)
-        if not found or handle_key(found[0].sender) != handle_key(sender):
-            return False
-        self._messages[message_id] = (found[0], delivered)
-        return True
-
-    def take_undelivered(self, recipient: str) -> list[Message]:
-        waiting = [m for m, delivered in self._messages.values()
-                   if not delivered and handle_key(m.recipient) == handle_key(recipient)]
-        for message in waiting:
-            self._messages[message.id] = (message, True)
-        return sorted(waiting, key=lambda m: m.id)
+def failure(code: str, message: str) -> Failure:
+    """A FAILURE whose ``re`` the core fills in when it answers."""
+    return Failure(code=code, message=message)
 
 
 @dataclass(eq=False)
 class Session:
-    """One connection's view: which handle it acts for, if any."""
+    """One connection as the core sees it: where it comes from and which handle it acts for."""
 
     name: str                       # how traces name the connection, e.g. "127.0.0.1:40512"
+    address: str                    # the IPv4 address its TCP connection comes from
+    started: float                  # when it opened, or last stopped acting for a handle
     handle: str | None = None
-    exiting: bool = False           # `exit` answered, `exit-complete` not yet received
+    exiting: bool = False           # `exit` asked, `exit-complete` not yet received
     admitted: bool = False          # gave the server password (or none is needed)
-    closing: bool = False           # the tracker closes the connection after this reply
-    deliver: Callable[[Push], None] | None = None   # set by the I/O shell; the core never calls it
-    started: float = field(default_factory=time.monotonic)      # when the connection opened
-    last_active: float = field(default_factory=time.monotonic)  # when it last sent a frame
-    bucket: TokenBucket | None = None                           # flood control, set by the core
-    after_reply: list[Push] = field(default_factory=list)  # pushes to send right after the reply
+    closing: bool = False           # the tracker closes the connection after what is queued
+    bucket: TokenBucket | None = None       # flood control, made by the core at first use
+    pending_re: int | None = None   # a request whose answer the core gives later (`exit`)
+    last_active: float = field(init=False)  # when it last sent a frame
+
+    def __post_init__(self) -> None:
+        self.last_active = self.started
+
+
+@dataclass(frozen=True)
+class PasswordWork:
+    """The half of ``register``/``login`` that hashes: the caller runs it outside its lock and
+    gives the result to ``TrackerCore.resume``, with what the request asked for."""
+
+    job: HashPassword | CheckPassword
+    handle: str
+    ip: str
+    ports: tuple[int, int, int]
+    key: str
+    re: int = 0                     # the request's id, filled in by `execute`
+
+    def run(self) -> str | bool:
+        return self.job.run()
 
 
 @dataclass
 class RunningTweet:
     tid: int
     author: str
+    text: str
+    created: float                  # wall clock, as stored
     involved: set[str]              # handle keys of the author and the followers it was given
     started: float
     handed_out: dict[str, Peer] = field(default_factory=dict)  # follower key -> tuple given
+
+    def as_push(self) -> TweetPush:
+        return TweetPush(author=self.author, tid=self.tid, text=self.text, created=self.created)
 
 
 @dataclass
@@ -296,9 +159,15 @@ class _Online:
 
 
 @dataclass
+class _PendingExit:
+    session: Session
+    deadline: float                 # BUSY after this
+
+
+@dataclass(kw_only=True)
 class TrackerCore:
+    wall_clock: Callable[[], float]     # seconds since the epoch, for `created` stamps
     store: Store = field(default_factory=MemoryStore)
-    clock: Callable[[], float] = time.monotonic
     log: Callable[[str], None] = lambda line: None
     tweet_timeout: float = limits.TWEET_TIMEOUT
     exit_wait: float = limits.EXIT_WAIT_TIMEOUT
@@ -312,116 +181,141 @@ class TrackerCore:
     flood_rate: float = limits.FLOOD_RATE
 
     def __post_init__(self) -> None:
-        self._lock = threading.Condition(threading.Lock())   # never taken twice: no RLock needed
+        self.model = ReadModel(self.store)      # decides and reads; the store records
+        self._commands = {cmd: getattr(self, "_cmd_" + cmd.replace("-", "_")) for cmd in COMMANDS}
         self._online: dict[str, _Online] = {}
         self._running: dict[str, RunningTweet] = {}
-        self._pushes: list[tuple[Session, Push]] = []
+        self._exits: dict[str, _PendingExit] = {}
+        self._outbox: list[Outgoing] = []
 
     # ---- entry points ------------------------------------------------------------------------
-    def execute(self, session: Session, request: Request) -> Reply:
-        handler = getattr(self, "_cmd_" + request.cmd.replace("-", "_"))
-        with self._lock:
-            session.last_active = self.clock()
-            if session.bucket is None:
-                session.bucket = TokenBucket(self.flood_burst, self.flood_rate, self.clock)
-            if request.cmd not in UNTHROTTLED_COMMANDS and not session.bucket.take():
-                return failure("THROTTLED", f"at most {self.flood_burst} commands at once and "
-                                            f"{self.flood_rate:g} a second; slow down")
-            if not session.admitted and self.server_password is not None:
-                return self._admit(session, request)
-            if request.cmd not in ANONYMOUS_COMMANDS and session.handle is None:
-                return failure("NOT_LOGGED_IN", f"register or log in first: {request.cmd} "
-                                                "needs a handle")
-            actor = request.args.get(ACTOR_ARGUMENT.get(request.cmd, ""))
-            if actor is not None and session.handle is not None \
-                    and handle_key(actor) != handle_key(session.handle):
-                return failure("NOT_YOUR_HANDLE",
-                               f"this session acts for {session.handle}, not {actor}")
-            if session.exiting and request.cmd not in ("exit-complete", "heartbeat"):
-                return failure("EXITING",
-                               f"{session.handle} is exiting: only exit-complete is left")
-            if request.cmd in ("register", "login"):
-                if session.handle is not None:
-                    return failure("ALREADY_LOGGED_IN", f"this session is already "
-                                                        f"{session.handle}")
-            else:
-                self._expire_tweets()
-                return handler(session, **request.args)
-        return handler(session, **request.args)     # takes the lock around its hashing itself
+    def execute(self, session: Session, request: Request, now: float) -> PasswordWork | None:
+        """Run one request.  Its answer (now or later) and the pushes it causes go to the
+        outbox; for ``register`` and ``login`` the caller first runs the returned work."""
+        session.last_active = now
+        mark = len(self._outbox)
+        refused = self._gate(session, request, now)
+        if refused is not None:
+            self._answer(session, request.id, refused, mark)
+            return None
+        self._expire_tweets(now)
+        outcome = self._commands[request.cmd](session, now, **request.args)
+        if isinstance(outcome, PasswordWork):
+            return replace(outcome, re=request.id)
+        if outcome is None:                 # answered later, through the outbox
+            session.pending_re = request.id
+        else:
+            self._answer(session, request.id, outcome, mark)
+        return None
 
-    def disconnect(self, session: Session) -> None:
+    def resume(self, session: Session, work: PasswordWork, result: str | bool,
+               now: float) -> None:
+        """Finish ``register`` or ``login`` with the hash (or the check) ``work`` produced."""
+        mark = len(self._outbox)
+        if isinstance(work.job, HashPassword):
+            assert isinstance(result, str)
+            reply = self._finish_register(session, work, result)
+        else:
+            reply = self._finish_login(session, work, result is True)
+        self._answer(session, work.re, reply, mark)
+
+    def disconnect(self, session: Session, now: float) -> None:
         """The connection is gone without a logout: end the handle's tweet, if any.
 
         The handle stays listed as online, at its last address, marked lost: a ring that finds
         it silent skips it and the tracker then takes it offline (SPEC §3.3).  A connection
         closed in the middle of ``exit`` takes its handle offline at once.
         """
-        with self._lock:
-            if session.handle is None:
-                return
-            key = handle_key(session.handle)
-            entry = self._online.get(key)
-            if entry and entry.session is session:
-                if session.exiting:
-                    del self._online[key]
-                else:
-                    entry.lost = True
-                    self.log(f"{session.handle} lost its connection; listed until a ring "
-                             "skips it or it logs in again")
-            self._announce(session.handle, online=False)
-            self._go_offline(session, still_listed=True)
+        if session.handle is None:
+            return
+        key = handle_key(session.handle)
+        self._drop_pending_exit(session)
+        entry = self._online.get(key)
+        if entry and entry.session is session:
+            if session.exiting:
+                del self._online[key]
+            else:
+                entry.lost = True
+                self.log(f"{session.handle} lost its connection; listed until a ring "
+                         "skips it or it logs in again")
+        self._announce(session.handle, online=False)
+        self._go_offline(session, now, still_listed=True)
 
-    def expired(self, session: Session) -> str | None:
-        """Why the tracker should close this connection now (SPEC §6), or None."""
-        now = self.clock()
-        with self._lock:
-            if session.handle is None and not session.exiting \
-                    and now - session.started > self.register_timeout:
-                return "REGISTER_TIMEOUT"
-            if session.handle is not None and now - session.last_active > self.idle_timeout:
-                return "IDLE_TIMEOUT"
-        return None
+    def expire(self, session: Session, now: float) -> Failure | None:
+        """The FAILURE to send before closing this connection now (SPEC §6), or None.
 
-    def time_out(self, session: Session, reason: str) -> None:
-        """Close a session the tracker gave up on: a silent handle goes offline (not lost)."""
-        with self._lock:
-            if session.handle is not None:
-                self.log(f"{session.handle} sent nothing for {self.idle_timeout:g}s: offline")
-                self._announce(session.handle, online=False)
-                self._go_offline(session)
+        A logged-in session silent for ``idle_timeout`` goes offline (not lost: the tracker
+        gave up on it); a connection without a handle for ``register_timeout`` is just closed.
+        """
+        if session.closing:
+            return None
+        if session.handle is None:
+            if now - session.started <= self.register_timeout:
+                return None
             session.closing = True
+            return failure("REGISTER_TIMEOUT",
+                           f"register or log in within {self.register_timeout:g}s")
+        if now - session.last_active <= self.idle_timeout:
+            return None
+        self.log(f"{session.handle} sent nothing for {self.idle_timeout:g}s: offline")
+        self._drop_pending_exit(session)
+        self._announce(session.handle, online=False)
+        self._go_offline(session, now)
+        session.closing = True
+        return failure("IDLE_TIMEOUT",
+                       f"nothing received for {self.idle_timeout:g}s: you are offline")
 
-    def take_pushes(self) -> list[tuple[Session, Push]]:
-        """The notices produced since the last call, for the I/O shell to send."""
-        if not self._pushes:        # the usual case, seen without taking the lock
+    def tick(self, now: float) -> None:
+        """Time passes: end tweets past ``tweet_timeout``, answer exits past ``exit_wait``."""
+        self._expire_tweets(now)
+        for key, pending in list(self._exits.items()):
+            if now >= pending.deadline:
+                del self._exits[key]
+                session = pending.session
+                session.exiting = False         # back to normal: it may act, and exit later
+                self._answer_later(session, failure(
+                    "BUSY", f"a tweet involving {session.handle} is still running; try again"))
+
+    def take_outbox(self) -> list[Outgoing]:
+        """The replies and pushes decided since the last call, in order, for the caller to
+        send (each to its session's connection)."""
+        if not self._outbox:            # the usual case after a reply was taken
             return []
-        with self._lock:
-            pushes, self._pushes = self._pushes, []
-            return pushes
+        out, self._outbox = self._outbox, []
+        return out
 
-    def welcome(self) -> Push:
+    def welcome(self) -> WelcomePush:
         """The first frame of every connection: says whether a server password is needed."""
-        return Push("welcome", {"server": "tweeter",
-                                "password_required": self.server_password is not None})
+        return WelcomePush(server="tweeter", password_required=self.server_password is not None)
 
     def online_handles(self) -> list[str]:
-        with self._lock:
-            return by_name(entry.peer.handle for entry in self._online.values())
+        """Every handle listed online, lost ones included (for tests and the console)."""
+        return by_name(entry.peer.handle for entry in self._online.values())
 
-    # ---- helpers (called with the lock held) -----------------------------------------------
-    def _end_tweet(self, author_key: str, why: str) -> None:
-        del self._running[author_key]
-        self.log(why)
-        self._lock.notify_all()
+    # ---- the way in: checks every command passes first --------------------------------------
+    def _gate(self, session: Session, request: Request, now: float) -> Failure | None:
+        if session.bucket is None:
+            session.bucket = TokenBucket(now, self.flood_burst, self.flood_rate)
+        if request.cmd not in UNTHROTTLED_COMMANDS and not session.bucket.take(now):
+            return failure("THROTTLED", f"at most {self.flood_burst} commands at once and "
+                                        f"{self.flood_rate:g} a second; slow down")
+        if not session.admitted and self.server_password is not None:
+            return self._admit(session, request)
+        if request.cmd not in ANONYMOUS_COMMANDS and session.handle is None:
+            return failure("NOT_LOGGED_IN", f"register or log in first: {request.cmd} "
+                                            "needs a handle")
+        actor = request.args.get(ACTOR_ARGUMENT.get(request.cmd, ""))
+        if actor is not None and session.handle is not None \
+                and handle_key(actor) != handle_key(session.handle):
+            return failure("NOT_YOUR_HANDLE",
+                           f"this session acts for {session.handle}, not {actor}")
+        if session.exiting and request.cmd not in ("exit-complete", "heartbeat"):
+            return failure("EXITING", f"{session.handle} is exiting: only exit-complete is left")
+        if request.cmd in ("register", "login") and session.handle is not None:
+            return failure("ALREADY_LOGGED_IN", f"this session is already {session.handle}")
+        return None
 
-    def _expire_tweets(self) -> None:
-        now = self.clock()
-        for key, running in list(self._running.items()):
-            if now - running.started > self.tweet_timeout:
-                self._end_tweet(key, f"tweet #{running.tid} of {running.author} ended: "
-                                     f"no end-tweet within {self.tweet_timeout:g}s")
-
-    def _admit(self, session: Session, request: Request) -> Reply:
+    def _admit(self, session: Session, request: Request) -> Failure | None:
         """Before anything else, a session must give the server password (SPEC §4)."""
         session.closing = True      # unless the password is right, the connection is closed
         if request.cmd != "auth":
@@ -431,305 +325,403 @@ class TrackerCore:
                                    str(self.server_password).encode("utf-8")):
             return failure("WRONG_SERVER_PASSWORD", "wrong server password")
         session.admitted, session.closing = True, False
-        return success("welcome")
+        return None                 # admitted: `auth` itself then answers SUCCESS
 
-    def _live_sessions(self) -> int:
-        """Handles online in a connected session (lost ones do not count toward the cap)."""
-        return sum(1 for entry in self._online.values() if not entry.lost)
+    # ---- the way out -------------------------------------------------------------------------
+    def _answer(self, session: Session, re: int, reply: Answer, mark: int) -> None:
+        """Queue ``reply`` to request ``re``: after the pushes this command made for other
+        sessions (they hear of a change no later than its author), before those it made for
+        ``session`` itself (e.g. the messages kept for a login follow the login's reply)."""
+        made = self._outbox[mark:]
+        answered = (session, reply.answering(re))
+        if not made:
+            self._outbox.append(answered)
+            return
+        self._outbox[mark:] = [*(o for o in made if o[0] is not session), answered,
+                               *(o for o in made if o[0] is session)]
 
-    def _push(self, recipient: str, kind: str, /, **data: Any) -> None:
+    def _answer_later(self, session: Session, reply: Answer) -> None:
+        """Answer the request the session is waiting on (``exit``)."""
+        re, session.pending_re = session.pending_re, None
+        self._outbox.append((session, reply.answering(re)))
+
+    def _push(self, recipient: str, notice: Notice) -> None:
         """Queue a notice for ``recipient`` if it is online in a live session."""
         entry = self._online.get(handle_key(recipient))
         if entry and not entry.lost and entry.session.handle is not None:
-            self._pushes.append((entry.session, Push(kind, data)))
+            self._outbox.append((entry.session, notice))
 
     def _announce(self, handle: str, online: bool) -> None:
         """Tell the online followers of ``handle`` that it came online (and at which address:
         a ring keeps its author's tuple) or went offline."""
         entry = self._online.get(handle_key(handle))
-        where = {"peer": entry.peer.as_list()} if online and entry else {}
-        for follower in self.store.followers(handle):
-            self._push(follower, "presence", handle=handle, online=online, **where)
+        peer = entry.peer if online and entry else None
+        notice = PresencePush(handle=handle, online=online, peer=peer)
+        for follower in self.model.followers(handle):
+            self._push(follower, notice)
 
+    # ---- helpers -----------------------------------------------------------------------------
     @staticmethod
     def _me(session: Session) -> str:
-        """The session's handle; `execute` has already refused sessions without one."""
+        """The session's handle; `_gate` has already refused sessions without one."""
         assert session.handle is not None
         return session.handle
 
-    def _known(self, handle: object) -> str | Reply:
+    def _known(self, handle: object) -> str | Failure:
         """The handle's registered spelling, or the FAILURE to answer."""
         problem = check_handle(handle)
         if problem:
             return failure(*problem)
-        name = self.store.find(handle)  # type: ignore[arg-type]
+        name = self.model.find(handle)  # type: ignore[arg-type]
         return name if name else failure("UNKNOWN_HANDLE", f"{handle} is not registered")
+
+    def _live_peer(self, handle: str) -> Peer | None:
+        """The tuple of ``handle`` if it is online in a live session."""
+        entry = self._online.get(handle_key(handle))
+        return entry.peer if entry is not None and not entry.lost else None
+
+    def _live_sessions(self) -> int:
+        """Handles online in a connected session (lost ones do not count toward the cap)."""
+        return sum(1 for entry in self._online.values() if not entry.lost)
 
     def _go_online(self, session: Session, peer: Peer) -> None:
         session.handle = peer.handle
         self._online[handle_key(peer.handle)] = _Online(session, peer)
 
-    def _go_offline(self, session: Session, still_listed: bool = False) -> None:
+    def _go_offline(self, session: Session, now: float, still_listed: bool = False) -> None:
         """The session stops acting for its handle; its running tweet, if any, ends."""
         assert session.handle is not None
         key = handle_key(session.handle)
         if key in self._running:
             why = "its author's connection closed" if still_listed else "its author logged out"
-            self._end_tweet(key, f"tweet #{self._running[key].tid} of {session.handle} ended: "
-                                 + why)
+            self._abandon_tweet(key, why)
         entry = self._online.get(key)
         if not still_listed and entry and entry.session is session:
             del self._online[key]
-        self.store.set_last_seen(session.handle, self.store.latest_tweet_id())
         session.handle = None
-        session.started = self.clock()     # a connection that stays may log in again in time
+        session.started = now       # a connection that stays may log in again in time
 
-    def _start_tweet(self, me: str, text: str, retweet_of: int | None = None) -> Reply:
+    def _start_tweet(self, me: str, text: str, now: float,
+                     retweet_of: int | None = None) -> Answer:
         if handle_key(me) in self._running:
             return failure("TWEET_IN_PROGRESS",
                            f"tweet #{self._running[handle_key(me)].tid} of {me} is still running")
-        followers = [entry.peer for name in self.store.followers(me)
-                     if (entry := self._online.get(handle_key(name)))
-                     and not entry.session.exiting]
-        tid = self.store.add_tweet(me, text, time.time(), retweet_of)
+        entries = [entry for name in self.model.followers(me)
+                   if (entry := self._online.get(handle_key(name)))
+                   and not entry.session.exiting]
+        followers = [entry.peer for entry in entries]
+        # Those it reaches now (live sessions, and its author) have it: it is not "new" to
+        # them at their next login.  A lost follower will be skipped: to it, it is new.
+        reached = [me, *(entry.peer.handle for entry in entries if not entry.lost)]
+        created = self.wall_clock()
+        tid = self.model.add_tweet(me, text, created, retweet_of, seen_by=reached)
         self._running[handle_key(me)] = RunningTweet(
-            tid, me, {handle_key(me), *(peer.key for peer in followers)}, self.clock(),
+            tid, me, text, created, {handle_key(me), *(peer.key for peer in followers)}, now,
             {peer.key: peer for peer in followers})
-        return success(f"tweet #{tid} of {me} goes to {len(followers)} followers",
-                       tid=tid, text=text, count=len(followers),
-                       followers=[peer.as_list() for peer in followers])
+        return TweetReply(message=f"tweet #{tid} of {me} goes to {len(followers)} followers",
+                          tid=tid, text=text, count=len(followers), followers=tuple(followers))
+
+    def _end_tweet(self, author_key: str, why: str) -> None:
+        del self._running[author_key]
+        self.log(why)
+        self._release_exits()
+
+    def _abandon_tweet(self, author_key: str, why: str) -> None:
+        """A tweet ends without ``end-tweet``: nobody reports who the ring reached, so the
+        tracker gives it to every follower it was handed to that is still alive (a peer that
+        printed it already drops the copy by author and tid)."""
+        running = self._running[author_key]
+        relayed = self._relay(running, list(running.handed_out.values()))
+        note = f"; sent by the tracker to {' '.join(relayed)}" if relayed else ""
+        self._end_tweet(author_key, f"tweet #{running.tid} of {running.author} ended: "
+                                    f"{why}{note}")
+
+    def _relay(self, running: RunningTweet, peers: list[Peer]) -> list[str]:
+        """Push the tweet to each of ``peers`` whose handle has a live session; their names."""
+        relayed = []
+        for peer in peers:
+            entry = self._online.get(peer.key)
+            if entry is not None and not entry.lost and entry.session.handle is not None:
+                self._outbox.append((entry.session, running.as_push()))
+                relayed.append(entry.peer.handle)
+        return relayed
+
+    def _expire_tweets(self, now: float) -> None:
+        if not self._running:
+            return
+        for key, running in list(self._running.items()):
+            if now - running.started > self.tweet_timeout:
+                self._abandon_tweet(key, f"no end-tweet within {self.tweet_timeout:g}s")
+
+    def _involved(self, key: str) -> bool:
+        return any(key in running.involved for running in self._running.values())
+
+    def _release_exits(self) -> None:
+        """Answer every waiting ``exit`` whose handle no running tweet involves any more."""
+        for key, pending in list(self._exits.items()):
+            if not self._involved(key):
+                del self._exits[key]
+                self._answer_later(pending.session, self._exit_granted(pending.session))
+
+    def _drop_pending_exit(self, session: Session) -> None:
+        if session.handle is not None:
+            pending = self._exits.get(handle_key(session.handle))
+            if pending is not None and pending.session is session:
+                del self._exits[handle_key(session.handle)]
+                session.pending_re = None
+
+    def _exit_granted(self, session: Session) -> ExitReply:
+        me = self._me(session)
+        followers = tuple(entry.peer for name in self.model.followers(me)
+                          if (entry := self._online.get(handle_key(name))) and not entry.lost)
+        # Its online followers, so that a process that never tweeted can still tear down
+        # the ring state an earlier process of the same handle left with them.
+        return ExitReply(message=f"{me} may exit: tear the ring down, then send exit-complete",
+                         followers=followers)
 
     @staticmethod
-    def _tweets(what: str, tweets: list[Tweet]) -> Reply:
-        return success(f"{len(tweets)} {what}", count=len(tweets),
-                       tweets=[tweet.as_list() for tweet in tweets])
+    def _tweets(what: str, tweets: list[Tweet]) -> TweetsReply:
+        return TweetsReply(message=f"{len(tweets)} {what}", count=len(tweets),
+                           tweets=tuple(tweets))
 
-    # ---- accounts (these two take the lock themselves: hashing happens outside it) -----------
-    def _cmd_register(self, session: Session, handle: str, ip: str, ports: list[int],
-                      password: str, key: str) -> Reply:
-        problem = (check_handle(handle) or check_ipv4(ip) or check_ports(ports)
-                   or check_public_key(key) or check_password(password))
+    # ---- accounts: register and login stop half way for the password hash -------------------
+    @staticmethod
+    def _check_peer(session: Session, handle: object, ip: object, ports: object,
+                    key: object) -> Failure | None:
+        """What register and login check of the tuple a session asks to be reached at."""
+        problem = (check_handle(handle) or check_ipv4(ip) or check_unicast(ip)  # type: ignore
+                   or check_ports(ports) or check_public_key(key))
         if problem:
             return failure(*problem)
-        with self._lock:        # a cheap early answer, before spending time on the hash
-            existing = self.store.find(handle)
-            if existing:
-                return failure("DUPLICATE_HANDLE", f"{existing} is already registered")
-        digest = self.hasher.hash(password)
-        with self._lock:
-            if session.handle is not None:
-                return failure("ALREADY_LOGGED_IN", f"this session is already {session.handle}")
-            if self._live_sessions() >= self.session_max:
-                return failure("SERVER_FULL", f"the tracker has {self.session_max} users online")
-            if not self.store.create(handle, digest, time.time()):
-                return failure("DUPLICATE_HANDLE",
-                               f"{self.store.find(handle)} is already registered")
-            self.store.set_last_seen(handle, self.store.latest_tweet_id())
-            self._go_online(session, Peer(handle, ip, *ports, key))
-        return success(f"{handle} registered at {ip} ports {ports[0]} {ports[1]} {ports[2]}",
-                       handle=handle)
+        if ip != session.address:
+            return failure("ADDRESS_MISMATCH", f"the tracker sees this session at "
+                                               f"{session.address}: a peer's address must be "
+                                               "its own")
+        return None
 
-    def _cmd_login(self, session: Session, handle: str, ip: str, ports: list[int],
-                   password: str, key: str) -> Reply:
-        problem = (check_handle(handle) or check_ipv4(ip) or check_ports(ports)
-                   or check_public_key(key))
+    def _cmd_register(self, session: Session, now: float, handle: str, ip: str,
+                      ports: list[int], password: str, key: str) -> Answer | PasswordWork:
+        refused = self._check_peer(session, handle, ip, ports, key)
+        if refused:
+            return refused
+        problem = check_password(password)
         if problem:
             return failure(*problem)
-        with self._lock:
-            name = self.store.find(handle)
-            if not name:
-                return failure("UNKNOWN_HANDLE", f"{handle} is not registered")
-            if self.throttle.blocked(handle_key(name)):
-                return failure("THROTTLED", f"too many failed logins for {name}; wait a minute")
-            # Counted as failed until proven right: parallel guesses cannot outrun the count.
-            self.throttle.failed(handle_key(name))
-            stored = self.store.password_hash(name) or ""
-        good = isinstance(password, str) and self.hasher.verify(password, stored)
-        with self._lock:
-            if not good:
-                return failure("WRONG_PASSWORD", f"wrong password for {name}")
-            if session.handle is not None:
-                return failure("ALREADY_LOGGED_IN", f"this session is already {session.handle}")
-            entry = self._online.get(handle_key(name))
-            if entry and not entry.lost:
-                return failure("ALREADY_ONLINE", f"{name} is online in another session")
-            if self.store.find(name) is None:       # deleted while the hash was checked
-                return failure("UNKNOWN_HANDLE", f"{handle} is not registered")
-            if entry is None and self._live_sessions() >= self.session_max:
-                return failure("SERVER_FULL", f"the tracker has {self.session_max} users online")
-            self.throttle.succeeded(handle_key(name))
-            new = self.store.feed_count_after(name, self.store.last_seen(name))
-            self._go_online(session, Peer(name, ip, *ports, key))
-            self._announce(name, online=True)
-            for message in self.store.take_undelivered(name):   # kept while it was offline
-                session.after_reply.append(Push("message", {
-                    "id": message.id, "sender": message.sender, "text": message.text,
-                    "created": message.created, "kept": True}))
-        return success(f"{name} logged in at {ip} ports {ports[0]} {ports[1]} {ports[2]}; "
-                       f"{new} new tweets since the last session", handle=name, new=new)
+        existing = self.model.find(handle)      # a cheap early answer, before the hash
+        if existing:
+            return failure("DUPLICATE_HANDLE", f"{existing} is already registered")
+        return PasswordWork(HashPassword(password, self.hasher), handle, ip,
+                            (ports[0], ports[1], ports[2]), key)
 
-    def _cmd_logout(self, session: Session) -> Reply:
+    def _finish_register(self, session: Session, work: PasswordWork, digest: str) -> Answer:
+        handle, ip, ports = work.handle, work.ip, work.ports
+        if session.handle is not None:
+            return failure("ALREADY_LOGGED_IN", f"this session is already {session.handle}")
+        if self._live_sessions() >= self.session_max:
+            return failure("SERVER_FULL", f"the tracker has {self.session_max} users online")
+        if not self.model.create(handle, digest, self.wall_clock()):
+            return failure("DUPLICATE_HANDLE", f"{self.model.find(handle)} is already registered")
+        self.model.set_last_seen(handle, self.model.latest_tweet_id())
+        self._go_online(session, Peer(handle, ip, *ports, work.key))
+        return RegisterReply(message=f"{handle} registered at {ip} ports {ports[0]} {ports[1]} "
+                                     f"{ports[2]}", handle=handle)
+
+    def _cmd_login(self, session: Session, now: float, handle: str, ip: str, ports: list[int],
+                   password: str, key: str) -> Answer | PasswordWork:
+        refused = self._check_peer(session, handle, ip, ports, key)
+        if refused:
+            return refused
+        name = self.model.find(handle)
+        if not name:
+            return failure("UNKNOWN_HANDLE", f"{handle} is not registered")
+        if self.throttle.blocked(handle_key(name), now):
+            return failure("THROTTLED", f"too many failed logins for {name}; wait a minute")
+        # Counted as failed until proven right: parallel guesses cannot outrun the count.
+        self.throttle.failed(handle_key(name), now)
+        stored = self.model.password_hash(name) or ""
+        given = password if isinstance(password, str) else ""
+        return PasswordWork(CheckPassword(given, stored), handle, ip,
+                            (ports[0], ports[1], ports[2]), key)
+
+    def _finish_login(self, session: Session, work: PasswordWork, good: bool) -> Answer:
+        handle, ip, ports = work.handle, work.ip, work.ports
+        name = self.model.find(handle) or handle
+        if not good:
+            return failure("WRONG_PASSWORD", f"wrong password for {name}")
+        if session.handle is not None:
+            return failure("ALREADY_LOGGED_IN", f"this session is already {session.handle}")
+        entry = self._online.get(handle_key(name))
+        if entry and not entry.lost:
+            return failure("ALREADY_ONLINE", f"{name} is online in another session")
+        if self.model.find(name) is None:       # deleted while the hash was checked
+            return failure("UNKNOWN_HANDLE", f"{handle} is not registered")
+        if entry is None and self._live_sessions() >= self.session_max:
+            return failure("SERVER_FULL", f"the tracker has {self.session_max} users online")
+        self.throttle.succeeded(handle_key(name))
+        # Tweets of its feed it has not had: newer than the last one it got while online
+        # (PROTOCOL.md §1.8).  Once told, they are no longer new.
+        new = self.model.feed_count_after(name, self.model.last_seen(name))
+        self.model.set_last_seen(name, self.model.latest_tweet_id())
+        self._go_online(session, Peer(name, ip, *ports, work.key))
+        self._announce(name, online=True)
+        for message in self.model.undelivered(name):    # until its message-received
+            self._outbox.append((session, self._message_push(message)))
+        return LoginReply(message=f"{name} logged in at {ip} ports {ports[0]} {ports[1]} "
+                                  f"{ports[2]}; {new} new tweets since the last session",
+                          handle=name, new=new, blocked=tuple(self.model.blocked_by(name)))
+
+    def _cmd_logout(self, session: Session, now: float) -> Answer:
         me = self._me(session)
         self._announce(me, online=False)
-        self._go_offline(session)
-        return success(f"{me} logged out; everything is kept")
+        self._go_offline(session, now)
+        return Done(message=f"{me} logged out; everything is kept")
 
     # ---- the course's commands ---------------------------------------------------------------
-    def _cmd_query_handles(self, session: Session) -> Reply:
-        handles = self.store.handles()
-        return success(f"{len(handles)} handles", count=len(handles), handles=handles)
+    def _cmd_query_handles(self, session: Session, now: float) -> Answer:
+        handles = self.model.handles()
+        return QueryHandlesReply(message=f"{len(handles)} handles", count=len(handles),
+                                 handles=tuple(handles))
 
-    def _cmd_follow(self, session: Session, follower: str, followee: str) -> Reply:
+    def _cmd_follow(self, session: Session, now: float, follower: str, followee: str) -> Answer:
         target = self._known(followee)
-        if isinstance(target, Reply):
+        if isinstance(target, Failure):
             return target
         me = self._me(session)
         if handle_key(target) == handle_key(me):
             return failure("SELF_FOLLOW", f"{me} cannot follow itself")
-        if self.store.is_blocked(target, me):
+        if self.model.is_blocked(target, me):
             return failure("BLOCKED", f"{target} has blocked {me}")
-        if not self.store.follow(me, target):
+        if not self.model.follow(me, target):
             return failure("ALREADY_FOLLOWING", f"{me} already follows {target}")
-        self._push(target, "followed", by=me)
-        return success(f"{me} now follows {target}")
+        self._push(target, FollowedPush(by=me))
+        return FollowReply(message=f"{me} now follows {target}", peer=self._live_peer(target))
 
-    def _cmd_drop(self, session: Session, follower: str, followee: str) -> Reply:
+    def _cmd_drop(self, session: Session, now: float, follower: str, followee: str) -> Answer:
         target = self._known(followee)
-        if isinstance(target, Reply):
+        if isinstance(target, Failure):
             return target
         me = self._me(session)
-        if not self.store.unfollow(me, target):
+        if not self.model.unfollow(me, target):
             return failure("NOT_FOLLOWING", f"{me} does not follow {target}")
-        return success(f"{me} no longer follows {target}")
+        return Done(message=f"{me} no longer follows {target}")
 
-    def _cmd_tweet(self, session: Session, handle: str, text: str) -> Reply:
+    def _cmd_tweet(self, session: Session, now: float, handle: str, text: str) -> Answer:
         problem = check_text(text)
         if problem:
             return failure(*problem)
-        return self._start_tweet(self._me(session), text)
+        return self._start_tweet(self._me(session), text, now)
 
-    def _cmd_end_tweet(self, session: Session, handle: str, tid: int, reached: int,
-                       skipped: list[object]) -> Reply:
+    def _cmd_end_tweet(self, session: Session, now: float, handle: str, tid: int, reached: int,
+                       skipped: list[object]) -> Answer:
+        """The author's round is over.  ``skipped`` is its report, never an order: the tracker
+        judges each named follower itself (SPEC §3.3)."""
         me = self._me(session)
         running = self._running.get(handle_key(me))
         if running is None or running.tid != tid:
             return failure("NO_TWEET_IN_PROGRESS", f"{me} has no tweet #{tid} in progress")
-        gone = [running.handed_out[handle_key(name)].handle for name in skipped
-                if isinstance(name, str) and handle_key(name) in running.handed_out]
-        for name in gone:
-            self._take_offline_skipped(name, running.handed_out[handle_key(name)])
+        named = dict.fromkeys(handle_key(name) for name in skipped if isinstance(name, str))
+        peers = [running.handed_out[key] for key in named if key in running.handed_out]
+        for peer in peers:
+            entry = self._online.get(peer.key)
+            if entry is not None and entry.lost and entry.peer == peer:
+                del self._online[peer.key]      # gone: offline (announced when it was lost)
+                self.log(f"{peer.handle} was skipped and its connection is gone: offline")
+        relayed = self._relay(running, peers)  # alive: it stays online and gets the tweet
+        gone = [peer.handle for peer in peers]
         note = f", skipped {' '.join(gone)}" if gone else ""
+        if relayed:
+            note += f", sent by the tracker to {' '.join(relayed)}"
         self._end_tweet(handle_key(me), f"tweet #{tid} of {me} ended: reached {reached}{note}")
-        return success(f"tweet #{tid} of {me} ended: {reached} followers reached{note}",
-                       reached=reached, skipped=gone)
+        return EndTweetReply(message=f"tweet #{tid} of {me} ended: {reached} followers "
+                                     f"reached{note}", reached=reached, skipped=tuple(gone),
+                             relayed=tuple(relayed))
 
-    def _take_offline_skipped(self, name: str, handed_out: Peer) -> None:
-        """A follower did not answer its neighbour: the tracker takes it offline (SPEC §3.3).
-
-        Only the address the ring was given counts (the handle may have logged in again
-        elsewhere since), and a session in the middle of `exit` is left to finish it.
-        """
-        entry = self._online.get(handle_key(name))
-        if entry is None or entry.peer != handed_out or entry.session.exiting:
-            return
-        if entry.lost:                      # already announced when its connection closed
-            del self._online[handle_key(name)]
-            return
-        self.log(f"{name} did not answer its ring neighbour: offline")
-        self._announce(name, online=False)
-        self._pushes.append((entry.session, Push("offline", {
-            "reason": "your ring ports did not answer; log in again"})))
-        self._go_offline(entry.session)
-
-    def _cmd_exit(self, session: Session, handle: str) -> Reply:
+    def _cmd_exit(self, session: Session, now: float, handle: str) -> Answer | None:
         me = self._me(session)
-        key = handle_key(me)
         session.exiting = True      # from now on no new tweet involves the handle
-        deadline = self.clock() + self.exit_wait
-        while any(key in running.involved for running in self._running.values()):
-            remaining = deadline - self.clock()
-            if remaining <= 0:
-                session.exiting = False
-                return failure("BUSY", f"a tweet involving {me} is still running; try again")
-            self._lock.wait(min(remaining, 0.5))
-            self._expire_tweets()
-        followers = [entry.peer.as_list() for name in self.store.followers(me)
-                     if (entry := self._online.get(handle_key(name))) and not entry.lost]
-        # Its online followers, so that a process that never tweeted can still tear down
-        # the ring state an earlier process of the same handle left with them.
-        return success(f"{me} may exit: tear the ring down, then send exit-complete",
-                       followers=followers)
+        if not self._involved(handle_key(me)):
+            return self._exit_granted(session)
+        self._exits[handle_key(me)] = _PendingExit(session, now + self.exit_wait)
+        return None                 # answered when the tweet ends, or BUSY at the deadline
 
-    def _cmd_exit_complete(self, session: Session, handle: str) -> Reply:
+    def _cmd_exit_complete(self, session: Session, now: float, handle: str) -> Answer:
         me = self._me(session)
         if not session.exiting:
             return failure("EXIT_NOT_STARTED", f"send exit {me} first")
+        if handle_key(me) in self._exits:
+            return failure("EXITING", f"{me} waits for a running tweet: exit is not answered yet")
         self._announce(me, online=False)
-        self.store.delete(me)
+        self.model.delete(me)
         self._online.pop(handle_key(me), None)
         session.handle, session.exiting = None, False
-        return success(f"{me} exited: handle, account and follower list deleted")
+        return Done(message=f"{me} exited: handle, account and follower list deleted")
 
     # ---- the social commands -----------------------------------------------------------------
-    def _cmd_online(self, session: Session) -> Reply:
-        following = ({handle_key(h) for h in self.store.following(session.handle)}
+    def _cmd_online(self, session: Session, now: float) -> Answer:
+        following = ({handle_key(h) for h in self.model.following(session.handle)}
                      if session.handle else set())
         names = by_name(e.peer.handle for e in self._online.values() if not e.lost)
-        return success(f"{len(names)} online", count=len(names),
-                       online=[[name, handle_key(name) in following] for name in names])
+        return OnlineReply(message=f"{len(names)} online", count=len(names),
+                           online=tuple((name, handle_key(name) in following) for name in names))
 
     def _lists(self, session: Session, handle: str | None,
-               read: Callable[[str], list[str]], what: str) -> Reply:
-        name = self._known(handle) if handle is not None else session.handle
-        if isinstance(name, Reply):
+               read: Callable[[str], list[str]], what: str) -> ListReply | Failure:
+        name = self._known(handle) if handle is not None else self._me(session)
+        if isinstance(name, Failure):
             return name
-        assert name is not None
         handles = read(name)
-        return success(f"{name} has {len(handles)} {what}", handle=name, count=len(handles),
-                       handles=handles)
+        return ListReply(message=f"{name} has {len(handles)} {what}", handle=name,
+                         count=len(handles), handles=tuple(handles))
 
-    def _cmd_followers(self, session: Session, handle: str | None = None) -> Reply:
-        return self._lists(session, handle, self.store.followers, "followers")
+    def _cmd_followers(self, session: Session, now: float, handle: str | None = None) -> Answer:
+        return self._lists(session, handle, self.model.followers, "followers")
 
-    def _cmd_following(self, session: Session, handle: str | None = None) -> Reply:
-        return self._lists(session, handle, self.store.following, "followed")
+    def _cmd_following(self, session: Session, now: float, handle: str | None = None) -> Answer:
+        reply = self._lists(session, handle, self.model.following, "followed")
+        if isinstance(reply, Failure) or handle_key(reply.handle) != handle_key(self._me(session)):
+            return reply
+        # Your own list carries the keys of the authors you follow that are online, so your
+        # peer can check their datagrams (the others come with their `presence` push).
+        peers = tuple(peer for name in reply.handles if (peer := self._live_peer(name)))
+        return replace(reply, peers=peers)
 
-    def _cmd_feed(self, session: Session, count: int = limits.FEED_DEFAULT) -> Reply:
+    def _cmd_feed(self, session: Session, now: float, count: int = limits.FEED_DEFAULT) -> Answer:
         problem = check_count(count)
         if problem:
             return failure(*problem)
-        return self._tweets("tweets in the feed", self.store.feed(self._me(session), count))
+        return self._tweets("tweets in the feed", self.model.feed(self._me(session), count))
 
-    def _cmd_retweet(self, session: Session, tid: int) -> Reply:
-        original = self.store.tweet(tid)
+    def _cmd_retweet(self, session: Session, now: float, tid: int) -> Answer:
+        original = self.model.tweet(tid)
         if original is None:
             return failure("UNKNOWN_TWEET", f"there is no tweet #{tid}")
         if original.retweet_of is not None:     # retweet the original, not "RT @x: RT @y: …"
-            original = self.store.tweet(original.retweet_of) or original
+            original = self.model.tweet(original.retweet_of) or original
         text = f"RT {original.author}: {original.text}"
         # A retweet whose original was deleted reads as an original (retweet_of is null):
         # quoting it again could outgrow what a ring datagram carries.
         if len(text) > limits.RING_TEXT_MAX:
             return failure("TOO_LONG", f"the retweet would have {len(text)} characters; "
                                        f"a ring carries at most {limits.RING_TEXT_MAX}")
-        return self._start_tweet(self._me(session), text, retweet_of=original.id)
+        return self._start_tweet(self._me(session), text, now, retweet_of=original.id)
 
-    def _cmd_search(self, session: Session, tag: str) -> Reply:
+    def _cmd_search(self, session: Session, now: float, tag: str) -> Answer:
         problem = check_tag(tag)
         if problem:
             return failure(*problem)
-        return self._tweets(f"tweets with {tag}", self.store.search(tag[1:], limits.FEED_MAX))
+        return self._tweets(f"tweets with {tag}", self.model.search(tag[1:], limits.FEED_MAX))
 
-    def _cmd_trending(self, session: Session) -> Reply:
-        top = self.store.trending(limits.TRENDING_COUNT)
-        return success(f"{len(top)} trending hashtags", count=len(top),
-                       tags=[[f"#{tag}", uses] for tag, uses in top])
+    def _cmd_trending(self, session: Session, now: float) -> Answer:
+        top = self.model.trending(limits.TRENDING_COUNT)
+        return TrendingReply(message=f"{len(top)} trending hashtags", count=len(top),
+                             tags=tuple((f"#{tag}", uses) for tag, uses in top))
 
-    # ---- live features ---------------------------------------------------------------------------
-    def _cmd_auth(self, session: Session, password: str) -> Reply:
-        return success("no server password is needed")     # admitted already (see execute)
+    # ---- live features -----------------------------------------------------------------------
+    def _cmd_auth(self, session: Session, now: float, password: str) -> Answer:
+        return Done(message="no server password is needed" if self.server_password is None
+                    else "welcome")
 
-    def _cmd_say(self, session: Session, text: str, **ignored: Any) -> Reply:
+    def _cmd_say(self, session: Session, now: float, text: str, **ignored: Any) -> Answer:
         """Chat-room broadcast.  The sender is the session's handle, whatever else was sent."""
         problem = check_text(text, "say")
         if problem:
@@ -737,56 +729,82 @@ class TrackerCore:
         me = self._me(session)
         listeners = [entry.peer.handle for entry in self._online.values()
                      if not entry.lost and handle_key(entry.peer.handle) != handle_key(me)]
+        notice = SayPush(sender=me, text=text)
         for listener in listeners:
-            self._push(listener, "say", sender=me, text=text)
-        return success(f"said to {len(listeners)} users online", count=len(listeners))
+            self._push(listener, notice)
+        return SayReply(message=f"said to {len(listeners)} users online", count=len(listeners))
 
-    def _cmd_message(self, session: Session, to: str, text: str) -> Reply:
-        """A direct message: sent peer to peer when ``to`` is online, else kept for its login."""
+    def _cmd_message(self, session: Session, now: float, to: str, text: str) -> Answer:
+        """A direct message.  The tracker keeps it until its recipient confirms it; when the
+        recipient is online the sender gets its tuple to send it peer to peer, and the
+        recipient gets the sender's tuple first, to check the datagram."""
         problem = check_text(text, "message")
         if problem:
             return failure(*problem)
         target = self._known(to)
-        if isinstance(target, Reply):
+        if isinstance(target, Failure):
             return target
         me = self._me(session)
-        if self.store.is_blocked(target, me):
+        if self.model.is_blocked(target, me):
             return failure("BLOCKED", f"{target} has blocked {me}")
-        entry = self._online.get(handle_key(target))
-        online = entry is not None and not entry.lost
-        message_id = self.store.add_message(me, target, text, time.time(), delivered=online)
-        if online and entry is not None:
-            return success(f"message #{message_id} to {target}: send it peer to peer",
-                           message_id=message_id, to=target, peer=entry.peer.as_list())
-        return success(f"message #{message_id} kept for {target}, who is offline",
-                       message_id=message_id, to=target)
+        message_id = self.model.add_message(me, target, text, self.wall_clock())
+        peer, sender = self._live_peer(target), self._live_peer(me)
+        if peer is None:
+            return MessageReply(message=f"message #{message_id} kept for {target}, who is "
+                                        "offline", message_id=message_id, to=target)
+        if sender is not None:
+            self._push(target, PeerPush(peer=sender))
+        return MessageReply(message=f"message #{message_id} to {target}: send it peer to peer",
+                            message_id=message_id, to=target, peer=peer)
 
-    def _cmd_message_undelivered(self, session: Session, message_id: int) -> Reply:
-        """The peer-to-peer send failed: keep the message for the recipient's next login."""
+    def _cmd_message_received(self, session: Session, now: float, message_id: int) -> Answer:
+        """The recipient's receipt: the message is delivered, and no longer kept."""
         me = self._me(session)
-        if not self.store.set_delivered(message_id, me, delivered=False):
-            return failure("UNKNOWN_MESSAGE", f"{me} sent no message #{message_id}")
-        return success(f"message #{message_id} kept for the recipient's next login")
+        message = self.model.message(message_id)
+        if message is None or handle_key(message.recipient) != handle_key(me):
+            return failure("UNKNOWN_MESSAGE", f"{me} was sent no message #{message_id}")
+        if not message.delivered:
+            self.model.set_delivered(message_id)
+        return Done(message=f"message #{message_id} from {message.sender} delivered")
 
-    def _cmd_block(self, session: Session, handle: str) -> Reply:
+    def _cmd_message_undelivered(self, session: Session, now: float, message_id: int) -> Answer:
+        """The sender's peer-to-peer send got no receipt: the tracker carries the message over
+        the recipient's session if it is online, and keeps it for its next login anyway."""
+        me = self._me(session)
+        message = self.model.message(message_id)
+        if message is None or handle_key(message.sender) != handle_key(me):
+            return failure("UNKNOWN_MESSAGE", f"{me} sent no message #{message_id}")
+        if message.delivered:
+            return Done(message=f"message #{message_id} was delivered after all")
+        # Online: the tracker carries it over the recipient's session now.  Either way it is
+        # kept until the recipient confirms it, which is what the sender is told.
+        self._push(message.recipient, self._message_push(message))
+        return Done(message=f"message #{message_id} kept for the recipient's next login")
+
+    @staticmethod
+    def _message_push(message: Message) -> MessagePush:
+        return MessagePush(id=message.id, sender=message.sender, text=message.text,
+                           created=message.created, kept=True)
+
+    def _cmd_block(self, session: Session, now: float, handle: str) -> Answer:
         target = self._known(handle)
-        if isinstance(target, Reply):
+        if isinstance(target, Failure):
             return target
         me = self._me(session)
         if handle_key(target) == handle_key(me):
             return failure("SELF_BLOCK", f"{me} cannot block itself")
-        if not self.store.block(me, target):
+        if not self.model.block(me, target):
             return failure("ALREADY_BLOCKED", f"{me} has already blocked {target}")
-        return success(f"{me} blocked {target}: it no longer follows or messages {me}")
+        return Done(message=f"{me} blocked {target}: it no longer follows or messages {me}")
 
-    def _cmd_unblock(self, session: Session, handle: str) -> Reply:
+    def _cmd_unblock(self, session: Session, now: float, handle: str) -> Answer:
         target = self._known(handle)
-        if isinstance(target, Reply):
+        if isinstance(target, Failure):
             return target
         me = self._me(session)
-        if not self.store.unblock(me, target):
+        if not self.model.unblock(me, target):
             return failure("NOT_BLOCKED", f"{me} has not blocked {target}")
-        return success(f"{me} unblocked {target}")
+        return Done(message=f"{me} unblocked {target}")
 
-    def _cmd_heartbeat(self, session: Session) -> Reply:
-        return success("still here")        # last_active was updated in execute
+    def _cmd_heartbeat(self, session: Session, now: float) -> Answer:
+        return Done(message="still here")       # last_active was updated in execute

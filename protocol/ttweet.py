@@ -17,7 +17,6 @@ send the bytes it returns.  Every decoding function either returns a typed value
 :class:`TtweetProtocolError` — never any other exception, whatever the bytes.
 """
 
-from __future__ import annotations
 
 from protocol.limits import TTWEET_EMPTY, TTWEET_MAX, TTWEET_REQUEST_MAX
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 
 from protocol import limits
@@ -46,6 +47,27 @@ def check_ipv4(value: object) -> Problem:
     return ("BAD_ADDRESS", f"{value!r} is not an IPv4 address (dotted quad, e.g. 127.0.0.1)")
 
 
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+
+
+def check_unicast(value: str) -> Problem:
+    """A well-formed IPv4 address (``check_ipv4``) that one host can own: not "this host",
+    multicast, broadcast or reserved.  A subnet's own broadcast address (e.g. 10.0.0.255/24)
+    cannot be told from here; the tracker refuses it anyway, as no session connects from it."""
+    address = ipaddress.IPv4Address(value)
+    if address in _THIS_NETWORK:
+        why = "0.0.0.0/8 means 'this host' and is nobody's address"
+    elif address.is_multicast:
+        why = "a multicast address (224.0.0.0/4) reaches every host in a group"
+    elif address == ipaddress.IPv4Address("255.255.255.255"):
+        why = "the broadcast address reaches every host on the network"
+    elif address.is_reserved:
+        why = "240.0.0.0/4 is reserved and no host has such an address"
+    else:
+        return None
+    return ("BAD_ADDRESS", f"{value} is not a peer's address: {why}")
+
+
 PUBLIC_KEY_CHARS = 88      # base64 of 64 bytes: Ed25519 and X25519 public keys (protocol.auth)
 
 
@@ -79,7 +101,7 @@ def check_ports(values: object) -> Problem:
         if problem:
             return problem
     if len(set(values)) != 3:
-        return ("BAD_PORT", "the left, middle and right ports must differ")
+        return ("REPEATED_PORTS", "the left, middle and right ports must differ")
     return None
 
 

@@ -11,13 +11,19 @@ Three shapes travel on a session connection, told apart by their first key::
 A reply names the request it answers (``re``); a push has no ``re``.  ``decode_request`` and
 ``decode_server_frame`` never raise anything but :class:`ProtocolError`, whose ``code`` is the
 reason the tracker answers with.
+
+This module is the framing and the requests.  What the tracker says back is typed in
+``protocol/messages.py``: the tracker encodes those classes with :func:`encode_object`, and a
+user reads a line with :func:`load_object` and then ``messages.answer_from_wire`` or
+``messages.notice_from_wire``.  :class:`Reply` and :class:`Push` are the untyped envelopes of
+the same frames, kept for code that has not moved to the typed classes yet.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from protocol import limits
 from protocol.validate import is_whole_number
@@ -51,10 +57,29 @@ COMMANDS: dict[str, dict[str, type]] = {
     # `from` is accepted and ignored: the tracker always names the session's own handle.
     "say": {"text": str, "from?": str},
     "message": {"to": str, "text": str},
+    "message-received": {"message_id": int},
     "message-undelivered": {"message_id": int},
     "block": {"handle": str},
     "unblock": {"handle": str},
 }
+
+
+@dataclass(frozen=True)
+class _Schema:
+    """A command's arguments, as ``decode_request`` checks them."""
+
+    kinds: dict[str, type]          # every argument name -> its JSON type
+    required: frozenset[str]
+    usage: str                      # the names, for the BAD_REQUEST sentence
+
+
+_SCHEMAS = {cmd: _Schema({name.rstrip("?"): kind for name, kind in spec.items()},
+                         frozenset(name for name in spec if not name.endswith("?")),
+                         ", ".join(spec) or "nothing")
+            for cmd, spec in COMMANDS.items()}
+# Compact JSON, UTF-8 as it is (the encoder is made once: the hot path encodes every reply).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_ENCODE_ASCII = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class ProtocolError(Exception):
@@ -68,11 +93,12 @@ class ProtocolError(Exception):
         self.request_id = request_id
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
+    """One decoded request (a named tuple: every request makes one, and they are cheap)."""
+
     id: int
     cmd: str
-    args: dict[str, Any] = field(default_factory=dict)
+    args: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -94,9 +120,12 @@ class Push:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def _load_object(frame: bytes) -> dict[str, Any]:
-    if len(frame) > limits.FRAME_MAX:
-        raise ProtocolError("TOO_LARGE", f"a frame has at most {limits.FRAME_MAX} bytes")
+def load_object(frame: bytes, most: int = limits.FRAME_MAX) -> dict[str, Any]:
+    """One frame of at most ``most`` bytes as a JSON object; ProtocolError (TOO_LARGE,
+    BAD_FRAME) if it is not one.  Requests are bounded by ``FRAME_MAX``; what the tracker
+    sends by ``SERVER_FRAME_MAX`` (the reply to a tweet lists every online follower)."""
+    if len(frame) > most:
+        raise ProtocolError("TOO_LARGE", f"a frame has at most {most} bytes")
     try:
         value = json.loads(frame.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -108,23 +137,22 @@ def _load_object(frame: bytes) -> dict[str, Any]:
 
 def decode_request(frame: bytes) -> Request:
     """Parse one request line (the trailing newline may be present)."""
-    obj = _load_object(frame)
+    obj = load_object(frame)
     request_id, cmd = obj.get("id"), obj.get("cmd")
-    if not is_whole_number(request_id) or not 0 <= request_id < 2**53:
+    if type(request_id) is not int or not 0 <= request_id < 2**53:   # (bool is no int here)
         raise ProtocolError("BAD_FRAME", "a request needs an integer 'id'")
-    if not isinstance(cmd, str) or cmd not in COMMANDS:
+    schema = _SCHEMAS.get(cmd) if isinstance(cmd, str) else None
+    if schema is None:
         raise ProtocolError("UNKNOWN_COMMAND", f"unknown command {cmd!r}", request_id)
-    schema = {name.rstrip("?"): kind for name, kind in COMMANDS[cmd].items()}
-    required = {name for name in COMMANDS[cmd] if not name.endswith("?")}
-    args = {key: value for key, value in obj.items() if key not in ("id", "cmd")}
-    if not required <= set(args) <= set(schema):
-        raise ProtocolError("BAD_REQUEST", f"{cmd} takes: {', '.join(COMMANDS[cmd]) or 'nothing'}",
-                            request_id)
+    del obj["id"], obj["cmd"]
+    args = obj                      # what is left are the arguments
+    if not schema.required <= args.keys() <= schema.kinds.keys():
+        raise ProtocolError("BAD_REQUEST", f"{cmd} takes: {schema.usage}", request_id)
     for name, value in args.items():
-        kind = schema[name]
+        kind = schema.kinds[name]
         # Integers are ids and counts: JSON may carry any size, SQLite and the ring may not.
         if kind is int:
-            good = is_whole_number(value) and 0 <= value < 2**53
+            good = type(value) is int and 0 <= value < 2**53
         else:
             good = isinstance(value, kind)
         if not good:
@@ -136,7 +164,7 @@ def decode_request(frame: bytes) -> Request:
 
 def decode_server_frame(frame: bytes) -> Reply | Push:
     """Parse one line from the tracker: a reply or a push."""
-    obj = _load_object(frame)
+    obj = load_object(frame, limits.SERVER_FRAME_MAX)
     if "push" in obj:
         kind = obj.pop("push")
         if not isinstance(kind, str):
@@ -150,17 +178,18 @@ def decode_server_frame(frame: bytes) -> Reply | Push:
     return Reply(re_id, status, message, code, obj)
 
 
-def _dump(obj: dict[str, Any]) -> bytes:
+def encode_object(obj: dict[str, Any]) -> bytes:
+    """One JSON object as a frame: compact UTF-8 and a newline."""
     try:
-        return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        return (_ENCODE(obj) + "\n").encode()
     except UnicodeEncodeError:
         # A lone surrogate (JSON can carry one in, e.g. echoed in a FAILURE message) has no
         # UTF-8 form: JSON's own \uXXXX escapes carry it out again.
-        return (json.dumps(obj, separators=(",", ":")) + "\n").encode("ascii")
+        return (_ENCODE_ASCII(obj) + "\n").encode("ascii")
 
 
 def encode_request(request: Request) -> bytes:
-    return _dump({"id": request.id, "cmd": request.cmd, **request.args})
+    return encode_object({"id": request.id, "cmd": request.cmd, **request.args})
 
 
 def encode_reply(reply: Reply) -> bytes:
@@ -169,11 +198,11 @@ def encode_reply(reply: Reply) -> bytes:
         obj["code"] = reply.code
     obj["message"] = reply.message
     obj.update(reply.data)
-    return _dump(obj)
+    return encode_object(obj)
 
 
 def encode_push(push: Push) -> bytes:
-    return _dump({"push": push.kind, **push.data})
+    return encode_object({"push": push.kind, **push.data})
 
 
 def success(message: str, **data: Any) -> Reply:

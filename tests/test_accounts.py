@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from protocol.accounts import LoginThrottle, PasswordHasher, check_password
+from protocol.accounts import (
+    CheckPassword,
+    HashPassword,
+    LoginThrottle,
+    PasswordHasher,
+    check_password,
+)
 
 CHEAP = PasswordHasher(n=2**4)
 
@@ -33,23 +39,28 @@ def test_password_rules() -> None:
     assert check_password(None)[0] == "BAD_PASSWORD"         # type: ignore[index]
 
 
+def test_the_work_left_to_the_caller_hashes_and_checks() -> None:
+    stored = HashPassword("pw", CHEAP).run()
+    assert stored.startswith("scrypt$16$")
+    assert CheckPassword("pw", stored).run() is True
+    assert CheckPassword("pw!", stored).run() is False
+
+
 def test_throttle_blocks_after_the_limit_until_the_window_passes() -> None:
-    now = [1000.0]
-    throttle = LoginThrottle(limit=5, window=60, clock=lambda: now[0])
+    now = 1000.0
+    throttle = LoginThrottle(limit=5, window=60)
     for _ in range(4):
-        throttle.failed("@a")
-        assert not throttle.blocked("@a")
-    throttle.failed("@a")
-    assert throttle.blocked("@a") and not throttle.blocked("@b")
-    now[0] += 59.9
-    assert throttle.blocked("@a")
-    now[0] += 0.2
-    assert not throttle.blocked("@a")
+        throttle.failed("@a", now)
+        assert not throttle.blocked("@a", now)
+    throttle.failed("@a", now)
+    assert throttle.blocked("@a", now) and not throttle.blocked("@b", now)
+    assert throttle.blocked("@a", now + 59.9)
+    assert not throttle.blocked("@a", now + 60.1)
 
 
 def test_a_success_clears_the_failures() -> None:
-    throttle = LoginThrottle(limit=2, window=60, clock=lambda: 0.0)
-    throttle.failed("@a")
+    throttle = LoginThrottle(limit=2, window=60)
+    throttle.failed("@a", 0.0)
     throttle.succeeded("@a")
-    throttle.failed("@a")
-    assert not throttle.blocked("@a")
+    throttle.failed("@a", 0.0)
+    assert not throttle.blocked("@a", 0.0)

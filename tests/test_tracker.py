@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import threading
 
 from conftest import (
+    DEFAULT_TIMEOUT,
     MANY_CONNECTIONS,
     PYTHON,
     ROOT,
@@ -226,3 +229,107 @@ def test_command_line_errors_exit_2_without_traceback() -> None:
     helped = subprocess.run([PYTHON, "tracker.py", "-h"], cwd=ROOT, capture_output=True,
                             text=True, timeout=15)
     assert helped.returncode == 0 and "example: python3 tracker.py 13000" in helped.stdout
+
+
+def test_the_tracker_console_never_shows_raw_escape_sequences(net: Tweeter) -> None:
+    client = net.client()
+    client.send_raw(b'\x1b]0;PWNED\x07\x1b[2J hello\n')
+    assert client.read()["code"] == "BAD_FRAME"
+    client.send_raw(json.dumps({"id": 1, "cmd": "say", "text": "\x9b31m"}).encode() + b"\n")
+    client.read()
+    assert net.tracker_proc is not None
+    net.tracker_proc.expect(r"PWNED", since=0)
+    assert not any(ch in net.tracker_proc.text() for ch in "\x1b\x07\x9b")
+
+
+def test_exit_waits_for_a_running_tweet_while_the_connection_is_served(net: Tweeter) -> None:
+    author, follower = net.client(), net.client()
+    register(author, "@alice")
+    register(follower, "@bob", [61004, 61005, 61006])
+    follower.call("follow", follower="@bob", followee="@alice")
+    tweet = author.call("tweet", handle="@alice", text="hold on")
+    follower.send_raw(b'{"id": 100, "cmd": "exit", "handle": "@bob"}\n')
+    beat = follower.call("heartbeat")           # answered first: exit waits, the session not
+    assert (beat["re"], beat["status"]) == (follower.next_id - 1, "SUCCESS")
+    assert follower.call("exit-complete", handle="@bob")["code"] == "EXITING"
+    assert author.call("end-tweet", handle="@alice", tid=tweet["tid"], reached=1,
+                       skipped=[])["status"] == "SUCCESS"
+    granted = follower.read()
+    assert (granted["re"], granted["status"]) == (100, "SUCCESS")
+    assert follower.call("exit-complete", handle="@bob")["status"] == "SUCCESS"
+
+
+class RawClientFrom(RawClient):
+    """A raw session whose TCP socket uses ``source`` as its own address (bound before it
+    connects): another host, as far as the tracker can tell."""
+
+    def __init__(self, port: int, source: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=DEFAULT_TIMEOUT,
+                                             source_address=(source, 0))
+        self.reader = self.sock.makefile("rb")
+        self.next_id, self.pushes = 1, []
+        self.welcome = self.read_push()
+
+
+def test_a_peer_address_must_be_the_sessions_own(net: Tweeter) -> None:
+    here = net.client()                                 # comes from 127.0.0.1
+    reply = here.call("register", handle="@alice", ip="127.0.0.2", ports=PORTS,
+                      key=SAMPLE_KEY, password="pw")
+    assert (reply["code"], reply["message"]) == (
+        "ADDRESS_MISMATCH",
+        "the tracker sees this session at 127.0.0.1: a peer's address must be its own")
+    for ip in ("0.0.0.0", "224.0.0.1", "255.255.255.255"):
+        assert here.call("register", handle="@alice", ip=ip, ports=PORTS, key=SAMPLE_KEY,
+                         password="pw")["code"] == "BAD_ADDRESS"
+    assert here.call("register", handle="@alice", ip="127.0.0.1", ports=[5, 5, 6],
+                     key=SAMPLE_KEY, password="pw")["code"] == "REPEATED_PORTS"
+    there = RawClientFrom(net.port, "127.0.0.2")
+    try:
+        reply = there.call("register", handle="@alice", ip="127.0.0.2", ports=PORTS,
+                           key=SAMPLE_KEY, password="pw")
+        assert reply["status"] == "SUCCESS", reply
+    finally:
+        there.close()
+
+
+def test_a_skipped_follower_that_is_alive_gets_the_tweet_from_the_tracker(net: Tweeter) -> None:
+    author, live, gone = net.client(), net.client(), net.client()
+    register(author, "@alice")
+    register(live, "@bob", [61004, 61005, 61006])
+    register(gone, "@carl", [61007, 61008, 61009])
+    for client, me in ((live, "@bob"), (gone, "@carl")):
+        assert client.call("follow", follower=me, followee="@alice")["status"] == "SUCCESS"
+    gone.close()
+    assert net.tracker_proc is not None
+    net.tracker_proc.expect(r"@carl lost its connection")
+    tweet = author.call("tweet", handle="@alice", text="whatever the ring says")
+    assert [row[0] for row in tweet["followers"]] == ["@bob", "@carl"]
+    end = author.call("end-tweet", handle="@alice", tid=tweet["tid"], reached=0,
+                      skipped=["@bob", "@carl"])
+    assert (end["skipped"], end["relayed"]) == (["@bob", "@carl"], ["@bob"])
+    pushed = live.read_push()
+    while pushed["push"] != "tweet":
+        pushed = live.read_push()
+    assert (pushed["author"], pushed["tid"], pushed["text"]) == (
+        "@alice", tweet["tid"], "whatever the ring says")
+    again = author.call("tweet", handle="@alice", text="next")
+    assert [row[0] for row in again["followers"]] == ["@bob"]   # @carl offline, @bob not
+
+
+def test_a_direct_message_is_kept_until_the_recipient_confirms_it(net: Tweeter) -> None:
+    alice, bob = net.client(), net.client()
+    register(alice, "@alice")
+    register(bob, "@bob", [61004, 61005, 61006])
+    sent = alice.call("message", to="@bob", text="psst")
+    assert sent["peer"][0] == "@bob"
+    peer = bob.read_push()
+    assert (peer["push"], peer["peer"][0]) == ("peer", "@alice")
+    assert alice.call("message-undelivered", message_id=sent["message_id"])["status"] \
+        == "SUCCESS"
+    relayed = bob.read_push()
+    assert (relayed["push"], relayed["id"], relayed["text"]) == ("message", sent["message_id"],
+                                                                 "psst")
+    assert bob.call("message-received", message_id=sent["message_id"])["status"] == "SUCCESS"
+    assert alice.call("message-received", message_id=sent["message_id"])["code"] \
+        == "UNKNOWN_MESSAGE"
+

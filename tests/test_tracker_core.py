@@ -1,11 +1,13 @@
-"""Unit tests of protocol.tracker_core: what the tracker answers, without sockets (SPEC §2)."""
+"""Unit tests of protocol.tracker_core: what the tracker answers, without sockets or threads.
+
+The core is a state machine: a test feeds it requests and a clock reading, runs the password work
+it hands back as the tracker would (outside any lock), and reads what it decided from its outbox.
+Time is a number the test moves forward; nothing here sleeps or starts a thread.
+"""
 
 from __future__ import annotations
 
 import itertools
-import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,98 +15,141 @@ from conftest import SAMPLE_KEY
 
 from protocol import datagrams, limits
 from protocol.accounts import LoginThrottle, PasswordHasher
-from protocol.tracker_core import MemoryStore, Session, TrackerCore, by_name
+from protocol.messages import Answer, Failure, Notice
+from protocol.store import MemoryStore
+from protocol.tracker_core import PasswordWork, Session, TrackerCore
 from protocol.validate import check_text
-from protocol.wire import FAILURE, SUCCESS, Reply, Request
+from protocol.wire import Request
 
-JOIN_TIMEOUT = 10.0
 PASSWORD = "correct horse"
 CHEAP_HASHER = PasswordHasher(n=2, r=1, p=1)     # command semantics, not hashing cost
+WALL = 1_700_000_000.0                          # the wall clock the core stamps tweets with
 
 
 class Net:
-    """A TrackerCore and a few sessions talking to it."""
+    """A TrackerCore, a clock, and a few sessions talking to it.
+
+    ``call`` returns the reply to the request it sends; everything else the core decided on
+    the way is kept: pushes in ``pushes``, replies to earlier requests (an ``exit`` answered
+    late) in ``later``.
+    """
 
     def __init__(self, **options: Any) -> None:
         self.logs: list[str] = []
+        self.now = 1000.0
         options.setdefault("log", self.logs.append)
         options.setdefault("hasher", CHEAP_HASHER)
+        options.setdefault("wall_clock", lambda: WALL)
         self.core = TrackerCore(**options)
-        self.store: MemoryStore = self.core.store  # type: ignore[assignment]
+        self.store = self.core.model            # the state as the core sees it
+        self.pushes: list[tuple[Session, Notice]] = []
+        self.later: list[tuple[Session, Answer]] = []
         self._ids = itertools.count(1)
         self._ports = itertools.count(20000, 3)
 
-    def call(self, session: Session, cmd: str, **args: Any) -> Reply:
-        reply = self.core.execute(session, Request(next(self._ids), cmd, args))
-        assert reply.status in (SUCCESS, FAILURE)
-        assert isinstance(reply.message, str) and reply.message
+    def session(self, name: str, address: str = "127.0.0.1") -> Session:
+        return Session(name, address, self.now)
+
+    def start(self, session: Session, cmd: str, **args: Any) -> tuple[int, PasswordWork | None]:
+        """Send a request; its id, and the password work it left (register, login)."""
+        request = Request(next(self._ids), cmd, args)
+        return request.id, self.core.execute(session, request, self.now)
+
+    def finish(self, session: Session, work: PasswordWork) -> None:
+        self.core.resume(session, work, work.run(), self.now)
+
+    def call(self, session: Session, cmd: str, **args: Any) -> Answer | None:
+        """Send a request and run it to its end; its reply, or None when it comes later."""
+        re, work = self.start(session, cmd, **args)
+        if work is not None:
+            self.finish(session, work)
+        return self.reply(session, re)
+
+    def reply(self, session: Session, re: int) -> Answer | None:
+        """The reply to request ``re`` among what the core decided (the rest is kept)."""
+        found = None
+        for to, message in self.later:
+            if to is session and message.re == re:
+                self.later.remove((to, message))
+                return message
+        for to, message in self.core.take_outbox():
+            if isinstance(message, Notice):
+                self.pushes.append((to, message))
+            elif to is session and message.re == re and found is None:
+                found = message
+            else:
+                self.later.append((to, message))
+        if found is not None:
+            assert isinstance(found.message, str) and found.message
+        return found
+
+    def ok(self, session: Session, cmd: str, **args: Any) -> Answer:
+        reply = self.call(session, cmd, **args)
+        assert reply is not None and reply.ok, reply
         return reply
+
+    def advance(self, seconds: float) -> None:
+        """Time passes: the reaper's tick."""
+        self.now += seconds
+        self.core.tick(self.now)
+        self.reply(Session("nobody", "0.0.0.0", 0.0), -1)
 
     def ports(self) -> list[int]:
         base = next(self._ports)
         return [base, base + 1, base + 2]
 
-    def register(self, session: Session, handle: str, ip: str = "127.0.0.1",
-                 ports: list[Any] | None = None, password: Any = PASSWORD) -> Reply:
-        return self.call(session, "register", handle=handle, ip=ip, key=SAMPLE_KEY,
-                         ports=self.ports() if ports is None else ports, password=password)
+    def register(self, session: Session, handle: str, ip: str | None = None,
+                 ports: list[Any] | None = None, password: Any = PASSWORD) -> Answer | None:
+        return self.call(session, "register", handle=handle, ip=ip or session.address,
+                         key=SAMPLE_KEY, ports=self.ports() if ports is None else ports,
+                         password=password)
 
     def login(self, session: Session, handle: str, password: Any = PASSWORD,
-              ip: str = "127.0.0.1", ports: list[Any] | None = None) -> Reply:
-        return self.call(session, "login", handle=handle, ip=ip, key=SAMPLE_KEY,
-                         ports=self.ports() if ports is None else ports, password=password)
+              ip: str | None = None, ports: list[Any] | None = None) -> Answer | None:
+        return self.call(session, "login", handle=handle, ip=ip or session.address,
+                         key=SAMPLE_KEY, ports=self.ports() if ports is None else ports,
+                         password=password)
 
     def join(self, handle: str, ip: str = "127.0.0.1") -> Session:
-        session = Session(f"test {handle}")
-        reply = self.register(session, handle, ip)
-        assert reply.ok, reply
+        session = self.session(f"test {handle}", ip)
+        reply = self.register(session, handle)
+        assert reply is not None and reply.ok, reply
         return session
 
     def follow(self, session: Session, followee: str) -> None:
         assert session.handle is not None
-        reply = self.call(session, "follow", follower=session.handle, followee=followee)
-        assert reply.ok, reply
+        self.ok(session, "follow", follower=session.handle, followee=followee)
 
-    def tweet(self, session: Session, text: str = "hello") -> Reply:
+    def tweet(self, session: Session, text: str = "hello") -> Any:
         assert session.handle is not None
         return self.call(session, "tweet", handle=session.handle, text=text)
 
     def end(self, session: Session, tid: int, reached: int = 0,
-            skipped: list[object] | None = None) -> Reply:
+            skipped: list[object] | None = None) -> Any:
         assert session.handle is not None
         return self.call(session, "end-tweet", handle=session.handle, tid=tid, reached=reached,
                          skipped=skipped or [])
 
     def handles(self) -> list[str]:
-        reply = self.call(Session("observer"), "query-handles")
-        assert reply.ok
-        assert reply.data["count"] == len(reply.data["handles"])
-        return reply.data["handles"]
+        reply: Any = self.ok(self.session("observer"), "query-handles")
+        assert reply.count == len(reply.handles)
+        return list(reply.handles)
+
+    def pushed(self, session: Session) -> list[Notice]:
+        """The pushes for ``session`` so far (and forget them)."""
+        mine = [notice for to, notice in self.pushes if to is session]
+        self.pushes = [(to, notice) for to, notice in self.pushes if to is not session]
+        return mine
 
 
-def failed(reply: Reply, code: str) -> None:
-    assert reply.status == FAILURE, reply
+def failed(reply: Answer | None, code: str) -> None:
+    assert isinstance(reply, Failure), reply
     assert reply.code == code, reply
-    assert not reply.ok
+    assert not reply.ok and reply.status == "FAILURE"
 
 
-def names(reply: Reply) -> list[str]:
-    return [row[0] for row in reply.data["followers"]]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def in_thread(target: Callable[[], Reply], name: str) -> tuple[threading.Thread, list[Reply]]:
-    result: list[Reply] = []
-    thread = threading.Thread(target=lambda: result.append(target()), name=name, daemon=True)
-    thread.start()
-    return thread, result
+def names(reply: Any) -> list[str]:
+    return [peer.handle for peer in reply.followers]
 
 
 # ---- before registering or logging in -------------------------------------------------------
@@ -127,24 +172,32 @@ def in_thread(target: Callable[[], Reply], name: str) -> tuple[threading.Thread,
 def test_commands_before_register_fail(cmd: str, args: dict[str, Any]) -> None:
     net = Net()
     net.join("@a")
-    failed(net.call(Session("fresh"), cmd, **args), "NOT_LOGGED_IN")
+    failed(net.call(net.session("fresh"), cmd, **args), "NOT_LOGGED_IN")
     assert net.handles() == ["@a"]
 
 
 def test_anonymous_commands_are_allowed_before_register() -> None:
     net = Net()
-    session = Session("fresh")
-    reply = net.call(session, "query-handles")
-    assert reply.ok
-    assert reply.data == {"count": 0, "handles": []}
-    assert net.call(session, "online").ok
+    session = net.session("fresh", "10.0.0.7")
+    reply: Any = net.ok(session, "query-handles")
+    assert (reply.count, reply.handles) == (0, ())
+    assert net.ok(session, "online")
     failed(net.login(session, "@alice"), "UNKNOWN_HANDLE")          # login is allowed: no such
     reply = net.register(session, "@alice", "10.0.0.7", [5001, 5002, 5003])
     assert reply.ok
-    assert reply.data == {"handle": "@alice"}
+    assert reply.handle == "@alice"
     assert "10.0.0.7" in reply.message
     assert session.handle == "@alice"
     assert net.core.online_handles() == ["@alice"]
+
+
+def test_every_reply_names_its_request() -> None:
+    net = Net()
+    session = net.session("fresh")
+    re, work = net.start(session, "query-handles")
+    assert work is None
+    [(to, reply)] = net.core.take_outbox()
+    assert to is session and reply.re == re
 
 
 # ---- register --------------------------------------------------------------------------------
@@ -170,7 +223,8 @@ def test_already_logged_in(handle: str) -> None:
     ("@alice", "1.2.3", [1, 2, 3], PASSWORD, "BAD_ADDRESS"),
     ("@alice", "127.0.0.1", [0, 2, 3], PASSWORD, "BAD_PORT"),
     ("@alice", "127.0.0.1", [1, 2, 65536], PASSWORD, "BAD_PORT"),
-    ("@alice", "127.0.0.1", [1, 1, 3], PASSWORD, "BAD_PORT"),
+    ("@alice", "127.0.0.1", [1, 1, 3], PASSWORD, "REPEATED_PORTS"),
+    ("@alice", "127.0.0.1", [7, 7, 7], PASSWORD, "REPEATED_PORTS"),
     ("@alice", "127.0.0.1", [1, 2], PASSWORD, "BAD_PORT"),
     ("@alice", "127.0.0.1", [1, 2, 3, 4], PASSWORD, "BAD_PORT"),
     ("@alice", "127.0.0.1", [1, 2, True], PASSWORD, "BAD_PORT"),
@@ -182,21 +236,50 @@ def test_already_logged_in(handle: str) -> None:
 def test_register_validation(handle: str, ip: str, ports: list[object], password: Any,
                              code: str) -> None:
     net = Net()
-    session = Session("fresh")
+    session = net.session("fresh")
     failed(net.register(session, handle, ip, ports, password), code)
     assert session.handle is None
     assert net.handles() == []
     assert net.core.online_handles() == []
-    assert net.register(session, "@alice", "127.0.0.1", [1, 2, 3]).ok
+    assert net.ok(session, "register", handle="@alice", ip="127.0.0.1", ports=[1, 2, 3],
+                  key=SAMPLE_KEY, password=PASSWORD)
+
+
+@pytest.mark.parametrize(("ip", "why"), [
+    ("0.0.0.0", "this host"), ("224.0.0.1", "multicast"), ("255.255.255.255", "broadcast"),
+    ("240.0.0.9", "reserved"),
+])
+def test_an_address_no_single_host_owns_is_refused(ip: str, why: str) -> None:
+    net = Net()
+    reply = net.register(net.session("fresh", "127.0.0.1"), "@alice", ip)
+    failed(reply, "BAD_ADDRESS")
+    assert reply is not None and why in reply.message
+
+
+def test_a_peer_address_must_be_the_sessions_own() -> None:
+    net = Net()
+    session = net.session("fresh", "10.0.0.5")
+    reply = net.register(session, "@alice", "127.0.0.1")
+    failed(reply, "ADDRESS_MISMATCH")
+    assert reply is not None and reply.message == (
+        "the tracker sees this session at 10.0.0.5: a peer's address must be its own")
+    assert session.handle is None and net.handles() == []
+    assert net.register(session, "@alice", "10.0.0.5").ok          # type: ignore[union-attr]
+
+
+def test_a_bad_key_is_refused() -> None:
+    net = Net()
+    failed(net.call(net.session("fresh"), "register", handle="@a", ip="127.0.0.1",
+                    ports=[1, 2, 3], key="not a key", password=PASSWORD), "BAD_KEY")
 
 
 def test_duplicate_handle_is_case_insensitive_and_shown_as_first_registered() -> None:
     net = Net()
     net.join("@Alice")
-    second = Session("second")
+    second = net.session("second")
     reply = net.register(second, "@alice")
     failed(reply, "DUPLICATE_HANDLE")
-    assert "@Alice" in reply.message
+    assert reply is not None and "@Alice" in reply.message
     failed(net.register(second, "@ALICE"), "DUPLICATE_HANDLE")
     assert second.handle is None
     assert net.handles() == ["@Alice"]
@@ -206,24 +289,25 @@ def test_duplicate_handle_is_case_insensitive_and_shown_as_first_registered() ->
 def test_server_full() -> None:
     net = Net(session_max=2)
     alice, _bob = net.join("@alice"), net.join("@bob")
-    carol = Session("carol")
+    carol = net.session("carol")
     failed(net.register(carol, "@carol"), "SERVER_FULL")
     assert carol.handle is None
     assert net.handles() == ["@alice", "@bob"]
     # the others are still served, and a place frees up when someone exits or logs out
-    assert net.call(alice, "exit", handle="@alice").ok
-    assert net.call(alice, "exit-complete", handle="@alice").ok
-    assert net.register(carol, "@carol").ok
+    assert net.ok(alice, "exit", handle="@alice")
+    assert net.ok(alice, "exit-complete", handle="@alice")
+    assert net.ok(carol, "register", handle="@carol", ip="127.0.0.1", ports=net.ports(),
+                  key=SAMPLE_KEY, password=PASSWORD)
     assert net.handles() == ["@bob", "@carol"]
-    failed(net.login(Session("bob again"), "@bob"), "ALREADY_ONLINE")
+    failed(net.login(net.session("bob again"), "@bob"), "ALREADY_ONLINE")
 
 
 def test_login_when_full() -> None:
     net = Net(session_max=2)
     alice, _bob = net.join("@alice"), net.join("@bob")
-    assert net.call(alice, "logout").ok
+    assert net.ok(alice, "logout")
     net.join("@carol")
-    failed(net.login(Session("alice again"), "@alice"), "SERVER_FULL")
+    failed(net.login(net.session("alice again"), "@alice"), "SERVER_FULL")
 
 
 def test_closed_connections_do_not_count_against_the_session_limit() -> None:
@@ -234,11 +318,50 @@ def test_closed_connections_do_not_count_against_the_session_limit() -> None:
     # follows nobody.
     net = Net(session_max=2)
     alice, bob = net.join("@alice"), net.join("@bob")
-    net.core.disconnect(alice)
-    net.core.disconnect(bob)
-    assert net.call(Session("observer"), "online").data["count"] == 0
-    carol = Session("carol")
-    assert net.register(carol, "@carol").ok
+    net.core.disconnect(alice, net.now)
+    net.core.disconnect(bob, net.now)
+    assert net.ok(net.session("observer"), "online").count == 0     # type: ignore[attr-defined]
+    assert net.register(net.session("carol"), "@carol").ok         # type: ignore[union-attr]
+
+
+def test_registering_one_handle_at_once_exactly_one_wins() -> None:
+    # The tracker hashes outside its lock: every registration may pass the cheap duplicate
+    # check before any of them is stored.  Then exactly one wins.
+    net = Net()
+    spellings = ["@racer", "@Racer", "@RACER", "@rAcEr"]
+    sessions = [net.session(f"s{i}") for i in range(len(spellings))]
+    started = [net.start(session, "register", handle=handle, ip="127.0.0.1",
+                         ports=net.ports(), key=SAMPLE_KEY, password=PASSWORD)
+               for session, handle in zip(sessions, spellings, strict=True)]
+    assert all(work is not None for _, work in started)
+    replies = []
+    for session, (re, work) in zip(sessions, started, strict=True):
+        assert work is not None
+        net.finish(session, work)
+        replies.append(net.reply(session, re))
+    winners = [i for i, reply in enumerate(replies) if reply is not None and reply.ok]
+    assert winners == [0]
+    for reply in replies[1:]:
+        failed(reply, "DUPLICATE_HANDLE")
+    assert net.handles() == ["@racer"] == net.core.online_handles()
+    assert [s.handle for s in sessions] == ["@racer", None, None, None]
+
+
+def test_server_full_holds_while_registrations_hash() -> None:
+    net = Net(session_max=2)
+    sessions = [net.session(f"s{i}") for i in range(4)]
+    started = [net.start(session, "register", handle="@u" + "x" * (i + 1), ip="127.0.0.1",
+                         ports=net.ports(), key=SAMPLE_KEY, password=PASSWORD)
+               for i, session in enumerate(sessions)]
+    codes = []
+    for session, (re, work) in zip(sessions, started, strict=True):
+        assert work is not None
+        net.finish(session, work)
+        reply = net.reply(session, re)
+        assert reply is not None
+        codes.append("ok" if reply.ok else reply.code)      # type: ignore[attr-defined]
+    assert codes == ["ok", "ok", "SERVER_FULL", "SERVER_FULL"]
+    assert len(net.handles()) == 2
 
 
 # ---- query handles ---------------------------------------------------------------------------
@@ -247,16 +370,14 @@ def test_query_handles_is_alphabetical_case_insensitively() -> None:
     net = Net()
     for handle in ("@bob", "@Carl", "@anna", "@Alice", "@dave"):
         net.join(handle)
-    reply = net.call(Session("observer"), "query-handles")
-    assert reply.data == {"count": 5, "handles": ["@Alice", "@anna", "@bob", "@Carl", "@dave"]}
+    reply: Any = net.ok(net.session("observer"), "query-handles")
+    assert (reply.count, reply.handles) == (5, ("@Alice", "@anna", "@bob", "@Carl", "@dave"))
     assert reply.message.startswith("5")
 
 
 def test_query_handles_when_none() -> None:
-    reply = Net().call(Session("observer"), "query-handles")
-    assert reply.ok
-    assert reply.data["count"] == 0
-    assert reply.data["handles"] == []
+    reply: Any = Net().ok(Session("observer", "127.0.0.1", 0.0), "query-handles")
+    assert (reply.count, reply.handles) == (0, ())
 
 
 # ---- follow and drop -------------------------------------------------------------------------
@@ -264,13 +385,24 @@ def test_query_handles_when_none() -> None:
 def test_follow_and_drop() -> None:
     net = Net()
     alice, _bob = net.join("@alice"), net.join("@Bob")
-    reply = net.call(alice, "follow", follower="@alice", followee="@bob")
-    assert reply.ok
+    assert net.ok(alice, "follow", follower="@alice", followee="@bob")
     assert net.store.followers("@bob") == ["@alice"]
     failed(net.call(alice, "follow", follower="@alice", followee="@BOB"), "ALREADY_FOLLOWING")
-    assert net.call(alice, "drop", follower="@ALICE", followee="@bob").ok   # own handle, any case
+    assert net.ok(alice, "drop", follower="@ALICE", followee="@bob")   # own handle, any case
     assert net.store.followers("@bob") == []
     failed(net.call(alice, "drop", follower="@alice", followee="@bob"), "NOT_FOLLOWING")
+
+
+def test_the_followee_is_told_and_the_follower_gets_its_key() -> None:
+    net = Net()
+    alice, bob = net.join("@alice"), net.join("@bob", "10.0.0.2")
+    reply: Any = net.ok(alice, "follow", follower="@alice", followee="@bob")
+    assert reply.peer.as_list()[:2] == ["@bob", "10.0.0.2"]
+    assert reply.peer.public_key == SAMPLE_KEY
+    assert [n.to_wire() for n in net.pushed(bob)] == [{"push": "followed", "by": "@alice"}]
+    assert net.ok(bob, "logout")
+    offline: Any = net.ok(net.join("@erin"), "follow", follower="@erin", followee="@bob")
+    assert offline.peer is None and "peer" not in offline.to_wire()
 
 
 def test_follower_list_is_kept_alphabetical() -> None:
@@ -318,17 +450,20 @@ def test_tweet_lists_online_followers_alphabetically_with_their_addresses() -> N
     star = net.join("@star", "10.0.0.1")
     rows = {}
     for handle, ip in (("@dave", "10.0.0.4"), ("@Bob", "10.0.0.2"), ("@carl", "10.0.0.3")):
-        session = Session(handle)
+        session = net.session(handle, ip)
         ports = net.ports()
-        assert net.register(session, handle, ip, ports).ok
+        assert net.register(session, handle, ip, ports).ok      # type: ignore[union-attr]
         net.follow(session, "@star")
         rows[handle] = [handle, ip, *ports, SAMPLE_KEY]
     net.join("@stranger")                                   # not a follower
     reply = net.tweet(star, "first")
     assert reply.ok
-    assert reply.data["count"] == 3
-    assert reply.data["followers"] == [rows["@Bob"], rows["@carl"], rows["@dave"]]
-    assert isinstance(reply.data["tid"], int)
+    assert reply.count == 3
+    assert [peer.as_list() for peer in reply.followers] == [rows["@Bob"], rows["@carl"],
+                                                            rows["@dave"]]
+    assert reply.to_wire()["followers"] == [rows["@Bob"], rows["@carl"], rows["@dave"]]
+    assert isinstance(reply.tid, int)
+    assert net.store.tweet(reply.tid).created == WALL          # the injected wall clock
 
 
 def test_tweet_with_no_followers() -> None:
@@ -336,9 +471,8 @@ def test_tweet_with_no_followers() -> None:
     alice = net.join("@alice")
     reply = net.tweet(alice)
     assert reply.ok
-    assert reply.data["count"] == 0
-    assert reply.data["followers"] == []
-    assert net.end(alice, reply.data["tid"]).ok
+    assert (reply.count, reply.followers) == (0, ())
+    assert net.end(alice, reply.tid).ok
 
 
 @pytest.mark.parametrize(("text", "code"), [
@@ -364,12 +498,12 @@ def test_tweet_in_progress_and_tweets_of_different_authors_run_together() -> Non
     assert first.ok
     failed(net.tweet(alice, "again"), "TWEET_IN_PROGRESS")
     assert net.tweet(bob).ok
-    end = net.end(alice, first.data["tid"], reached=1)
+    end = net.end(alice, first.tid, reached=1)
     assert end.ok
-    assert end.data == {"reached": 1, "skipped": []}
+    assert (end.reached, end.skipped) == (1, ())
     second = net.tweet(alice, "again")
     assert second.ok
-    assert second.data["tid"] != first.data["tid"]
+    assert second.tid != first.tid
 
 
 def test_tweet_for_another_handle() -> None:
@@ -386,9 +520,9 @@ def test_follows_during_a_tweet_take_effect_on_the_next() -> None:
     net.follow(bob, "@alice")
     first = net.tweet(alice)
     net.follow(carol, "@alice")
-    assert net.call(bob, "drop", follower="@bob", followee="@alice").ok
+    assert net.ok(bob, "drop", follower="@bob", followee="@alice")
     assert names(first) == ["@bob"]
-    assert net.end(alice, first.data["tid"]).ok
+    assert net.end(alice, first.tid).ok
     assert names(net.tweet(alice)) == ["@carol"]
 
 
@@ -398,7 +532,7 @@ def test_no_tweet_in_progress() -> None:
     net = Net()
     alice = net.join("@alice")
     failed(net.end(alice, 1), "NO_TWEET_IN_PROGRESS")
-    tid = net.tweet(alice).data["tid"]
+    tid = net.tweet(alice).tid
     failed(net.end(alice, tid + 1), "NO_TWEET_IN_PROGRESS")
     assert net.end(alice, tid).ok
     failed(net.end(alice, tid), "NO_TWEET_IN_PROGRESS")
@@ -407,103 +541,152 @@ def test_no_tweet_in_progress() -> None:
 def test_end_tweet_for_another_handle() -> None:
     net = Net()
     alice, bob = net.join("@alice"), net.join("@bob")
-    tid = net.tweet(alice).data["tid"]
+    tid = net.tweet(alice).tid
     failed(net.call(bob, "end-tweet", handle="@alice", tid=tid, reached=0, skipped=[]),
            "NOT_YOUR_HANDLE")
     failed(net.tweet(alice), "TWEET_IN_PROGRESS")             # still running
 
 
-def test_a_skipped_follower_is_taken_offline() -> None:
+def test_skipped_is_a_report_a_live_follower_stays_online_and_gets_the_tweet() -> None:
     net = Net()
     star = net.join("@star")
-    for handle in ("@a", "@b", "@c"):
-        net.follow(net.join(handle), "@star")
+    fans = {handle: net.join(handle) for handle in ("@a", "@b", "@c")}
+    for fan in fans.values():
+        net.follow(fan, "@star")
     net.join("@outsider")
-    first = net.tweet(star)
+    first = net.tweet(star, "for everyone")
     assert names(first) == ["@a", "@b", "@c"]
-    end = net.end(star, first.data["tid"], reached=2, skipped=["@B", "@outsider", "@nobody", 7])
+    net.pushes.clear()
+    end = net.end(star, first.tid, reached=1,
+                  skipped=["@B", "@c", "@b", "@outsider", "@nobody", 7])
     assert end.ok
-    # Only followers of this tweet count, named as registered.
-    assert end.data == {"reached": 2, "skipped": ["@b"]}
-    assert net.core.online_handles() == ["@a", "@c", "@outsider", "@star"]
-    assert names(net.tweet(star)) == ["@a", "@c"]
-    assert "@b" in net.handles()                            # offline, not deleted
+    # Only followers of this tweet count, once each, named as registered; all alive.
+    assert (end.reached, end.skipped, end.relayed) == (1, ("@b", "@c"), ("@b", "@c"))
+    assert "sent by the tracker to @b @c" in end.message
+    for handle in ("@b", "@c"):
+        assert [n.to_wire() for n in net.pushed(fans[handle])] == [
+            {"push": "tweet", "author": "@star", "tid": first.tid, "text": "for everyone",
+             "created": WALL}]
+    assert net.pushed(fans["@a"]) == []
+    assert net.core.online_handles() == ["@a", "@b", "@c", "@outsider", "@star"]
+    assert names(net.tweet(star)) == ["@a", "@b", "@c"]     # nobody was taken offline
 
 
-# ---- disconnect ------------------------------------------------------------------------------
-
-def test_a_lost_follower_stays_listed_until_a_ring_skips_it() -> None:
+def test_a_skipped_follower_whose_connection_is_gone_goes_offline() -> None:
     net = Net()
     star, bob, carol = net.join("@star"), net.join("@bob"), net.join("@carol")
     net.follow(bob, "@star")
     net.follow(carol, "@star")
-    net.core.disconnect(bob)
+    net.core.disconnect(bob, net.now)
     assert bob.handle is None
-    assert "@bob" in net.core.online_handles()
+    assert "@bob" in net.core.online_handles()              # lost: listed for the ring
     first = net.tweet(star)
     assert names(first) == ["@bob", "@carol"]
-    assert net.end(star, first.data["tid"], reached=1, skipped=["@bob"]).ok
+    end = net.end(star, first.tid, reached=1, skipped=["@bob"])
+    assert (end.skipped, end.relayed) == (("@bob",), ())
     assert "@bob" not in net.core.online_handles()
     assert names(net.tweet(star)) == ["@carol"]
+    assert "@bob" in net.handles()                          # offline, not deleted
 
+
+def test_a_follower_that_logged_in_again_gets_the_tweet_in_its_new_session() -> None:
+    net = Net()
+    star, bob = net.join("@star"), net.join("@bob")
+    net.follow(bob, "@star")
+    net.core.disconnect(bob, net.now)
+    first = net.tweet(star)                     # handed out at its old address
+    again = net.session("bob again")
+    assert net.login(again, "@bob").ok                      # type: ignore[union-attr]
+    end = net.end(star, first.tid, skipped=["@bob"])
+    assert end.relayed == ("@bob",)
+    assert [n.kind for n in net.pushed(again)] == ["tweet"]
+    assert "@bob" in net.core.online_handles()
+
+
+@pytest.mark.parametrize("how", ["disconnect", "logout", "timeout"])
+def test_a_tweet_ended_without_end_tweet_goes_to_every_live_follower(how: str) -> None:
+    net = Net(tweet_timeout=10.0)
+    star, bob, carol, dave = (net.join(h) for h in ("@star", "@bob", "@carol", "@dave"))
+    for fan in (bob, carol, dave):
+        net.follow(fan, "@star")
+    net.core.disconnect(dave, net.now)          # lost: nobody to send it to
+    tid = net.tweet(star, "half way").tid
+    net.pushes.clear()
+    if how == "disconnect":
+        net.core.disconnect(star, net.now)
+    elif how == "logout":
+        assert net.ok(star, "logout")
+    else:
+        net.advance(10.5)
+    net.reply(star, -1)
+    for fan in (bob, carol):
+        tweets = [n for n in net.pushed(fan) if n.kind == "tweet"]     # and a presence
+        assert [n.tid for n in tweets] == [tid]                         # type: ignore
+    assert net.pushed(dave) == []
+    assert any("sent by the tracker to @bob @carol" in line for line in net.logs)
+
+
+# ---- disconnect ------------------------------------------------------------------------------
 
 def test_disconnect_of_an_unregistered_session_does_nothing() -> None:
     net = Net()
     net.join("@alice")
-    net.core.disconnect(Session("stranger"))
+    net.core.disconnect(net.session("stranger"), net.now)
     assert net.core.online_handles() == ["@alice"]
 
 
 def test_disconnect_in_the_middle_of_exit_goes_offline_at_once() -> None:
     net = Net()
     alice = net.join("@alice")
-    assert net.call(alice, "exit", handle="@alice").ok
-    net.core.disconnect(alice)
+    assert net.ok(alice, "exit", handle="@alice")
+    net.core.disconnect(alice, net.now)
     assert net.core.online_handles() == []
     assert net.handles() == ["@alice"]                      # exit-complete never came
 
 
 def test_an_author_that_disconnects_ends_its_tweet() -> None:
-    net = Net(exit_wait=0.2)
+    net = Net()
     star, bob = net.join("@star"), net.join("@bob")
     net.follow(bob, "@star")
     assert net.tweet(star).ok
-    net.core.disconnect(star)
+    net.core.disconnect(star, net.now)
     assert any("connection closed" in line for line in net.logs)
     assert "@star" in net.core.online_handles()             # listed, marked lost
-    exit_reply = net.call(bob, "exit", handle="@bob")       # nothing to wait for: no BUSY
-    assert exit_reply.ok, exit_reply
+    assert net.ok(bob, "exit", handle="@bob")               # nothing to wait for: no BUSY
 
 
 # ---- tweet timeout ---------------------------------------------------------------------------
 
 def test_a_tweet_without_end_tweet_is_ended_after_the_timeout() -> None:
-    clock = FakeClock()
-    net = Net(clock=clock, tweet_timeout=60.0)
+    net = Net(tweet_timeout=60.0)
     alice, bob = net.join("@alice"), net.join("@bob")
     net.follow(bob, "@alice")
-    first = net.tweet(alice).data["tid"]
-    clock.now += 60.0
+    first = net.tweet(alice).tid
+    net.now += 60.0
     failed(net.tweet(alice), "TWEET_IN_PROGRESS")
-    clock.now += 0.5
+    net.now += 0.5
     second = net.tweet(alice)
     assert second.ok
     assert any("no end-tweet within 60s" in line for line in net.logs)
     failed(net.end(alice, first), "NO_TWEET_IN_PROGRESS")
-    assert net.end(alice, second.data["tid"]).ok
+    assert net.end(alice, second.tid).ok
+
+
+def test_a_tick_ends_a_stale_tweet_without_any_request() -> None:
+    net = Net(tweet_timeout=5.0)
+    alice = net.join("@alice")
+    assert net.tweet(alice).ok
+    net.advance(5.5)
+    assert any("no end-tweet within 5s" in line for line in net.logs)
 
 
 def test_a_timed_out_tweet_no_longer_holds_up_exit() -> None:
-    clock = FakeClock()
-    net = Net(clock=clock, tweet_timeout=5.0, exit_wait=1.0)
+    net = Net(tweet_timeout=5.0, exit_wait=1.0)
     alice, bob = net.join("@alice"), net.join("@bob")
     net.follow(bob, "@alice")
     assert net.tweet(alice).ok
-    clock.now += 6.0
-    thread, result = in_thread(lambda: net.call(bob, "exit", handle="@bob"), "exit-bob")
-    thread.join(JOIN_TIMEOUT)
-    assert not thread.is_alive()
-    assert result[0].ok
+    net.now += 6.0
+    assert net.ok(bob, "exit", handle="@bob")
 
 
 # ---- exit ------------------------------------------------------------------------------------
@@ -514,10 +697,9 @@ def test_exit_deletes_the_handle_and_its_follows() -> None:
     net.follow(bob, "@alice")       # bob follows alice
     net.follow(alice, "@bob")       # alice follows bob
     net.follow(carol, "@bob")
-    assert net.call(bob, "exit", handle="@bob").ok
+    assert net.ok(bob, "exit", handle="@bob")
     assert bob.exiting
-    done = net.call(bob, "exit-complete", handle="@bob")
-    assert done.ok
+    assert net.ok(bob, "exit-complete", handle="@bob")
     assert bob.handle is None and not bob.exiting
     assert net.handles() == ["@alice", "@carol"]
     assert net.core.online_handles() == ["@alice", "@carol"]
@@ -527,9 +709,18 @@ def test_exit_deletes_the_handle_and_its_follows() -> None:
     again = net.join("@Bob")
     assert net.store.followers("@bob") == []
     assert net.handles() == ["@alice", "@Bob", "@carol"]
-    assert net.tweet(again).data["followers"] == []
+    assert net.tweet(again).followers == ()
     # and the old session may register anew
-    assert net.register(bob, "@dave").ok
+    assert net.register(bob, "@dave").ok                    # type: ignore[union-attr]
+
+
+def test_exit_hands_out_the_online_followers() -> None:
+    net = Net()
+    alice, bob = net.join("@alice"), net.join("@bob")
+    net.join("@carol")
+    net.follow(bob, "@alice")
+    reply: Any = net.ok(alice, "exit", handle="@alice")
+    assert [peer.handle for peer in reply.followers] == ["@bob"]
 
 
 def test_exit_complete_before_exit() -> None:
@@ -550,9 +741,16 @@ def test_only_exit_complete_is_left_while_exiting(cmd: str, args: dict[str, Any]
     net = Net()
     alice = net.join("@alice")
     net.join("@bob")
-    assert net.call(alice, "exit", handle="@alice").ok
+    assert net.ok(alice, "exit", handle="@alice")
     failed(net.call(alice, cmd, **args), "EXITING")
-    assert net.call(alice, "exit-complete", handle="@alice").ok
+    assert net.ok(alice, "exit-complete", handle="@alice")
+
+
+def test_heartbeat_is_allowed_while_exiting() -> None:
+    net = Net()
+    alice = net.join("@alice")
+    assert net.ok(alice, "exit", handle="@alice")
+    assert net.ok(alice, "heartbeat")
 
 
 @pytest.mark.parametrize("cmd", ["exit", "exit-complete"])
@@ -570,124 +768,89 @@ def test_an_exiting_follower_gets_no_new_tweet() -> None:
     star, bob, carol = net.join("@star"), net.join("@bob"), net.join("@carol")
     net.follow(bob, "@star")
     net.follow(carol, "@star")
-    assert net.call(bob, "exit", handle="@bob").ok
+    assert net.ok(bob, "exit", handle="@bob")
     assert names(net.tweet(star)) == ["@carol"]
 
 
-def test_busy_when_a_tweet_involving_the_handle_never_ends() -> None:
-    net = Net(exit_wait=0.2)
-    star, bob = net.join("@star"), net.join("@bob")
-    net.follow(bob, "@star")
-    assert net.tweet(star).ok
-    failed(net.call(bob, "exit", handle="@bob"), "BUSY")
-    assert not bob.exiting                       # back to normal: bob may act, and exit later
-    assert net.call(bob, "drop", follower="@bob", followee="@star").ok
-    failed(net.call(star, "exit", handle="@star"), "BUSY")   # its own tweet involves it too
-
-
 def test_exit_of_a_handle_not_involved_does_not_wait() -> None:
-    net = Net(exit_wait=30.0)
+    net = Net()
     star, _bob, carol = net.join("@star"), net.join("@bob"), net.join("@carol")
     assert net.tweet(star).ok                     # carol does not follow star
-    thread, result = in_thread(lambda: net.call(carol, "exit", handle="@carol"), "exit-carol")
-    thread.join(JOIN_TIMEOUT)
-    assert not thread.is_alive()
-    assert result[0].ok
+    assert net.ok(carol, "exit", handle="@carol")
 
 
-def exit_that_waits(end_it: Callable[[Net, Session, int], None]) -> None:
-    """@bob exits while @star's tweet to it runs; ``end_it`` ends the tweet from this thread."""
-    exit_is_waiting = threading.Event()
-
-    def clock() -> float:
-        # Called with the core's lock held by the exit thread, which keeps it until it waits.
-        if threading.current_thread().name == "exit-bob":
-            exit_is_waiting.set()
-        return time.monotonic()
-
-    net = Net(clock=clock, exit_wait=30.0)
+def exit_waiting_for_a_tweet(**options: Any) -> tuple[Net, Session, Session, int, int]:
+    """@bob asks to exit while @star's tweet to it runs: (net, star, bob, tid, exit's id)."""
+    net = Net(**options)
     star, bob = net.join("@star"), net.join("@bob")
     net.follow(bob, "@star")
-    tid = net.tweet(star).data["tid"]
-    order: list[str] = []
+    tid = net.tweet(star).tid
+    re, work = net.start(bob, "exit", handle="@bob")
+    assert work is None
+    assert net.reply(bob, re) is None               # no answer yet: the tweet runs
+    assert bob.exiting
+    return net, star, bob, tid, re
 
-    def exit_bob() -> Reply:
-        reply = net.call(bob, "exit", handle="@bob")
-        order.append("exit answered")
-        return reply
 
-    thread, result = in_thread(exit_bob, "exit-bob")
-    assert exit_is_waiting.wait(JOIN_TIMEOUT)
-    order.append("tweet ended")
-    end_it(net, star, tid)      # takes the lock: only possible once exit waits on it
-    thread.join(JOIN_TIMEOUT)
-    assert not thread.is_alive()
-    assert order == ["tweet ended", "exit answered"]
-    assert result[0].ok, result[0]
-    assert net.call(bob, "exit-complete", handle="@bob").ok
-    assert net.handles() == ["@star"]
+def late_reply(net: Net, session: Session, re: int) -> Answer:
+    found = [reply for to, reply in net.later if to is session and reply.re == re]
+    assert len(found) == 1, net.later
+    return found[0]
 
 
 def test_exit_waits_for_end_tweet() -> None:
-    def end_tweet(net: Net, star: Session, tid: int) -> None:
-        assert net.end(star, tid, reached=1).ok
-
-    exit_that_waits(end_tweet)
+    net, star, bob, tid, re = exit_waiting_for_a_tweet()
+    failed(net.call(bob, "exit-complete", handle="@bob"), "EXITING")   # not answered yet
+    assert names(net.tweet(net.join("@other"))) == []
+    assert net.end(star, tid, reached=1).ok             # the end of the tweet answers exit
+    assert late_reply(net, bob, re).ok
+    assert net.ok(bob, "exit-complete", handle="@bob")
+    assert net.handles() == ["@other", "@star"]
 
 
 def test_exit_waits_until_the_author_disconnects() -> None:
-    exit_that_waits(lambda net, star, tid: net.core.disconnect(star))
+    net, star, bob, _tid, re = exit_waiting_for_a_tweet()
+    net.core.disconnect(star, net.now)
+    net.reply(star, -1)
+    assert late_reply(net, bob, re).ok
 
 
-# ---- concurrency -----------------------------------------------------------------------------
-
-@pytest.mark.parametrize("threads", [2, 8])
-def test_registering_one_handle_at_once_exactly_one_wins(threads: int) -> None:
-    spellings = ["@racer", "@Racer", "@RACER", "@rAcEr"]
-    for _round in range(20):
-        net = Net()
-        barrier = threading.Barrier(threads, timeout=JOIN_TIMEOUT)
-        sessions = [Session(f"s{i}") for i in range(threads)]
-
-        def register(i: int, net: Net = net, barrier: threading.Barrier = barrier,
-                     sessions: list[Session] = sessions) -> Reply:
-            barrier.wait()
-            return net.register(sessions[i], spellings[i % len(spellings)], "127.0.0.1",
-                                [1000 + 3 * i, 1001 + 3 * i, 1002 + 3 * i])
-
-        started = [in_thread(lambda i=i: register(i), f"register-{i}") for i in range(threads)]
-        for thread, _ in started:
-            thread.join(JOIN_TIMEOUT)
-            assert not thread.is_alive()
-        replies = [result[0] for _, result in started]
-        winners = [i for i, reply in enumerate(replies) if reply.ok]
-        assert len(winners) == 1, replies
-        assert all(reply.code == "DUPLICATE_HANDLE" for reply in replies if not reply.ok)
-        winner = spellings[winners[0] % len(spellings)]
-        assert net.handles() == [winner]
-        assert net.core.online_handles() == [winner]
-        assert [s.handle for s in sessions].count(None) == threads - 1
+def test_exit_waits_until_the_tweet_times_out() -> None:
+    net, _star, bob, _tid, re = exit_waiting_for_a_tweet(tweet_timeout=5.0, exit_wait=30.0)
+    net.advance(4.0)
+    assert net.later == []
+    net.advance(1.5)
+    assert late_reply(net, bob, re).ok
 
 
-def test_server_full_holds_under_concurrent_registrations() -> None:
-    threads, room = 12, 5
-    for _round in range(10):
-        net = Net(session_max=room)
-        barrier = threading.Barrier(threads, timeout=JOIN_TIMEOUT)
+def test_busy_when_a_tweet_involving_the_handle_never_ends() -> None:
+    net, star, bob, _tid, re = exit_waiting_for_a_tweet(exit_wait=30.0)
+    net.advance(29.0)
+    assert net.later == []
+    net.advance(1.0)
+    failed(late_reply(net, bob, re), "BUSY")
+    assert not bob.exiting                       # back to normal: bob may act, and exit later
+    assert net.ok(bob, "drop", follower="@bob", followee="@star")
+    re, _ = net.start(star, "exit", handle="@star")      # its own tweet involves it too
+    assert net.reply(star, re) is None
+    net.advance(30.0)
+    failed(late_reply(net, star, re), "BUSY")
 
-        def register(i: int, net: Net = net, barrier: threading.Barrier = barrier) -> Reply:
-            barrier.wait()
-            return net.register(Session(f"s{i}"), "@u" + "x" * (i + 1), "127.0.0.1",
-                                [1000 + 3 * i, 1001 + 3 * i, 1002 + 3 * i])
 
-        started = [in_thread(lambda i=i: register(i), f"register-{i}") for i in range(threads)]
-        for thread, _ in started:
-            thread.join(JOIN_TIMEOUT)
-            assert not thread.is_alive()
-        replies = [result[0] for _, result in started]
-        assert sum(reply.ok for reply in replies) == room
-        assert all(reply.code == "SERVER_FULL" for reply in replies if not reply.ok)
-        assert len(net.handles()) == room
+def test_a_waiting_exit_ends_with_its_connection() -> None:
+    net, star, bob, tid, _re = exit_waiting_for_a_tweet()
+    net.core.disconnect(bob, net.now)
+    assert net.end(star, tid).ok
+    assert net.later == []                           # nobody left to answer
+    assert "@bob" not in net.core.online_handles()
+
+
+def test_a_skipped_follower_in_the_middle_of_exit_finishes_its_exit() -> None:
+    net, star, bob, tid, re = exit_waiting_for_a_tweet()
+    assert net.end(star, tid, skipped=["@bob"]).ok
+    assert late_reply(net, bob, re).ok
+    assert net.ok(bob, "exit-complete", handle="@bob")
+    assert net.store.find("@bob") is None
 
 
 # ---- tweet ids -------------------------------------------------------------------------------
@@ -699,13 +862,13 @@ def test_tweet_ids_are_never_reused() -> None:
     alice, bob = net.join("@alice"), net.join("@bob")
     seen = []
     for session in (alice, bob):
-        tid = net.tweet(session).data["tid"]
+        tid = net.tweet(session).tid
         assert net.end(session, tid).ok
         seen.append(tid)
-    assert net.call(bob, "exit", handle="@bob").ok
-    assert net.call(bob, "exit-complete", handle="@bob").ok
+    assert net.ok(bob, "exit", handle="@bob")
+    assert net.ok(bob, "exit-complete", handle="@bob")
     again = net.join("@bob")
-    tid = net.tweet(again).data["tid"]
+    tid = net.tweet(again).tid
     assert tid not in seen, f"tweet id {tid} handed out again (earlier ids: {seen})"
 
 
@@ -715,108 +878,222 @@ def test_logout_keeps_everything_and_login_comes_back_at_a_new_address() -> None
     net = Net()
     star, bob = net.join("@star"), net.join("@Bob")
     net.follow(bob, "@star")
-    reply = net.call(bob, "logout")
-    assert reply.ok
+    assert net.ok(bob, "logout")
     assert bob.handle is None
     assert net.core.online_handles() == ["@star"]
     assert net.handles() == ["@Bob", "@star"]
     failed(net.call(bob, "tweet", handle="@Bob", text="hi"), "NOT_LOGGED_IN")
     first = net.tweet(star, "while you were out")
     assert names(first) == []                            # offline followers get no ring
-    assert net.end(star, first.data["tid"]).ok
-    again = Session("bob again")
-    reply = net.login(again, "@BOB", ip="10.0.0.9", ports=[7001, 7002, 7003])
+    assert net.end(star, first.tid).ok
+    again = net.session("bob again", "10.0.0.9")
+    reply: Any = net.login(again, "@BOB", ports=[7001, 7002, 7003])
     assert reply.ok
-    assert reply.data == {"handle": "@Bob", "new": 1}    # shown as registered
+    assert (reply.handle, reply.new, reply.blocked) == ("@Bob", 1, ())  # as registered
     assert again.handle == "@Bob"
-    assert net.tweet(star).data["followers"] == [["@Bob", "10.0.0.9", 7001, 7002, 7003, SAMPLE_KEY]]
+    assert [p.as_list() for p in net.tweet(star).followers] == [
+        ["@Bob", "10.0.0.9", 7001, 7002, 7003, SAMPLE_KEY]]
 
 
 def test_logout_ends_the_authors_running_tweet() -> None:
-    net = Net(exit_wait=0.2)
+    net = Net()
     star, bob = net.join("@star"), net.join("@bob")
     net.follow(bob, "@star")
     assert net.tweet(star).ok
-    assert net.call(star, "logout").ok
-    assert net.call(bob, "exit", handle="@bob").ok      # nothing left to wait for
+    assert net.ok(star, "logout")
+    assert net.ok(bob, "exit", handle="@bob")      # nothing left to wait for
+
+
+def test_logout_restarts_the_registration_clock() -> None:
+    net = Net(register_timeout=30)
+    session = net.join("@a")
+    net.now += 100                                  # an old connection
+    assert net.ok(session, "logout")
+    assert net.core.expire(session, net.now) is None    # it may log in again in time
+    failed(net.core.expire(session, net.now + 31), "REGISTER_TIMEOUT")
 
 
 @pytest.mark.parametrize(("handle", "ip", "ports", "code"), [
     ("alice", "127.0.0.1", [1, 2, 3], "BAD_HANDLE"),
     ("@alice", "1.2.3", [1, 2, 3], "BAD_ADDRESS"),
-    ("@alice", "127.0.0.1", [1, 1, 3], "BAD_PORT"),
+    ("@alice", "127.0.0.1", [1, 1, 3], "REPEATED_PORTS"),
+    ("@alice", "224.0.0.1", [1, 2, 3], "BAD_ADDRESS"),
+    ("@alice", "10.0.0.5", [1, 2, 3], "ADDRESS_MISMATCH"),
     ("@nobody", "127.0.0.1", [1, 2, 3], "UNKNOWN_HANDLE"),
 ])
 def test_login_validation(handle: str, ip: str, ports: list[int], code: str) -> None:
     net = Net()
     alice = net.join("@alice")
-    assert net.call(alice, "logout").ok
-    session = Session("fresh")
+    assert net.ok(alice, "logout")
+    session = net.session("fresh")
     failed(net.login(session, handle, ip=ip, ports=ports), code)
     assert session.handle is None
 
 
 def test_wrong_password_then_throttled() -> None:
-    clock = FakeClock()
-    net = Net(throttle=LoginThrottle(limit=3, window=60.0, clock=clock))
+    net = Net(throttle=LoginThrottle(limit=3, window=60.0))
     alice = net.join("@alice")
-    assert net.call(alice, "logout").ok
-    session = Session("guess")
+    assert net.ok(alice, "logout")
+    session = net.session("guess")
     for _ in range(3):
         failed(net.login(session, "@alice", password="wrong"), "WRONG_PASSWORD")
     failed(net.login(session, "@alice"), "THROTTLED")         # even the right one, for now
     assert session.handle is None
-    clock.now += 61.0
-    assert net.login(session, "@alice").ok
+    net.now += 61.0
+    assert net.login(session, "@alice").ok                   # type: ignore[union-attr]
+
+
+def test_parallel_wrong_logins_cannot_outrun_the_throttle() -> None:
+    # Every guess is counted as failed before its hash is checked: thirty guesses that all
+    # start before any is checked still give at most five tries.
+    net = Net(throttle=LoginThrottle(limit=5))
+    assert net.ok(net.join("@a"), "logout")
+    guesses = [net.session(f"guess{i}") for i in range(30)]
+    started = [net.start(session, "login", handle="@a", ip="127.0.0.1", ports=[1, 2, 3],
+                         key=SAMPLE_KEY, password="wrong") for session in guesses]
+    for session, (_re, work) in zip(guesses, started, strict=True):
+        if work is not None:
+            net.finish(session, work)
+    codes = [net.reply(session, re).code  # type: ignore[union-attr]
+             for session, (re, _work) in zip(guesses, started, strict=True)]
+    assert codes.count("WRONG_PASSWORD") == 5 and codes.count("THROTTLED") == 25
 
 
 def test_already_online_and_a_lost_handle_may_log_in_again() -> None:
     net = Net()
     alice = net.join("@alice")
-    failed(net.login(Session("second"), "@alice"), "ALREADY_ONLINE")
-    net.core.disconnect(alice)                              # listed, marked lost
-    again = Session("again")
-    assert net.login(again, "@alice").ok
+    failed(net.login(net.session("second"), "@alice"), "ALREADY_ONLINE")
+    net.core.disconnect(alice, net.now)                     # listed, marked lost
+    assert net.login(net.session("again"), "@alice").ok     # type: ignore[union-attr]
     assert net.core.online_handles() == ["@alice"]
-    failed(net.login(Session("third"), "@alice"), "ALREADY_ONLINE")
+    failed(net.login(net.session("third"), "@alice"), "ALREADY_ONLINE")
 
 
 def test_logging_in_one_handle_at_once_exactly_one_wins() -> None:
-    threads = 6
-    for _round in range(20):
-        net = Net()
-        assert net.call(net.join("@racer"), "logout").ok
-        barrier = threading.Barrier(threads, timeout=JOIN_TIMEOUT)
-        sessions = [Session(f"s{i}") for i in range(threads)]
+    net = Net()
+    assert net.ok(net.join("@racer"), "logout")
+    sessions = [net.session(f"s{i}") for i in range(4)]     # five starts would be THROTTLED
+    started = [net.start(session, "login", handle="@racer", ip="127.0.0.1", ports=net.ports(),
+                         key=SAMPLE_KEY, password=PASSWORD) for session in sessions]
+    replies = []
+    for session, (re, work) in zip(sessions, started, strict=True):
+        assert work is not None
+        net.finish(session, work)
+        replies.append(net.reply(session, re))
+    assert sum(reply.ok for reply in replies) == 1, replies    # type: ignore[union-attr]
+    for reply in replies[1:]:
+        failed(reply, "ALREADY_ONLINE")
+    assert [s.handle for s in sessions].count("@racer") == 1
 
-        def login(i: int, net: Net = net, barrier: threading.Barrier = barrier,
-                  sessions: list[Session] = sessions) -> Reply:
-            barrier.wait()
-            return net.login(sessions[i], "@racer")
 
-        started = [in_thread(lambda i=i: login(i), f"login-{i}") for i in range(threads)]
-        for thread, _ in started:
-            thread.join(JOIN_TIMEOUT)
-            assert not thread.is_alive()
-        replies = [result[0] for _, result in started]
-        assert sum(reply.ok for reply in replies) == 1, replies
-        assert all(reply.code == "ALREADY_ONLINE" for reply in replies if not reply.ok)
-        assert [s.handle for s in sessions].count("@racer") == 1
+def test_kept_messages_follow_the_login_reply() -> None:
+    net = Net()
+    alice, bob = net.join("@alice"), net.join("@bob")
+    assert net.ok(bob, "logout")
+    assert net.ok(alice, "message", to="@bob", text="later").peer is None  # type: ignore
+    again = net.session("bob again")
+    re, work = net.start(again, "login", handle="@bob", ip="127.0.0.1", ports=net.ports(),
+                         key=SAMPLE_KEY, password=PASSWORD)
+    assert work is not None
+    net.finish(again, work)
+    out = [(to, message.to_wire()) for to, message in net.core.take_outbox() if to is again]
+    assert [wire.get("re", wire.get("push")) for _, wire in out] == [re, "message"]
+    assert out[1][1]["text"] == "later" and out[1][1]["kept"] is True
+
+
+# ---- timeouts (SPEC §6) ----------------------------------------------------------------------
+
+def test_a_connection_that_never_logs_in_is_closed() -> None:
+    net = Net(register_timeout=30.0)
+    session = net.session("idle")
+    assert net.core.expire(session, net.now + 30.0) is None
+    reply = net.core.expire(session, net.now + 30.5)
+    failed(reply, "REGISTER_TIMEOUT")
+    assert session.closing
+    assert net.core.expire(session, net.now + 60.0) is None     # decided once
+
+
+def test_a_silent_session_goes_offline_and_its_followers_are_told() -> None:
+    net = Net(idle_timeout=90.0)
+    alice, bob = net.join("@alice"), net.join("@bob")
+    net.follow(bob, "@alice")
+    net.now += 80.0
+    assert net.ok(bob, "heartbeat")                 # bob keeps itself alive
+    net.now += 11.0
+    assert net.core.expire(bob, net.now) is None
+    reply = net.core.expire(alice, net.now)
+    failed(reply, "IDLE_TIMEOUT")
+    assert "90s" in reply.message                   # type: ignore[union-attr]
+    net.reply(alice, -1)
+    assert [n.to_wire() for n in net.pushed(bob)] == [
+        {"push": "presence", "handle": "@alice", "online": False}]
+    assert net.core.online_handles() == ["@bob"]    # offline, not lost
+    assert alice.closing and alice.handle is None
+
+
+# ---- flood control and the server password ---------------------------------------------------
+
+def test_flood_control_throttles_but_never_housekeeping() -> None:
+    net = Net(flood_burst=3, flood_rate=1.0)
+    alice = net.join("@alice")                      # the registration took one
+    assert net.ok(alice, "online") and net.ok(alice, "online")
+    failed(net.call(alice, "online"), "THROTTLED")
+    assert net.ok(alice, "heartbeat")
+    net.now += 1.0
+    assert net.ok(alice, "online")
+
+
+def test_the_server_password_comes_first() -> None:
+    net = Net(server_password="sesame")
+    assert net.core.welcome().to_wire() == {"push": "welcome", "server": "tweeter",
+                                            "password_required": True}
+    rude = net.session("rude")
+    failed(net.call(rude, "query-handles"), "SERVER_PASSWORD_REQUIRED")
+    assert rude.closing
+    wrong = net.session("wrong")
+    failed(net.call(wrong, "auth", password="open"), "WRONG_SERVER_PASSWORD")
+    assert wrong.closing
+    right = net.session("right")
+    assert net.ok(right, "auth", password="sesame")
+    assert not right.closing
+    assert net.ok(right, "query-handles")
+
+
+def test_auth_without_a_server_password_is_a_no_op() -> None:
+    net = Net()
+    assert net.core.welcome().password_required is False
+    assert "no server password" in net.ok(net.session("s"), "auth", password="x").message
 
 
 # ---- online, followers, following ------------------------------------------------------------
+
+def test_your_following_list_carries_the_keys_of_those_online() -> None:
+    net = Net()
+    me = net.join("@me")
+    for handle in ("@a", "@b", "@c"):
+        net.join(handle, "10.0.0.9")
+        net.follow(me, handle)
+    net.core.disconnect(net.join("@d"), net.now)          # lost: not online
+    net.follow(me, "@d")
+    reply: Any = net.ok(me, "following")
+    assert reply.handles == ("@a", "@b", "@c", "@d")
+    assert [peer.handle for peer in reply.peers] == ["@a", "@b", "@c"]
+    assert reply.to_wire()["peers"][0] == reply.peers[0].as_list()
+    assert reply.to_wire()["peers"][0][1::4] == ["10.0.0.9", SAMPLE_KEY]
+    assert "peers" not in net.ok(me, "followers").to_wire()
+
 
 def test_online_marks_the_handles_you_follow() -> None:
     net = Net()
     alice, _bob, carol = net.join("@alice"), net.join("@Bob"), net.join("@carol")
     net.join("@dave")
     net.follow(alice, "@bob")
-    net.core.disconnect(carol)                              # lost: not online any more
-    reply = net.call(alice, "online")
-    assert reply.data == {"count": 3, "online": [["@alice", False], ["@Bob", True],
-                                                 ["@dave", False]]}
-    anonymous = net.call(Session("anonymous"), "online")
-    assert [row[1] for row in anonymous.data["online"]] == [False, False, False]
+    net.core.disconnect(carol, net.now)                     # lost: not online any more
+    reply: Any = net.ok(alice, "online")
+    assert (reply.count, reply.online) == (3, (("@alice", False), ("@Bob", True),
+                                               ("@dave", False)))
+    anonymous: Any = net.ok(net.session("anonymous"), "online")
+    assert [row[1] for row in anonymous.online] == [False, False, False]
 
 
 def test_followers_and_following() -> None:
@@ -825,11 +1102,12 @@ def test_followers_and_following() -> None:
     net.follow(bob, "@alice")
     net.follow(carol, "@alice")
     net.follow(alice, "@carol")
-    reply = net.call(alice, "followers")
-    assert reply.data == {"handle": "@alice", "count": 2, "handles": ["@Bob", "@carol"]}
-    reply = net.call(alice, "following", handle="@BOB")
-    assert reply.data == {"handle": "@Bob", "count": 1, "handles": ["@alice"]}
-    assert net.call(alice, "following").data["handles"] == ["@carol"]
+    reply: Any = net.ok(alice, "followers")
+    assert (reply.handle, reply.count, reply.handles) == ("@alice", 2, ("@Bob", "@carol"))
+    reply = net.ok(alice, "following", handle="@BOB")
+    assert (reply.handle, reply.count, reply.handles) == ("@Bob", 1, ("@alice",))
+    assert reply.peers is None                      # keys come with your own list only
+    assert net.ok(alice, "following").handles == ("@carol",)    # type: ignore[attr-defined]
     failed(net.call(alice, "followers", handle="@nobody"), "UNKNOWN_HANDLE")
     failed(net.call(alice, "following", handle="nobody"), "BAD_HANDLE")
 
@@ -839,8 +1117,8 @@ def test_followers_and_following() -> None:
 def tweet_and_end(net: Net, session: Session, text: str) -> int:
     reply = net.tweet(session, text)
     assert reply.ok, reply
-    assert net.end(session, reply.data["tid"]).ok
-    return reply.data["tid"]
+    assert net.end(session, reply.tid).ok
+    return int(reply.tid)
 
 
 def test_feed_is_own_and_followed_tweets_newest_first() -> None:
@@ -851,12 +1129,11 @@ def test_feed_is_own_and_followed_tweets_newest_first() -> None:
     tweet_and_end(net, carol, "not followed")
     mine = tweet_and_end(net, alice, "mine")
     second = tweet_and_end(net, bob, "two")
-    reply = net.call(alice, "feed")
-    assert reply.ok
-    assert [row[0] for row in reply.data["tweets"]] == [second, mine, first]
-    assert reply.data["tweets"][0][1] == "@bob"
-    assert reply.data["tweets"][0][3] == "two"
-    assert [row[0] for row in net.call(alice, "feed", count=2).data["tweets"]] == [second, mine]
+    reply: Any = net.ok(alice, "feed")
+    assert [tweet.id for tweet in reply.tweets] == [second, mine, first]
+    assert (reply.tweets[0].author, reply.tweets[0].text) == ("@bob", "two")
+    assert reply.to_wire()["tweets"][0] == [second, "@bob", WALL, "two", None]
+    assert [t.id for t in net.ok(alice, "feed", count=2).tweets] == [second, mine]  # type: ignore
 
 
 @pytest.mark.parametrize("count", [0, -1, limits.FEED_MAX + 1])
@@ -871,15 +1148,14 @@ def test_retweet() -> None:
     alice, bob, carol = net.join("@alice"), net.join("@bob"), net.join("@carol")
     net.follow(carol, "@bob")
     original = tweet_and_end(net, alice, "worth repeating")
-    reply = net.call(bob, "retweet", tid=original)
-    assert reply.ok
-    assert reply.data["text"] == "RT @alice: worth repeating"
+    reply: Any = net.ok(bob, "retweet", tid=original)
+    assert reply.text == "RT @alice: worth repeating"
     assert names(reply) == ["@carol"]                       # around the retweeter's own ring
     failed(net.call(bob, "retweet", tid=original), "TWEET_IN_PROGRESS")
-    assert net.end(bob, reply.data["tid"]).ok
+    assert net.end(bob, reply.tid).ok
     # a retweet of a retweet repeats the original, not "RT @bob: RT @alice: ..."
-    again = net.call(carol, "retweet", tid=reply.data["tid"])
-    assert again.data["text"] == "RT @alice: worth repeating"
+    again: Any = net.ok(carol, "retweet", tid=reply.tid)
+    assert again.text == "RT @alice: worth repeating"
     failed(net.call(alice, "retweet", tid=9999), "UNKNOWN_TWEET")
 
 
@@ -887,24 +1163,19 @@ def test_a_retweet_always_fits_in_a_ring_datagram() -> None:
     # The ring carries at most RING_TEXT_MAX characters: peers refuse anything longer, so a
     # longer retweet is dropped by every follower, none acks, and the author skips them all.
     # Here the original of a retweet is gone (its author exited), and the retweet of the
-    # retweet nests a second "RT @x: " prefix.
+    # retweet would nest a second "RT @x: " prefix: it is refused.
     net = Net()
     author, middle, last = "@" + "a" * 15, "@" + "b" * 15, "@" + "c" * 15
     first, second, third = net.join(author), net.join(middle), net.join(last)
     original = tweet_and_end(net, first, "x" * limits.TWEET_MAX)
-    retweet = net.call(second, "retweet", tid=original)
-    assert retweet.ok
-    assert net.end(second, retweet.data["tid"]).ok
-    assert net.call(first, "exit", handle=author).ok
-    assert net.call(first, "exit-complete", handle=author).ok
-    reply = net.call(third, "retweet", tid=retweet.data["tid"])
-    if reply.ok:
-        text = reply.data["text"]
-        assert check_text(text, most=limits.RING_TEXT_MAX) is None, (len(text), text[:40])
-        hop = datagrams.TweetMsg(1, last, reply.data["tid"], text, last, 0, ())
-        assert datagrams.decode(datagrams.encode(hop)) == hop
-    else:
-        assert reply.code in ("UNKNOWN_TWEET", "TOO_LONG")
+    retweet: Any = net.ok(second, "retweet", tid=original)
+    assert check_text(retweet.text, most=limits.RING_TEXT_MAX) is None
+    hop = datagrams.TweetMsg(1, middle, retweet.tid, retweet.text, middle, 0, ())
+    assert datagrams.decode(datagrams.encode(hop)) == hop
+    assert net.end(second, retweet.tid).ok
+    assert net.ok(first, "exit", handle=author)
+    assert net.ok(first, "exit-complete", handle=author)
+    failed(net.call(third, "retweet", tid=retweet.tid), "TOO_LONG")
 
 
 def test_search_and_trending() -> None:
@@ -913,42 +1184,162 @@ def test_search_and_trending() -> None:
     first = tweet_and_end(net, alice, "#Python is fun #tests")
     tweet_and_end(net, bob, "no tags here, not even this: a#b")
     second = tweet_and_end(net, bob, "more #python")
-    reply = net.call(alice, "search", tag="#PYTHON")
-    assert [row[0] for row in reply.data["tweets"]] == [second, first]
-    assert net.call(alice, "search", tag="#nothing").data == {"count": 0, "tweets": []}
+    reply: Any = net.ok(alice, "search", tag="#PYTHON")
+    assert [tweet.id for tweet in reply.tweets] == [second, first]
+    empty: Any = net.ok(alice, "search", tag="#nothing")
+    assert (empty.count, empty.tweets) == (0, ())
     for tag in ("python", "#", "#a b", "#" + "x" * (limits.TAG_MAX + 1)):
         failed(net.call(alice, "search", tag=tag), "BAD_TAG")
-    assert net.call(bob, "trending").data["tags"] == [["#python", 2], ["#tests", 1]]
+    assert net.ok(bob, "trending").tags == (("#python", 2), ("#tests", 1))  # type: ignore
 
 
-# ---- MemoryStore -----------------------------------------------------------------------------
+# ---- say and direct messages -----------------------------------------------------------------
 
-def test_memory_store_basics() -> None:
+def test_say_reaches_everyone_else_online_under_the_real_sender() -> None:
+    net = Net()
+    alice, bob, carol = net.join("@alice"), net.join("@bob"), net.join("@carol")
+    net.core.disconnect(carol, net.now)
+    reply: Any = net.ok(alice, "say", text="hello", **{"from": "@bob"})
+    assert reply.count == 1
+    assert [n.to_wire() for n in net.pushed(bob)] == [
+        {"push": "say", "sender": "@alice", "text": "hello"}]
+    assert net.pushed(alice) == []
+    failed(net.call(alice, "say", text=""), "EMPTY_TEXT")
+
+
+def test_direct_messages_blocks_and_unblocks() -> None:
+    net = Net()
+    alice, bob = net.join("@alice"), net.join("@bob")
+    reply: Any = net.ok(alice, "message", to="@bob", text="psst")
+    assert reply.peer is not None and reply.peer.handle == "@bob"
+    failed(net.call(alice, "message", to="@nobody", text="x"), "UNKNOWN_HANDLE")
+    failed(net.call(alice, "message", to="@bob", text=""), "EMPTY_TEXT")
+    failed(net.call(bob, "block", handle="@bob"), "SELF_BLOCK")
+    assert net.ok(bob, "block", handle="@alice")
+    failed(net.call(bob, "block", handle="@ALICE"), "ALREADY_BLOCKED")
+    failed(net.call(alice, "message", to="@bob", text="hey"), "BLOCKED")
+    failed(net.call(alice, "follow", follower="@alice", followee="@bob"), "BLOCKED")
+    assert net.ok(bob, "logout")
+    assert net.login(net.session("bob again"), "@bob").blocked == ("@alice",)  # type: ignore
+
+
+def test_unblock() -> None:
+    net = Net()
+    alice, bob = net.join("@alice"), net.join("@bob")
+    failed(net.call(bob, "unblock", handle="@alice"), "NOT_BLOCKED")
+    assert net.ok(bob, "block", handle="@alice")
+    assert net.ok(bob, "unblock", handle="@alice")
+    assert net.ok(alice, "follow", follower="@alice", followee="@bob")
+    failed(net.call(bob, "unblock", handle="@nobody"), "UNKNOWN_HANDLE")
+
+
+def test_a_message_to_an_online_user_hands_each_side_the_others_key() -> None:
+    net = Net()
+    alice, bob = net.join("@alice", "10.0.0.1"), net.join("@bob", "10.0.0.2")
+    re, _ = net.start(alice, "message", to="@bob", text="psst")
+    out = [(to.name, message.to_wire()) for to, message in net.core.take_outbox()]
+    # The recipient gets the sender's tuple first, so it can check the datagram.
+    assert [name for name, _ in out] == ["test @bob", "test @alice"]
+    assert out[0][1]["push"] == "peer" and out[0][1]["peer"][:2] == ["@alice", "10.0.0.1"]
+    assert out[1][1]["re"] == re and out[1][1]["peer"][:2] == ["@bob", "10.0.0.2"]
+    message_id = out[1][1]["message_id"]
+    assert not net.store.message(message_id).delivered      # type: ignore[union-attr]
+    failed(net.call(alice, "message-received", message_id=message_id), "UNKNOWN_MESSAGE")
+    failed(net.call(bob, "message-received", message_id=999), "UNKNOWN_MESSAGE")
+    assert net.ok(bob, "message-received", message_id=message_id)
+    assert net.store.message(message_id).delivered          # type: ignore[union-attr]
+    assert net.ok(bob, "message-received", message_id=message_id)       # a repeat is fine
+    assert "after all" in net.ok(alice, "message-undelivered", message_id=message_id).message
+
+
+def test_an_unconfirmed_message_goes_through_the_tracker() -> None:
+    net = Net()
+    alice, bob = net.join("@alice"), net.join("@bob")
+    message_id = net.ok(alice, "message", to="@bob", text="knock").message_id  # type: ignore
+    net.pushes.clear()
+    failed(net.call(alice, "message-undelivered", message_id=999), "UNKNOWN_MESSAGE")
+    failed(net.call(bob, "message-undelivered", message_id=message_id),
+           "UNKNOWN_MESSAGE")                       # not bob's to report
+    reply = net.ok(alice, "message-undelivered", message_id=message_id)
+    assert "kept for the recipient's next login" in reply.message
+    assert [n.to_wire() for n in net.pushed(bob)] == [
+        {"push": "message", "id": message_id, "sender": "@alice", "text": "knock",
+         "created": WALL, "kept": True}]
+    assert net.ok(bob, "logout")
+    assert net.ok(alice, "message-undelivered", message_id=message_id)
+    assert net.pushed(bob) == []                    # offline: it waits for the next login
+
+
+def test_a_message_stays_kept_until_its_receipt() -> None:
+    net = Net()
+    alice, bob = net.join("@alice"), net.join("@bob")
+    assert net.ok(bob, "logout")
+    message_id = net.ok(alice, "message", to="@bob", text="later").message_id  # type: ignore
+    for _ in range(2):                  # pushed at every login until confirmed
+        session = net.session("bob")
+        assert net.login(session, "@bob").ok                # type: ignore[union-attr]
+        assert [n.id for n in net.pushed(session)] == [message_id]  # type: ignore[attr-defined]
+        assert net.ok(session, "logout")
+    session = net.session("bob")
+    assert net.login(session, "@bob").ok                    # type: ignore[union-attr]
+    assert net.ok(session, "message-received", message_id=message_id)
+    assert net.ok(session, "logout")
+    session = net.session("bob")
+    assert net.login(session, "@bob").ok                    # type: ignore[union-attr]
+    assert net.pushed(session) == []
+
+
+# ---- "N new tweets since the last session" ---------------------------------------------------
+
+def new_at_login(net: Net, handle: str) -> int:
+    reply: Any = net.login(net.session(handle), handle)
+    assert reply.ok, reply
+    return int(reply.new)
+
+
+def test_new_counts_what_was_missed_offline_not_what_arrived_online() -> None:
+    net = Net()
+    star, bob = net.join("@star"), net.join("@bob")
+    net.follow(bob, "@star")
+    for text in ("one", "two", "three"):
+        tweet_and_end(net, star, text)          # bob is online: each reaches it
+    assert net.ok(bob, "logout")
+    tweet_and_end(net, star, "missed one")
+    tweet_and_end(net, star, "missed two")
+    tweet_and_end(net, net.join("@stranger"), "not in bob's feed")
+    assert new_at_login(net, "@bob") == 2
+
+
+def test_new_is_right_after_a_tracker_restart() -> None:
+    # A tracker killed with its users online never saw them log out: the count must come
+    # from what the store knows, not from a logout that never happened.
     store = MemoryStore()
-    assert store.create("@Alice", "hash", 1.0)
-    assert not store.create("@alice", "other", 2.0)
-    assert store.create("@bob", "hash", 1.0)
-    assert store.find("@ALICE") == "@Alice"
-    assert store.password_hash("@alice") == "hash"
-    assert store.find("@nobody") is None
-    assert store.handles() == ["@Alice", "@bob"]
-    assert store.follow("@bob", "@alice")
-    assert not store.follow("@BOB", "@alice")
-    assert store.follow("@alice", "@bob")
-    assert store.followers("@alice") == ["@bob"]
-    assert store.following("@bob") == ["@Alice"]
-    assert store.unfollow("@bob", "@ALICE")
-    assert not store.unfollow("@bob", "@alice")
-    first, second = store.add_tweet("@bob", "one", 1.0), store.add_tweet("@alice", "two", 2.0)
-    assert second > first
-    store.delete("@alice")
-    assert store.find("@alice") is None
-    assert store.handles() == ["@bob"]
-    assert store.followers("@bob") == []
-    assert store.followers("@alice") == []
-    assert store.tweet(second) is None
-    assert store.add_tweet("@bob", "three", 3.0) > second      # ids are never reused
+    net = Net(store=store)
+    star, bob = net.join("@star"), net.join("@bob")
+    net.follow(bob, "@star")
+    for number in range(30):
+        net.now += 1.0                          # within flood control
+        tweet_and_end(net, star, f"seen {number}")
+    net.core.disconnect(bob, net.now)
+    tweet_and_end(net, star, "missed one")
+    tweet_and_end(net, star, "missed two")
+    assert new_at_login(Net(store=store), "@bob") == 2     # a new core, the same store
+    assert new_at_login(Net(store=store), "@bob") == 0     # told once
 
 
-def test_by_name() -> None:
-    assert by_name(["@b", "@C", "@a", "@Ab"]) == ["@a", "@Ab", "@b", "@C"]
+def test_a_tweet_skipped_while_lost_counts_as_new() -> None:
+    net = Net()
+    star, bob = net.join("@star"), net.join("@bob")
+    net.follow(bob, "@star")
+    net.core.disconnect(bob, net.now)           # listed, lost: the ring will skip it
+    tid = net.tweet(star, "into the void").tid
+    assert net.end(star, tid, skipped=["@bob"]).ok
+    assert new_at_login(net, "@bob") == 1
+
+
+def test_own_tweets_are_not_new() -> None:
+    net = Net()
+    me = net.join("@me")
+    tweet_and_end(net, me, "mine")
+    assert net.ok(me, "logout")
+    assert new_at_login(net, "@me") == 0

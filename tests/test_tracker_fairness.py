@@ -342,13 +342,13 @@ def test_trace_files_escape_controls_and_bidi_overrides(cluster: Cluster,
 
 # ---- the connection layer in this process -------------------------------------------------------
 def test_a_request_the_core_fails_on_gets_internal_error_and_the_session_goes_on() -> None:
-    core = TrackerCore()
+    core = TrackerCore(wall_clock=time.time)
     real_execute = core.execute
 
-    def execute(session, request):
+    def execute(session, request, now):
         if request.cmd == "trending":
             raise RuntimeError("a bug")
-        return real_execute(session, request)
+        return real_execute(session, request, now)
 
     core.execute = execute                     # type: ignore[method-assign]
     server = tracker.TrackerServer(("127.0.0.1", 0), core, tracker.Trace(quiet=True))

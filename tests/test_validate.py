@@ -16,6 +16,7 @@ from protocol.validate import (
     check_port,
     check_ports,
     check_text,
+    check_unicast,
     handle_key,
     is_handle,
 )
@@ -166,8 +167,25 @@ def test_three_different_ports_are_good() -> None:
 def test_ports_must_differ(ports: list[int]) -> None:
     problem = check_ports(ports)
     assert problem is not None
-    assert problem[0] == "BAD_PORT"
+    assert problem[0] == "REPEATED_PORTS"
     assert "differ" in problem[1]
+
+
+@pytest.mark.parametrize(("address", "why"), [
+    ("0.0.0.0", "this host"), ("0.1.2.3", "this host"), ("224.0.0.1", "multicast"),
+    ("239.255.255.250", "multicast"), ("255.255.255.255", "broadcast"),
+    ("240.0.0.1", "reserved"), ("250.1.2.3", "reserved"),
+])
+def test_addresses_no_single_host_owns_are_refused(address: str, why: str) -> None:
+    problem = check_unicast(address)
+    assert problem is not None
+    assert problem[0] == "BAD_ADDRESS" and why in problem[1] and address in problem[1]
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.5", "192.168.1.20", "169.254.3.4",
+                                     "8.8.8.8", "100.64.0.1", "223.255.255.254"])
+def test_unicast_addresses_are_good(address: str) -> None:
+    assert check_unicast(address) is None
 
 
 @pytest.mark.parametrize("ports", [
@@ -190,7 +208,7 @@ def test_check_ports_never_raises(ports: list[object]) -> None:
             and len(set(ports)) == 3)  # type: ignore[arg-type]
     assert (problem is None) is good
     if problem:
-        assert problem[0] == "BAD_PORT"
+        assert problem[0] in ("BAD_PORT", "REPEATED_PORTS")
 
 
 # ---- text ----------------------------------------------------------------------------------

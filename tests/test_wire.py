@@ -369,22 +369,32 @@ def test_a_frame_of_exactly_frame_max_bytes_is_accepted() -> None:
 def test_one_byte_more_is_too_large() -> None:
     frame = tweet_frame_of(limits.FRAME_MAX + 1)
     assert request_error(frame) == "TOO_LARGE"
-    assert server_error(frame) == "TOO_LARGE"
+
+
+def test_lines_from_the_tracker_may_be_longer() -> None:
+    # The reply to a tweet lists every online follower with its key: 50 of them make 7 KB.
+    peer = ["@abcdefghijklmno", "192.168.100.200", 65001, 65002, 65003, "k" * 88]
+    reply = encode_reply(Reply(1, SUCCESS, "tweet #1", None, {"followers": [peer] * 50}))
+    assert limits.FRAME_MAX < len(reply) <= limits.SERVER_FRAME_MAX
+    assert decode_server_frame(reply).data["followers"][49] == peer
+    base = encode_reply(Reply(1, SUCCESS, ""))
+    most = encode_reply(Reply(1, SUCCESS, "y" * (limits.SERVER_FRAME_MAX - len(base))))
+    assert len(most) == limits.SERVER_FRAME_MAX and decode_server_frame(most).ok
+    assert server_error(most[:-1] + b"y\n") == "TOO_LARGE"
 
 
 def test_too_large_comes_before_any_parsing() -> None:
     junk = b"\xff" * (limits.FRAME_MAX + 1)
     assert request_error(junk) == "TOO_LARGE"
-    assert server_error(junk) == "TOO_LARGE"
+    assert server_error(b"\xff" * (limits.SERVER_FRAME_MAX + 1)) == "TOO_LARGE"
     assert request_error(b"[" * 100_000) == "TOO_LARGE"
 
 
 @FAST
 @given(st.binary(max_size=300), st.binary(min_size=1, max_size=1), st.integers(1, 5000))
 def test_every_oversize_frame_is_too_large(head: bytes, pad: bytes, extra: int) -> None:
-    frame = head.ljust(limits.FRAME_MAX + extra, pad)
-    assert request_error(frame) == "TOO_LARGE"
-    assert server_error(frame) == "TOO_LARGE"
+    assert request_error(head.ljust(limits.FRAME_MAX + extra, pad)) == "TOO_LARGE"
+    assert server_error(head.ljust(limits.SERVER_FRAME_MAX + extra, pad)) == "TOO_LARGE"
 
 
 def test_too_large_error_carries_code_and_message() -> None:

@@ -6,11 +6,13 @@
 It prints one table.  Each row is a figure of the product, the baseline it is compared with, their
 ratio, the target, and whether the target is met:
 
-1. tracker: requests/s of 50 concurrent sessions doing ``query-handles``/``follow``/``drop`` over
-   the raw wire protocol (closed loop, one request in flight per session), against a bare
-   ``socketserver.ThreadingTCPServer`` line echo driven by the same 50 clients with the same
-   bytes.  Flood control is switched off for this row (its default, 10 commands a second per
-   session, would measure the policy, not the tracker).
+1. tracker: requests/s of 1, 5 and 50 concurrent sessions doing ``query-handles``/``follow``/
+   ``drop`` over the raw wire protocol (closed loop, one request in flight per session), against
+   a bare ``socketserver.ThreadingTCPServer`` line echo driven by the same clients with the same
+   bytes; the throughput with 50 sessions against that with 5 (a convoy shows as a fall); and the
+   CPU time per request of both servers (user + system time from ``/proc/PID/stat`` over the
+   measured seconds, divided by the replies).  Flood control is switched off for these rows (its
+   default, 10 commands a second per session, would measure the policy, not the tracker).
 2. ring: median whole tweet (from typing ``tweet`` into the author's ``user.py`` to its printed
    ``tweet #N reached K followers`` line: both tracker round trips included) with 10 and 50
    follower ``user.py`` processes, against a bare UDP ring of as many small processes doing the
@@ -53,7 +55,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # protocol/, tracker.py
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # protocol/, adapters/
 
 from driver import (  # tools/ on sys.path
     PYTHON,
@@ -75,7 +77,7 @@ IO_TIMEOUT = 60.0           # seconds any one wait of the benchmark may take
 
 @dataclass(frozen=True)
 class Sizes:
-    load_sessions: int
+    load_sessions: tuple[int, ...]      # the last is the "many sessions" figure
     load_seconds: float
     load_repeats: int
     rings: tuple[int, ...]
@@ -88,10 +90,10 @@ class Sizes:
     ttweet_runs: int
 
 
-FULL = Sizes(load_sessions=50, load_seconds=2.0, load_repeats=3, rings=(10, 50), tweets=15,
+FULL = Sizes(load_sessions=(1, 5, 50), load_seconds=2.0, load_repeats=3, rings=(10, 50), tweets=15,
              scale_sessions=1000, scale_tweets=100_000, scale_authors=1000, feeds=300,
              hashes=48, ttweet_runs=15)
-QUICK = Sizes(load_sessions=10, load_seconds=0.4, load_repeats=1, rings=(3, 5), tweets=3,
+QUICK = Sizes(load_sessions=(1, 10), load_seconds=0.4, load_repeats=1, rings=(3, 5), tweets=3,
               scale_sessions=30, scale_tweets=2000, scale_authors=50, feeds=30, hashes=6,
               ttweet_runs=3)
 REGISTER_IN_FLIGHT = 50     # registrations the scale clients keep going at once
@@ -361,32 +363,55 @@ def register_all(port: int, handles: Sequence[str], in_flight: int,
 
 
 # ---- 1. tracker throughput -----------------------------------------------------------------------
-def closed_loop(port: int, count: int, seconds: float,
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/PID/stat``, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK     # utime, stime
+
+
+@dataclass(frozen=True)
+class Load:
+    """One closed-loop run: replies a second, FAILURE replies, server CPU µs per reply."""
+
+    rate: float
+    failures: int
+    cpu_us: float
+
+
+def closed_loop(port: int, pid: int, count: int, seconds: float,
                 prepare: Callable[[list[Client]], None],
-                request: Callable[[Client], bytes], warmup: float = 0.3) -> tuple[float, int]:
+                request: Callable[[Client], bytes], warmup: float = 0.3) -> Load:
     """``count`` sessions, each sending its next request as soon as the last is answered, for
-    ``seconds`` after a warm-up; replies per second, and how many were FAILUREs."""
+    ``seconds`` after a warm-up; the server's CPU time is read at both ends of the window."""
     clients = [Client(port, index) for index in range(count)]
     try:
         prepare(clients)
         replies, failures = 0, 0
+        cpu_start = cpu_end = 0.0
         with selectors.DefaultSelector() as selector:
             for client in clients:
                 selector.register(client.sock, selectors.EVENT_READ, client)
                 client.sock.sendall(request(client))
             start = time.monotonic() + warmup
             end = start + seconds
+            measuring = False
             while (now := time.monotonic()) < end:
-                for key, _ in selector.select(end - now):
+                if not measuring and now >= start:
+                    measuring, cpu_start = True, cpu_seconds(pid)
+                for key, _ in selector.select(min(end, start if not measuring else end) - now):
                     client = key.data
                     for line in client.lines():
                         if not is_reply(line):
                             continue
-                        if time.monotonic() >= start:
+                        if measuring:
                             replies += 1
                             failures += b'"FAILURE"' in line
                         client.sock.sendall(request(client))
-        return replies / seconds, failures
+            cpu_end = cpu_seconds(pid)
+        return Load(replies / seconds, failures, (cpu_end - cpu_start) * 1e6 / max(replies, 1))
     finally:
         for client in clients:
             client.close()
@@ -397,11 +422,12 @@ def load_handle(index: int) -> str:
 
 
 def load_requests(count: int) -> Callable[[Client], bytes]:
-    """query-handles, follow, drop, over and over; session i follows and drops session i+1."""
+    """query-handles, follow, drop, over and over; session i follows and drops session i+1
+    (a lone session follows and drops session 1, registered by an earlier round)."""
 
     def request(client: Client) -> bytes:
         client.sent += 1
-        me, other = load_handle(client.index), load_handle((client.index + 1) % count)
+        me, other = load_handle(client.index), load_handle((client.index + 1) % max(count, 2))
         step = client.sent % 3
         if step == 1:
             return frame({"id": client.sent, "cmd": "query-handles"})
@@ -411,57 +437,89 @@ def load_requests(count: int) -> Callable[[Client], bytes]:
     return request
 
 
-def bench_tracker(sizes: Sizes, workdir: Path) -> Row:
-    n = sizes.load_sessions
-    say(f"[1] tracker: {n} sessions doing query-handles/follow/drop for "
-        f"{sizes.load_seconds:g}s x {sizes.load_repeats}, then the same load on a line echo")
+def bench_tracker(sizes: Sizes, workdir: Path) -> list[Row]:
+    counts = sorted(sizes.load_sessions, reverse=True)  # the most first: they register all
+    say(f"[1] tracker: {', '.join(map(str, sorted(counts)))} sessions doing query-handles/"
+        f"follow/drop for {sizes.load_seconds:g}s x {sizes.load_repeats}, each run followed "
+        "by the same load on a line echo; server CPU time from /proc")
     tracker, port = start_tracker("-q", "--db", str(workdir / "load.db"), *NO_FLOOD, *LONG_IDLE)
     echo, echo_port = start_echo()
     registered: list[bool] = []
 
-    def register(clients: list[Client]) -> None:
-        """Register (first round) or log in again (later rounds), then drop the follow a
-        previous round may have left, so that every follow and drop of the round succeeds."""
-        cmd = "login" if registered else "register"
-        for client in clients:
-            client.sock.sendall(frame({"id": 0, "cmd": cmd, "handle": load_handle(client.index),
-                                       "ip": "127.0.0.1", "ports": [1, 2, 3],
-                                       "key": SAMPLE_KEY, "password": f"pw-{client.index}"}))
-        answered: set[int] = set()
+    def prepare(n: int) -> Callable[[list[Client]], None]:
+        def register(clients: list[Client]) -> None:
+            """Register (first round) or log in again (later rounds), then drop the follow a
+            previous round may have left, so that every follow and drop of the round
+            succeeds."""
+            cmd = "login" if registered else "register"
+            for client in clients:
+                client.sock.sendall(frame({"id": 0, "cmd": cmd,
+                                           "handle": load_handle(client.index),
+                                           "ip": "127.0.0.1", "ports": [1, 2, 3],
+                                           "key": SAMPLE_KEY, "password": f"pw-{client.index}"}))
+            answered: set[int] = set()
 
-        def on_reply(client: Client, line: bytes) -> None:
-            if b'"SUCCESS"' not in line:
-                raise RuntimeError(f"session {client.index} could not {cmd}: {line[:200]!r}")
-            answered.add(client.index)
+            def on_reply(client: Client, line: bytes) -> None:
+                if b'"SUCCESS"' not in line:
+                    raise RuntimeError(f"session {client.index} could not {cmd}: "
+                                       f"{line[:200]!r}")
+                answered.add(client.index)
 
-        await_replies(clients, lambda c: c.index not in answered, on_reply)
-        registered.append(True)
-        for client in clients:
-            client.sock.sendall(frame({"id": 0, "cmd": "drop", "follower":
-                                       load_handle(client.index), "followee":
-                                       load_handle((client.index + 1) % n)}))
-        dropped: set[int] = set()
-        await_replies(clients, lambda c: c.index not in dropped,
-                      lambda c, line: dropped.add(c.index))
+            await_replies(clients, lambda c: c.index not in answered, on_reply)
+            registered.append(True)
+            for client in clients:
+                client.sock.sendall(frame({"id": 0, "cmd": "drop", "follower":
+                                           load_handle(client.index), "followee":
+                                           load_handle((client.index + 1) % max(n, 2))}))
+            dropped: set[int] = set()
+            await_replies(clients, lambda c: c.index not in dropped,
+                          lambda c, line: dropped.add(c.index))
+        return register
 
+    runs: dict[int, list[Load]] = {n: [] for n in counts}
+    echoes: dict[int, list[Load]] = {n: [] for n in counts}
     try:
-        tracker_rates, echo_rates, failures = [], [], 0
         for _ in range(sizes.load_repeats):
-            rate, failed = closed_loop(port, n, sizes.load_seconds, register, load_requests(n))
-            tracker_rates.append(rate)
-            failures += failed
-            echo_rates.append(closed_loop(echo_port, n, sizes.load_seconds, lambda c: None,
-                                          load_requests(n))[0])
-        say(f"    tracker {', '.join(f'{r:,.0f}' for r in tracker_rates)} req/s; "
-            f"echo {', '.join(f'{r:,.0f}' for r in echo_rates)} req/s")
+            for n in counts:
+                runs[n].append(closed_loop(port, tracker.pid, n, sizes.load_seconds,
+                                           prepare(n), load_requests(n)))
+                echoes[n].append(closed_loop(echo_port, echo.pid, n, sizes.load_seconds,
+                                             lambda c: None, load_requests(n)))
     finally:
         tracker.stop()
         echo.stop()
-    note = "flood control off for this row (--flood-burst/--flood-rate)"
+
+    def rate(loads: list[Load]) -> float:
+        return median([load.rate for load in loads])
+
+    def cpu(loads: list[Load]) -> float:
+        return median([load.cpu_us for load in loads])
+
+    for n in sorted(counts):
+        say(f"    {n:>2} sessions: tracker {', '.join(f'{r.rate:,.0f}' for r in runs[n])} req/s"
+            f" ({cpu(runs[n]):.0f} CPU µs a request); echo "
+            f"{', '.join(f'{r.rate:,.0f}' for r in echoes[n])} req/s "
+            f"({cpu(echoes[n]):.0f} CPU µs)")
+    failures = sum(load.failures for loads in runs.values() for load in loads)
+    note = "flood control off (--flood-burst/--flood-rate)"
     if failures:
         note += f"; {failures} FAILURE replies"
-    return Row(f"tracker requests/s, {n} sessions", median(tracker_rates), "req/s",
-               "line echo", median(echo_rates), True, 0.6, note=note)
+    one, many = min(counts), max(counts)
+    rows = [Row(f"tracker requests/s, {n} session{'s' if n > 1 else ''}", rate(runs[n]),
+                "req/s", "line echo", rate(echoes[n]), True,
+                0.8 if n == one else 0.4, note=note if n == many else "")
+            for n in sorted(counts)]
+    if len(counts) > 2:
+        middle = sorted(counts)[-2]
+        rows.append(Row(f"tracker requests/s, {many} against {middle} sessions", rate(runs[many]),
+                        "req/s", f"tracker, {middle} sessions", rate(runs[middle]), True, 0.9,
+                        note="a convoy on the core's lock or the GIL shows as a fall"))
+    for n in (one, many):
+        rows.append(Row(f"tracker CPU per request, {n} session{'s' if n > 1 else ''}",
+                        cpu(runs[n]), "µs", "line echo", cpu(echoes[n]), False, 0.0,
+                        absolute=50.0, note="user + system time of the server process, "
+                                            "/proc/PID/stat"))
+    return rows
 
 
 # ---- 2. the ring ---------------------------------------------------------------------------------
@@ -594,9 +652,9 @@ def hash_rate(count: int) -> float:
 
 def populate(path: Path, sizes: Sizes) -> None:
     """A database with ``scale_authors`` accounts and ``scale_tweets`` tweets, written with
-    tracker.SqliteStore itself; @reader follows a tenth of the authors."""
+    adapters.sqlite_store.SqliteStore itself; @reader follows a tenth of the authors."""
+    from adapters.sqlite_store import SqliteStore
     from protocol.accounts import PasswordHasher
-    from tracker import SqliteStore
 
     store = SqliteStore(str(path))
     password = PasswordHasher().hash("pw-@reader")
@@ -611,7 +669,7 @@ def populate(path: Path, sizes: Sizes) -> None:
         tag = f" #topic{number % 50}" if number % 4 == 0 else ""
         store.add_tweet(rng.choice(authors), f"stored tweet {number}{tag}",
                         now - sizes.scale_tweets + number)
-    store.db.close()
+    store.close()
 
 
 def bench_scale(sizes: Sizes, workdir: Path) -> list[Row]:
@@ -637,13 +695,13 @@ def bench_scale(sizes: Sizes, workdir: Path) -> list[Row]:
         say(f"    {n} registered in {seconds:.1f}s ({rate:.1f}/s); tracker RSS {rss:.1f} MiB "
             f"(peak {peak:.1f} MiB)")
         feed_times = timed_feeds(port, sizes.feeds)
-        direct = direct_feeds(db, sizes.feeds)
-        say(f"    feed median {median(feed_times) * 1000:.2f} ms through the tracker, "
-            f"{median(direct) * 1000:.3f} ms as a direct query")
     finally:
         for client in clients:
             client.close()
         tracker.stop()
+    direct = direct_feeds(db, sizes.feeds)      # the tracker holds its database while it runs
+    say(f"    feed median {median(feed_times) * 1000:.2f} ms through the tracker, "
+        f"{median(direct) * 1000:.3f} ms as a direct query")
 
     echo, echo_port = start_echo()
     echoes: list[Client] = []
@@ -703,7 +761,7 @@ def timed_feeds(port: int, count: int) -> list[float]:
 
 
 def direct_feeds(db: Path, count: int) -> list[float]:
-    from tracker import SqliteStore
+    from adapters.sqlite_store import SqliteStore
 
     store = SqliteStore(str(db))
     times = []
@@ -713,7 +771,7 @@ def direct_feeds(db: Path, count: int) -> list[float]:
             store.feed("@reader", 20)
             times.append(time.perf_counter() - started)
     finally:
-        store.db.close()
+        store.close()
     return times
 
 
@@ -888,6 +946,9 @@ def reader_was_closed(client: Client) -> bool:
     return True
 
 
+SECTIONS = ("tracker", "ring", "scale", "ttweet", "fairness")
+
+
 # ---- main ----------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -896,6 +957,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="example: python3 tools/bench.py --quick")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes and few repeats (well under a minute)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS,
+                        help="run only these sections (default: all)")
     parser.add_argument("--role", choices=("echo-server", "ring-node"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -914,11 +977,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tweeter-bench-") as folder:
         workdir = Path(folder)
         try:
-            rows.append(bench_tracker(sizes, workdir))
-            rows += bench_rings(sizes, workdir)
-            rows += bench_scale(sizes, workdir)
-            rows.append(bench_ttweet(sizes, workdir))
-            rows.append(bench_fairness(args.quick, workdir))
+            if "tracker" in args.only:
+                rows += bench_tracker(sizes, workdir)
+            if "ring" in args.only:
+                rows += bench_rings(sizes, workdir)
+            if "scale" in args.only:
+                rows += bench_scale(sizes, workdir)
+            if "ttweet" in args.only:
+                rows.append(bench_ttweet(sizes, workdir))
+            if "fairness" in args.only:
+                rows.append(bench_fairness(args.quick, workdir))
         except (Timeout, RuntimeError, OSError) as error:
             print_table(rows)
             print(f"\nbench FAILED: {error}", file=sys.stderr, flush=True)
