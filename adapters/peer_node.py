@@ -34,6 +34,7 @@ from protocol.peer import (
     PeerConfig,
     RingPeer,
     RoundEnded,
+    Shown,
     TeardownEnded,
     Traced,
     TweetShown,
@@ -73,6 +74,7 @@ class PeerNode:
         message shown: the shell tells the tracker it arrived."""
         self.console, self.config, self.on_message = console, config, on_message
         self.own_ring = FollowerRing()     # kept across logins of one handle in this process
+        self.shown = Shown()               # so is what was shown: each tweet once
         self.sockets: dict[str, socket.socket] = {}
         self._peer: RingPeer | None = None
         self._lock = threading.Lock()
@@ -106,7 +108,7 @@ class PeerNode:
         """The tracker accepted ``me``: take part in rings from now on.  ``known`` are the
         tuples the tracker handed out with the login (the online authors it follows)."""
         peer = RingPeer(me, keys, self.config, seq_start=random.randrange(1, 2**31),
-                        own_ring=self.own_ring)
+                        own_ring=self.own_ring, shown=self.shown)
         for author in following:
             peer.follow(author)
         for tuple_ in known:

@@ -198,6 +198,15 @@ class SeenIds:
         return item[1] <= floor or item[1] in ids
 
 
+@dataclass
+class Shown:
+    """What a user has been shown: each tweet and each direct message once.  Kept by the
+    program across its logins (a new login is a new ``RingPeer``, the same person's screen)."""
+
+    tweets: SeenIds = field(default_factory=SeenIds)      # (author, tid)
+    messages: SeenIds = field(default_factory=SeenIds)    # (sender, message id)
+
+
 @dataclass(eq=False)
 class _Pending:
     """A datagram waiting for its ack."""
@@ -250,7 +259,8 @@ class RingPeer:
     """One login's rings: its own (as author) and those of the handles it follows."""
 
     def __init__(self, me: Peer, keys: SessionKeys, config: PeerConfig | None = None,
-                 seq_start: int = 1, own_ring: FollowerRing | None = None) -> None:
+                 seq_start: int = 1, own_ring: FollowerRing | None = None,
+                 shown: Shown | None = None) -> None:
         self.me, self.keys = me, keys
         self.config = config or PeerConfig()
         self.own_ring = own_ring if own_ring is not None else FollowerRing()
@@ -263,8 +273,8 @@ class RingPeer:
         self._following: set[str] = set()     # authors whose rings it may join
         self._known: dict[str, Peer] = {}     # tuples the tracker vouched for, by handle key
         self._blocked: set[str] = set()
-        self._shown = SeenIds()                # (author, tid) shown
-        self._messages = SeenIds()             # (sender, message id) shown
+        self.shown = shown if shown is not None else Shown()
+        self._shown, self._messages = self.shown.tweets, self.shown.messages
         self._forwarded: collections.OrderedDict[tuple[str, int, str], None] = \
             collections.OrderedDict()          # (author, tid, signature) passed on
         self._to_check: list[tuple[Peer, TweetMsg]] = []   # forwarded, not yet shown
@@ -477,10 +487,9 @@ class RingPeer:
 
     def _on_teardown(self, received: Received, message: TeardownMsg, sender: Address) -> None:
         key = handle_key(message.ring)
-        author = self._known.get(key)
-        if handle_key(message.sender) != key or not self._from(
-                received, sender, author, author.middle if author else 0, "not its author",
-                "middle"):
+        author = self._known.get(key) if handle_key(message.sender) == key else None
+        if not self._from(received, sender, author, author.middle if author else 0,
+                          "not its author", "middle"):
             return
         assert author is not None
         if self._newer(author, message.version, "teardown"):
@@ -650,10 +659,6 @@ class RingPeer:
                           "not one of my followers", "left"):
             return
         assert follower is not None
-        self._ack("left", message, follower, sender)
-        state = self._round
-        if state is None or not state.propagating or state.tid != message.tid:
-            return                              # late or repeated: that round is over
         if message.is_detour:
             dead = self.own_ring.member(message.dead or "")
             if dead is None or dead != self.own_ring.successor(follower.handle):
@@ -661,17 +666,22 @@ class RingPeer:
                            f"detour from {follower.handle} around {message.dead}: "
                            "not its right neighbour")
                 return
+        elif not self.own_ring.followers or follower != self.own_ring.followers[-1]:
+            self._drop(sender, "left", "not the last follower",
+                       f"tweet #{message.tid} back from {follower.handle}: "
+                       "only the last follower brings it home")
+            return
+        self._ack("left", message, follower, sender)
+        state = self._round
+        if state is None or not state.propagating or state.tid != message.tid:
+            return                              # late or repeated: that round is over
+        if message.is_detour:
+            assert dead is not None
             if dead.key in state.relayed_to:
                 return          # a resent or duplicated detour, or one the author ran into
             # The neighbour heard nothing back, but the follower may have it (its acks may be
             # what was lost): the author tries it itself before it gives it up.
             self._relay(state, dead, message.prev, now)
-            return
-        last = self.own_ring.followers[-1] if self.own_ring.followers else None
-        if last is None or follower != last:
-            self._drop(sender, "left", "not the last follower",
-                       f"tweet #{message.tid} back from {follower.handle}: "
-                       "only the last follower brings it home")
             return
         self._end_round(state, now, completed=True)
 
@@ -721,9 +731,15 @@ class RingPeer:
         seq, self._seq = self._seq, self._seq + 1
         message = build(seq)
         address = (to.ip, to_port)
-        data = self._seal(message, to)
-        rto = self._estimate(address).rto
         summary = datagrams.summary(message) if self.config.trace else ""
+        try:
+            data = self._seal(message, to)
+        except ValueError:          # its key agrees no secret (a low-order point): nobody can
+            self._note(f"{to.handle}'s key agrees no secret: given up")       # answer this
+            self._pending[seq] = _Pending(to, address, port, seq, b"", summary, now, now, 0.0,
+                                          now, on_ack, on_fail)     # the next timer gives up
+            return
+        rto = self._estimate(address).rto
         self._pending[seq] = _Pending(to, address, port, seq, data, summary,
                                       now + self.config.give_up, now, rto, now + rto, on_ack,
                                       on_fail)
@@ -737,6 +753,8 @@ class RingPeer:
     def _ack(self, port: str, message: Datagram, to: Peer, sender: Address) -> None:
         ack = Ack(self.me.handle, message.seq)
         self._out.append(Outgoing(port, sender, self._seal(ack, to)))
+        if self.config.trace:
+            self._trace("send", to.handle, sender, datagrams.summary(ack))
 
     def _drop(self, source: Address, port: str, rule: str, reason: str) -> None:
         self._events.append(Dropped(source, port, rule, f"dropped {reason}"))

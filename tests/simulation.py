@@ -37,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from protocol import auth, datagrams
-from protocol.accounts import LoginThrottle, PasswordHasher
+from protocol.accounts import PasswordHasher
 from protocol.auth import SessionKeys
 from protocol.datagrams import Ack, DatagramError, DirectMsg, TweetMsg
 from protocol.peer import (
@@ -46,13 +46,15 @@ from protocol.peer import (
     PeerConfig,
     RingPeer,
     RoundEnded,
+    Shown,
     TeardownEnded,
     TweetShown,
 )
 from protocol.ring import FollowerRing, Peer
-from protocol.tracker_core import MemoryStore, Session, TrackerCore
+from protocol.store import MemoryStore
+from protocol.tracker_core import Session, TrackerCore
 from protocol.validate import handle_key
-from protocol.wire import Push, Reply, Request
+from protocol.wire import Push, Reply, Request, decode_server_frame, encode_object
 
 Address = tuple[str, int]
 LINK_DELAY = (0.0005, 0.003)        # seconds a tracker frame takes, one way (in order)
@@ -118,7 +120,9 @@ class Process:
     def __init__(self, sim: Simulation, host: str, handle: str, own_ring: FollowerRing) -> None:
         self.sim, self.host, self.handle = sim, host, handle
         self.id = next(sim.process_ids)
-        self.session = Session(f"{host}:{next(sim.tcp_ports)}")
+        self.session = Session(f"{host}:{next(sim.tcp_ports)}", host, sim.now)
+        self.request_ids = itertools.count(1)
+        self.replies: dict[int, Callable[[Reply], None]] = {}   # request id -> what to do
         self.alive = True
         self.peer: RingPeer | None = None
         self.me: Peer | None = None
@@ -130,6 +134,7 @@ class Process:
         self.timer_at: float | None = None
         self.timer_token: object = None
         self.keys: SessionKeys | None = None
+        self.shown_ids = Shown()        # kept across this process's logins, as user.py does
         self.early: list[Push] = []
         self.shown: dict[tuple[str, int], int] = defaultdict(int)
         self.messages_shown: dict[tuple[str, int], int] = defaultdict(int)
@@ -184,7 +189,8 @@ class Process:
         """As user.py does after its login: a ring peer that knows whom it follows."""
         assert self.me is not None
         self.peer = RingPeer(self.me, self.keys, self.sim.peer_config,
-                             seq_start=self.sim.rng.randrange(1, 2**31), own_ring=self.own_ring)
+                             seq_start=self.sim.rng.randrange(1, 2**31), own_ring=self.own_ring,
+                             shown=self.shown_ids)
         self.own_ring = self.peer.own_ring
         for author in following.get("handles", []):
             self.peer.follow(author)
@@ -297,6 +303,12 @@ class Process:
                          message_id=event.message_id)
 
     # ---- the tracker's pushes ------------------------------------------------------------------
+    def on_frame(self, frame: Reply | Push) -> None:
+        if isinstance(frame, Push):
+            self.on_push(frame)
+        elif frame.re is not None and frame.re in self.replies:
+            self.replies.pop(frame.re)(frame)
+
     def on_push(self, push: Push) -> None:
         """What user.py does with a push (PROTOCOL.md §1.4)."""
         if self.peer is None:
@@ -335,10 +347,9 @@ class Simulation:
         self.now = 0.0
         self._queue: list[_Scheduled] = []
         self._order = itertools.count()
-        self.core = TrackerCore(store=MemoryStore(), clock=lambda: self.now, hasher=CHEAP_HASH,
-                                throttle=LoginThrottle(clock=lambda: self.now),
-                                register_timeout=1e9, idle_timeout=1e9, flood_burst=10**9,
-                                flood_rate=1e9)
+        self.core = TrackerCore(wall_clock=lambda: 1.7e9 + self.now, store=MemoryStore(),
+                                hasher=CHEAP_HASH, register_timeout=1e9, idle_timeout=1e9,
+                                flood_burst=10**9, flood_rate=1e9)
         self.peer_config = PeerConfig(trace=False)
         self.tcp_ports = itertools.count(40000)
         self.process_ids = itertools.count(1)
@@ -383,16 +394,17 @@ class Simulation:
 
     def link_request(self, process: Process, cmd: str, args: dict[str, Any],
                      then: Callable[[Reply], None] | None) -> None:
+        request_id = next(process.request_ids)
+        if then is not None:
+            process.replies[request_id] = then
+
         def arrive() -> None:
             if process.session.closing:
                 return
-            reply = self.core.execute(process.session, Request(1, cmd, args))
-            after = list(process.session.after_reply)
-            process.session.after_reply.clear()
-            self._to_process(process, lambda: then(reply) if then else None)
-            for push in after:
-                self._to_process(process, lambda push=push: process.on_push(push))
-            self.deliver_pushes()
+            work = self.core.execute(process.session, Request(request_id, cmd, args), self.now)
+            if work is not None:            # register/login: the hash, as tracker.py runs it
+                self.core.resume(process.session, work, work.run(), self.now)
+            self.deliver_outbox()
 
         self.schedule(self._link_delay(process), arrive)
 
@@ -404,11 +416,19 @@ class Simulation:
 
         self.schedule(self._link_delay(process), arrive)
 
-    def deliver_pushes(self) -> None:
-        for session, push in self.core.take_pushes():
+    def deliver_outbox(self) -> None:
+        """What the core decided goes to each session's process, as the bytes user.py reads."""
+        for session, message in self.core.take_outbox():
             target = next((p for p in self.processes if p.session is session and p.alive), None)
             if target is not None:
-                self._to_process(target, lambda t=target, push=push: t.on_push(push))
+                frame = decode_server_frame(encode_object(message.to_wire()))
+                self._to_process(target, lambda t=target, f=frame: t.on_frame(f))
+
+    def tick(self) -> None:
+        """The tracker's reaper: time passes for the core once a second."""
+        self.core.tick(self.now)
+        self.deliver_outbox()
+        self.schedule(1.0, self.tick)
 
     # ---- the network -------------------------------------------------------------------------
     def new_ports(self, host: str) -> tuple[int, int, int]:
@@ -575,7 +595,7 @@ class Simulation:
         gives it (SPEC §3.1), unless it was skipped."""
         rows = [author.me, *author.own_ring.followers]
         skipped = {handle_key(h) for h in event.skipped}
-        following = {handle_key(h) for h in self.core.store.followers(author.me.handle)}
+        following = {handle_key(h) for h in self.core.model.followers(author.me.handle)}
         for index in range(1, len(rows)):
             member = rows[index]
             process = self.current.get(member.handle)
@@ -608,8 +628,8 @@ class Simulation:
         self.unbind(process)
 
         def closed() -> None:
-            self.core.disconnect(process.session)
-            self.deliver_pushes()
+            self.core.disconnect(process.session, self.now)
+            self.deliver_outbox()
 
         self.schedule(self.rng.uniform(*LINK_DELAY), closed)
 
@@ -740,6 +760,7 @@ class Simulation:
 
     # ---- running and checking ----------------------------------------------------------------
     def run(self) -> None:
+        self.schedule(1.0, self.tick)
         last = self.script()
         self.run_until(last + SETTLE)
 
