@@ -871,7 +871,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="append a JSON record of every message in and out (SPEC §7)")
     parser.add_argument("--server-password-file", metavar="PATH",
                         help="file whose first line is the tracker's password (else it is asked)")
+    parser.add_argument("--source", metavar="ADDR",
+                        help="this host's address to connect from, when it has several (the "
+                             "ring's ports are bound on it too)")
     args = parser.parse_args(argv)
+    if args.source is not None and check_ipv4(args.source):
+        parser.error(f"{args.source!r} is not an IPv4 address")
     if check_ipv4(args.tracker_ip):
         parser.error(f"{args.tracker_ip!r} is not an IPv4 address")
     if not 1 <= args.tracker_port <= 65535:
@@ -915,7 +920,8 @@ def run(args: argparse.Namespace, records: TraceWriter) -> int:
     def connect() -> TrackerLink:
         return TrackerLink(args.tracker_ip, args.tracker_port, console,
                            on_push=lambda push: shell.on_push(push) if shell else None,
-                           on_close=lambda why: shell.on_link_closed(why) if shell else None)
+                           on_close=lambda why: shell.on_link_closed(why) if shell else None,
+                           source=args.source)
 
     shell = UserShell(connect, node, console, args)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -44,11 +44,15 @@ class TrackerLink:
 
     def __init__(self, host: str, port: int, console: Console,
                  on_push: Callable[[Push], None],
-                 on_close: Callable[[Reply | None], None] | None = None) -> None:
+                 on_close: Callable[[Reply | None], None] | None = None,
+                 source: str | None = None) -> None:
+        """Connect to the tracker at ``host:port``, from the local address ``source`` if given
+        (a host with several addresses; the peer's address is this connection's)."""
         self.console, self.on_push, self.on_close = console, on_push, on_close
         self.farewell: Reply | None = None      # the tracker's reason for closing, if it gave one
         self._closing = False                   # closed by this side: nobody needs telling
-        self.sock = socket.create_connection((host, port), timeout=5)
+        self.sock = socket.create_connection((host, port), timeout=5,
+                                             source_address=(source, 0) if source else None)
         self.sock.settimeout(None)
         local = self.sock.getsockname()
         console.records.owner = f"{local[0]}:{local[1]}"    # as the tracker names this session

@@ -317,8 +317,13 @@ class RingPeer:
 
     # ---- what the tracker said ---------------------------------------------------------------
     def know(self, peer: Peer) -> None:
-        """A tuple the tracker handed out: that handle's current login."""
+        """A tuple the tracker handed out: that handle's current login.  A ring of an earlier
+        login of that author is forgotten: its datagrams no longer count (its new login sets
+        the ring up again)."""
         self._known[peer.key] = peer
+        member = self._members.get(peer.key)
+        if member is not None and member.author != peer:
+            del self._members[peer.key]
 
     def follow(self, author: str) -> None:
         self._following.add(handle_key(author))
@@ -400,8 +405,7 @@ class RingPeer:
             pending.sent_at = now
             pending.deadline = min(now + pending.rto, pending.give_up_at)
             self._out.append(Outgoing(pending.port, pending.address, pending.data))
-            self._trace("send", pending.to.handle, pending.address,
-                        f"{pending.summary} (again)")
+            self._trace("send", pending.to.handle, pending.address, pending.summary)
         state = self._round
         if state is not None and now >= state.deadline:
             self._end_round(state, now, completed=False)
@@ -411,7 +415,8 @@ class RingPeer:
         try:
             received = datagrams.decode(data)
         except DatagramError as error:
-            self._drop(sender, port, "malformed", f"{error}")
+            self._drop(sender, port, "malformed",
+                       f"datagram from {_where(sender)} on {port}: {error}")
             return
         message = received.message
         if isinstance(message, Ack):

@@ -9,6 +9,7 @@ on output, a socket or a process, and each has a timeout.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -20,6 +21,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # tools/, protocol/, …
+
+from protocol import auth, datagrams, limits
+from protocol.auth import SessionKeys
+from protocol.ring import Peer
 
 # PYTHON, ROOT and free_port are imported here for the tests (``from conftest import ...``).
 from tools import driver
@@ -186,8 +191,9 @@ class RawClient:
         assert "push" in frame, f"a reply where a push was expected: {frame}"
         return frame
 
-    def register(self, handle: str, ports: list[int], password: str | None = None) -> dict:
-        return self.call("register", handle=handle, ip="127.0.0.1", ports=ports, key=SAMPLE_KEY,
+    def register(self, handle: str, ports: list[int], password: str | None = None,
+                 key: str = SAMPLE_KEY, ip: str = "127.0.0.1") -> dict:
+        return self.call("register", handle=handle, ip=ip, ports=ports, key=key,
                          password=password or password_of(handle))
 
     def call(self, cmd: str, **args: object) -> dict:
@@ -251,3 +257,59 @@ def net(cluster: Cluster) -> Iterator[Tweeter]:
         yield tweeter
     finally:
         tweeter.close()
+
+
+class RawPeer:
+    """A peer spoken by hand: three UDP sockets, keys of its own, and sealed datagrams.
+
+    For tests that play a hostile or misbehaving peer with real keys (``protocol.auth``): it can
+    send any datagram, correctly sealed for its receiver (``send``) or not (``send_raw``).
+    """
+
+    def __init__(self, handle: str, ip: str = "127.0.0.1") -> None:
+        self.keys = SessionKeys.generate()
+        self.sockets = {role: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                        for role in ("left", "middle", "right")}
+        for sock in self.sockets.values():
+            sock.bind((ip, 0))
+            sock.settimeout(DEFAULT_TIMEOUT)
+        self.me = Peer(handle, ip, *(self.sockets[r].getsockname()[1]
+                                     for r in ("left", "middle", "right")), self.keys.public)
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.me.left, self.me.middle, self.me.right]
+
+    def register(self, client: RawClient) -> dict:
+        return client.register(self.me.handle, self.ports, key=self.keys.public, ip=self.me.ip)
+
+    def sign(self, tid: int, text: str) -> str:
+        statement = auth.tweet_statement(self.keys.public, self.me.handle, tid, text)
+        return base64.b64encode(self.keys.sign(statement)).decode()
+
+    def rekey(self) -> None:
+        """New keys, as a new login makes (same sockets)."""
+        self.keys = SessionKeys.generate()
+        self.me = Peer(self.me.handle, self.me.ip, *self.ports, self.keys.public)
+
+    def sealed(self, to: Peer, message: datagrams.Datagram) -> bytes:
+        """``message`` as sent to ``to``: sealed with the secret this peer shares with it."""
+        body = datagrams.body_of(message)
+        return datagrams.encode(body, auth.mac(self.keys.pair_key(to.public_key), body))
+
+    def send(self, role: str, to: Peer, port: int, message: datagrams.Datagram) -> None:
+        """``message`` from ``role`` to ``to``'s ``port``, sealed for it."""
+        self.send_raw(role, (to.ip, port), self.sealed(to, message))
+
+    def send_raw(self, role: str, address: tuple[str, int], data: bytes) -> None:
+        self.sockets[role].sendto(data, address)
+
+    def receive(self, role: str, timeout: float = DEFAULT_TIMEOUT) -> datagrams.Datagram:
+        """The next datagram on ``role`` (TimeoutError if none comes in ``timeout``)."""
+        self.sockets[role].settimeout(timeout)
+        data, _sender = self.sockets[role].recvfrom(limits.DATAGRAM_MAX + 1)
+        return datagrams.decode(data).message
+
+    def close(self) -> None:
+        for sock in self.sockets.values():
+            sock.close()

@@ -12,10 +12,14 @@ from tests.simulation import run_seed
 SEEDS = 2000
 CHUNK = 500
 
-# Seeds that showed each defect before it was fixed (PROTOCOL.md §3.1, §4.4).
+# Seeds that showed each defect before it was fixed (PROTOCOL.md §3.1, §4.4).  The first two
+# lists replay those defects with the simulation and the rules of commit c7249d7's parent; the
+# simulation has grown since (an attacker, the tracker's relays), so today the same numbers name
+# other runs, kept here as regression cases.  The last list still shows its defect today when
+# every login of a handle reuses one key (test below).
 DETOUR_RELAYED_TWICE = [116, 249, 574, 653, 684]
 PRINTED_BUT_REPORTED_SKIPPED = [504, 1392, 1606]
-RELOGIN_NOT_SET_UP_AGAIN = [9, 109, 188]      # with every login of a handle reusing one key
+RELOGIN_NOT_SET_UP_AGAIN = [64, 183, 188]      # with every login of a handle reusing one key
 
 
 def failures(seeds: range | list[int]) -> list[str]:

@@ -1170,8 +1170,10 @@ def test_a_retweet_always_fits_in_a_ring_datagram() -> None:
     original = tweet_and_end(net, first, "x" * limits.TWEET_MAX)
     retweet: Any = net.ok(second, "retweet", tid=original)
     assert check_text(retweet.text, most=limits.RING_TEXT_MAX) is None
-    hop = datagrams.TweetMsg(1, middle, retweet.tid, retweet.text, middle, 0, ())
-    assert datagrams.decode(datagrams.encode(hop)) == hop
+    hop = datagrams.TweetMsg(middle, 2**53 - 1, middle, retweet.tid, retweet.text, "A" * 86 + "==",
+                             middle)                                # the longest fields
+    data = datagrams.encode(datagrams.body_of(hop), bytes(16))
+    assert len(data) <= limits.DATAGRAM_MAX and datagrams.decode(data).message == hop
     assert net.end(second, retweet.tid).ok
     assert net.ok(first, "exit", handle=author)
     assert net.ok(first, "exit-complete", handle=author)

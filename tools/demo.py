@@ -523,6 +523,7 @@ def run_scenario(demo: Demo) -> None:
     message_id = raw.call("SUCCESS", "message", to="@dan", text="from the wire")["message_id"]
     raw.call("SUCCESS", "message-undelivered", message_id=message_id)
     raw.call("FAILURE UNKNOWN_MESSAGE", "message-undelivered", message_id=message_id + 999)
+    raw.call("FAILURE UNKNOWN_MESSAGE", "message-received", message_id=message_id)  # not ours
     raw.call("SUCCESS", "exit", handle="@raw")
     raw.call("SUCCESS", "exit-complete", handle="@raw")
     raw.close()
