@@ -124,6 +124,9 @@ class UserShell(cmd.Cmd):
         if console.interactive:         # completion is for people; pipes need no vocabulary
             console.on_line = self.learn
         self._stop_heartbeat = threading.Event()
+        self._receipts: list[int] = []          # direct messages shown, not yet told
+        self._receipts_lock = threading.Lock()
+        self.busy = False                       # a command is running
         threading.Thread(target=self._heartbeat, args=(args.heartbeat,), name="heartbeat",
                          daemon=True).start()
         if not console.interactive:
@@ -205,10 +208,21 @@ class UserShell(cmd.Cmd):
                                "the next command opens a new one")
 
     def receipt(self, message_id: int) -> None:
-        """Tell the tracker a direct message arrived (it keeps it until told)."""
+        """A direct message was shown: the tracker keeps it until told (``send_receipts``).
+        Any thread; never blocks."""
+        with self._receipts_lock:
+            self._receipts.append(message_id)
+
+    def send_receipts(self) -> None:
+        """Tell the tracker which direct messages were shown.  At known moments — after each
+        command, before a logout, with the heartbeat when idle — so that they never cross a
+        command's own requests."""
+        with self._receipts_lock:
+            receipts, self._receipts = self._receipts, []
         link = self.link
-        if link is not None:
-            link.post("message-received", message_id=message_id)
+        for message_id in receipts:
+            if link is not None and not link.closed:
+                link.request("message-received", message_id=message_id)
 
     def _heartbeat(self, interval: float) -> None:
         """While logged in, tell the tracker now and then that this session is alive.  Its
@@ -216,6 +230,8 @@ class UserShell(cmd.Cmd):
         while not self._stop_heartbeat.wait(interval):
             link = self.link
             if self.handle and link is not None and not link.closed:
+                if not self.busy:
+                    self.send_receipts()
                 reply = link.request("heartbeat")
                 if not reply.ok:
                     self.console.trace(f"heartbeat: {reply.code}: {reply.message}")
@@ -281,6 +297,7 @@ class UserShell(cmd.Cmd):
             return False
 
     def precmd(self, line: str) -> str:
+        self.busy = True
         self.console.prompt_gone()
         self.console.hold()
         self.console.records.command_started()
@@ -290,6 +307,8 @@ class UserShell(cmd.Cmd):
 
     def postcmd(self, stop: bool, line: str) -> bool:
         self.console.release()
+        self.send_receipts()
+        self.busy = False
         self.console.own_handle = self.handle
         self.prompt = self.make_prompt()
         if not stop:
@@ -532,7 +551,6 @@ class UserShell(cmd.Cmd):
         if not is_handle(records.owner):        # this lifeline has a name now
             records.record("send", records.owner, self.handle, "alias")
         records.owner = self.handle
-        self.console.say(f"ports: left={left} middle={middle} right={right}")
         follows = self.request("following") if cmd_name == "login" else None
         listed = follows.data if follows is not None and follows.ok else {}
         following = [h for h in listed.get("handles", []) if is_handle(h)]
@@ -540,6 +558,7 @@ class UserShell(cmd.Cmd):
         self.follows = {handle_key(h): h for h in following}
         self.node.start(Peer(self.handle, ip, left, middle, right, keys.public), keys,
                         following, online, reply.data.get("blocked", []))
+        self.console.say(f"ports: left={left} middle={middle} right={right}")   # ready now
         return False
 
     def do_register(self, arg: str) -> bool:
@@ -556,6 +575,7 @@ class UserShell(cmd.Cmd):
 
     def do_logout(self, arg: str) -> bool:
         """logout — go offline; account, follows and tweets are kept"""
+        self.send_receipts()
         if self.show(self.request("logout")).ok:
             self.leave_rings()
         return False
@@ -843,6 +863,7 @@ class UserShell(cmd.Cmd):
     def do_quit(self, arg: str) -> bool:
         """quit — log out and leave; nothing is deleted
         Ctrl-D does the same, and so does Ctrl-C at an empty prompt."""
+        self.send_receipts()
         if self.handle and self.show(self.request("logout")).ok:
             self.leave_rings()
         return True

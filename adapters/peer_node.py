@@ -268,11 +268,32 @@ class PeerNode:
                                    peer.receive(role, data, sender[:2], now))
                 self._call(lambda peer, now: peer.handle_timer(now))
                 self.console.tick()
+            self._drain(selector)
             for key in list(selector.get_map().values()):
                 if key.data == "wakeup":
                     key.fileobj.close()             # type: ignore[union-attr]
 
+    def _drain(self, selector: selectors.BaseSelector, most: int = 64) -> None:
+        """On the way out (logout, exit): take what has already arrived — the ack of the
+        tweet this user brought home, say — so that it is not lost with the socket."""
+        for key in list(selector.get_map().values()):
+            if key.data == "wakeup":
+                continue
+            for _ in range(most):
+                try:
+                    data, sender = key.fileobj.recvfrom(  # type: ignore[union-attr]
+                        limits.DATAGRAM_MAX + 1, socket.MSG_DONTWAIT)
+                except OSError:
+                    break                           # nothing more (or the socket is gone)
+                self._call(lambda peer, now, role=key.data, data=data, sender=sender:
+                           peer.receive(role, data, sender[:2], now))
+
     def _carry_out(self, out: list, events: list[Event]) -> None:
+        # What is sent is traced before it is sent: its answer, which another thread may
+        # take at once, must never be recorded before it.
+        sent = [e for e in events if isinstance(e, Traced) and e.direction == "send"]
+        for event in sent:
+            self._show(event)
         for datagram in out:
             sock = self.sockets.get(datagram.port)
             if sock is None:
@@ -283,18 +304,19 @@ class PeerNode:
                 self.console.trace(f"send to {datagram.address[0]}:{datagram.address[1]} "
                                    f"failed: {error}")
         for event in events:
-            self._show(event)
+            if not (isinstance(event, Traced) and event.direction == "send"):
+                self._show(event)
 
     def _show(self, event: Event) -> None:
         console = self.console
         if isinstance(event, TweetShown):
             via = event.prev or "the tracker"
-            console.say(f"tweet #{event.tid} by {event.author} via {via}: "
+            console.notice(f"tweet #{event.tid} by {event.author} via {via}: "
                         f"{as_typed(event.text)}")
         elif isinstance(event, MessageShown):
             kept = (f" (kept by the tracker, sent {clock_time(event.kept_since)})"
                     if event.kept_since is not None else "")
-            console.say(f"[message] {event.sender}: {as_typed(event.text)}{kept}")
+            console.notice(f"[message] {event.sender}: {as_typed(event.text)}{kept}")
             if self.on_message is not None:
                 self.on_message(event.message_id)
         elif isinstance(event, Dropped):

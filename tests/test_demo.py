@@ -28,6 +28,7 @@ FAILURES = {
     "register": "DUPLICATE_HANDLE", "login": "WRONG_PASSWORD", "logout": "NOT_LOGGED_IN",
     "query-handles": "BAD_REQUEST", "follow": "ALREADY_FOLLOWING", "drop": "NOT_FOLLOWING",
     "tweet": "TOO_LONG", "end-tweet": "NO_TWEET_IN_PROGRESS", "exit": "NOT_YOUR_HANDLE",
+    "message-received": "UNKNOWN_MESSAGE",
     "exit-complete": "EXIT_NOT_STARTED", "online": "BAD_REQUEST", "followers": "UNKNOWN_HANDLE",
     "following": "UNKNOWN_HANDLE", "feed": "BAD_COUNT", "retweet": "UNKNOWN_TWEET",
     "search": "BAD_TAG", "trending": "NOT_LOGGED_IN", "auth": "BAD_REQUEST",
