@@ -807,10 +807,6 @@ class UserShell(cmd.Cmd):
                 self.node.know(Peer.from_list(push.data["peer"]))
             state = "is online" if push.data.get("online") else "went offline"
             self.console.notice(f"[notice] {data.get('handle')} {state}")
-        elif push.kind == "offline":
-            self.console.notice(f"[notice] the tracker took {self.handle} offline: "
-                             f"{data.get('reason')}")
-            self.leave_rings()
         elif push.kind == "followed":
             self.console.notice(f"[notice] you were followed by {data.get('by')}")
         elif push.kind == "say":
