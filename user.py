@@ -5,18 +5,22 @@ How data flows::
     terminal / pipe ──> UserShell (cmd.Cmd)          one command a line
                           │  TrackerLink.request()   TCP, JSON lines, reply matched by id
                           │                          (a reader thread takes replies and pushes)
-                          └─ PeerNode                three UDP sockets, one selector thread
+                          └─ PeerNode                three UDP sockets, one selector thread,
+                               │                     around the ring's state machine:
+                               └─ protocol.peer.RingPeer  every rule of the ring, no I/O
                                left   <── ring traffic from the left neighbour (tweets, detours)
-                               middle <── ring control from authors (setup, teardown)
+                               middle <── ring control from authors (setup, teardown), messages
                                right  ──> ring traffic to the right neighbour (acks come back here)
     every line printed ──> Console (adapters/console.py): one writer thread, above the prompt
 
-A tweet: the shell asks the tracker (``tweet``), gets the online followers, lets
-``protocol.ring`` plan which followers need a ``setup``, sends those on the middle port, then
-sends the text from the right port to its right neighbour.  Each follower prints it and passes it
-right; when it is back on the author's left port, the shell sends ``end-tweet`` by itself.  Every
-datagram is acknowledged and sent again until it is; a follower that never answers is skipped by
-a ``detour`` through the author (see ``protocol/PROTOCOL.md``).
+A login makes fresh keys (``protocol.auth``): the tracker hands their public half out with this
+user's tuple, and every datagram carries a MAC only its two ends can make.  A tweet: the shell asks
+the tracker (``tweet``), gets the online followers (with their keys) and starts the round in the
+peer, which sends the setups the planner asks for, then the signed text to the first follower.
+Each follower passes it on and shows it; when it is home on the author's left port the peer says
+how the round went, and the shell sends ``end-tweet`` with the followers it cannot vouch for —
+the tracker sends those the tweet itself.  Every datagram is sent again, after a round-trip
+estimate, until it is acknowledged (see ``protocol/PROTOCOL.md`` §3–§4).
 
 Run: ``python3 user.py [tracker-ip [tracker-port]] [-q]``.  At a terminal: a prompt naming the
 handle, line editing, Tab completion, history kept in ``~/.tweeter_history``, colour, and the time
