@@ -39,16 +39,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from adapters import cli
 from adapters.console import HANDLE_WORD, Console, History, clock_time, wants_colour
 from adapters.peer_node import PeerNode
+from adapters.trace_file import TraceFileError, TraceWriter, open_trace_file
 from adapters.tracker_link import TrackerLink
 from protocol import limits
+from protocol.address import parse_port
 from protocol.auth import SessionKeys
 from protocol.diagram import build, render_text, text_width_needed
 from protocol.peer import PeerConfig
 from protocol.ring import Peer
 from protocol.text import as_typed
-from protocol.trace import TraceWriter
 from protocol.validate import (
     check_handle,
     check_ipv4,
@@ -503,11 +505,9 @@ class UserShell(cmd.Cmd):
         problem = check_handle(words[0]) or check_ipv4(ip)
         if problem:
             return self.fail(*problem)
-        try:
-            ports = [int(word) for word in port_words]
-            if not all(0 <= port <= 65535 for port in ports):
-                raise ValueError
-        except ValueError:
+        parsed = [parse_port(word, lowest=0) for word in port_words]
+        ports = [port for port in parsed if port is not None]
+        if len(ports) != len(parsed):
             return self.fail("BAD_PORT", "ports are numbers from 0 to 65535")
         unreachable = self.ensure_connected()     # say so before asking for a password
         if unreachable is not None:
@@ -547,10 +547,7 @@ class UserShell(cmd.Cmd):
         named = reply.data.get("handle")
         self.handle = named if is_handle(named) else words[0]
         self.learn(self.handle)
-        records = self.console.records
-        if not is_handle(records.owner):        # this lifeline has a name now
-            records.record("send", records.owner, self.handle, "alias")
-        records.owner = self.handle
+        self.console.records.name_lifeline(self.handle)
         follows = self.request("following") if cmd_name == "login" else None
         listed = follows.data if follows is not None and follows.ok else {}
         following = [h for h in listed.get("handles", []) if is_handle(h)]
@@ -879,14 +876,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="user.py", description="A Tweeter user: shell, tracker session and ring peer.",
         epilog="example: python3 user.py 127.0.0.1 13000, then: register @alice")
     parser.add_argument("tracker_ip", nargs="?", default="127.0.0.1")
-    parser.add_argument("tracker_port", nargs="?", type=int, default=limits.DEFAULT_TRACKER_PORT)
+    parser.add_argument("tracker_port", nargs="?", type=cli.port(),
+                        default=limits.DEFAULT_TRACKER_PORT)
     parser.add_argument("-q", "--quiet", action="store_true", help="no trace lines")
-    parser.add_argument("--hop-timeout", type=float, default=limits.RTO_MIN,
+    parser.add_argument("--hop-timeout", type=cli.seconds, default=limits.RTO_MIN,
                         help="the least seconds before a datagram is sent again (resends "
                              "follow the measured round trip, doubled at each one)")
-    parser.add_argument("--give-up", type=float, default=limits.GIVE_UP,
+    parser.add_argument("--give-up", type=cli.seconds, default=limits.GIVE_UP,
                         help="seconds without an answer before a peer is given up")
-    parser.add_argument("--heartbeat", type=float, default=limits.HEARTBEAT_INTERVAL,
+    parser.add_argument("--heartbeat", type=cli.seconds, default=limits.HEARTBEAT_INTERVAL,
                         help="seconds between heartbeats to the tracker while logged in")
     parser.add_argument("--trace-file", metavar="PATH",
                         help="append a JSON record of every message in and out (SPEC §7)")
@@ -900,8 +898,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"{args.source!r} is not an IPv4 address")
     if check_ipv4(args.tracker_ip):
         parser.error(f"{args.tracker_ip!r} is not an IPv4 address")
-    if not 1 <= args.tracker_port <= 65535:
-        parser.error(f"{args.tracker_port} is not a port (1-65535)")
     return args
 
 
@@ -910,11 +906,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.trace_file:
         return run(args, TraceWriter(None, "user"))
     try:
-        trace_stream = open(args.trace_file, "a", encoding="utf-8")  # noqa: SIM115 (with below)
-    except OSError as error:
-        print(f"user.py: cannot write the trace file {args.trace_file}: {error.strerror}",
-              file=sys.stderr)
-        return 1
+        trace_stream = open_trace_file(args.trace_file)
+    except TraceFileError as error:
+        return error.report("user.py")
     with trace_stream:
         return run(args, TraceWriter(trace_stream, "user"))
 

@@ -37,7 +37,9 @@ from collections.abc import Callable
 from typing import TextIO
 
 from adapters.output import OutputQueue, Summariser
-from protocol.trace import TraceRecord, TraceWriter
+from adapters.trace_file import TraceWriter
+from protocol.trace import TraceRecord
+from protocol.validate import is_handle
 
 KEPT_RECORDS = 2000         # at most this many records of the last command kept, for `diagram`
 
@@ -72,7 +74,7 @@ class CommandTrace(TraceWriter):
     something (at most ``KEPT_RECORDS``): the ``diagram`` command draws those."""
 
     def __init__(self, writer: TraceWriter, keep: bool) -> None:
-        super().__init__(writer.stream, writer.owner)
+        super().__init__(writer.stream, writer.owner, writer.clock)
         self.keep = keep
         self._kept: list[TraceRecord] = []
         self.last: list[TraceRecord] = []       # the last command's records, once another began
@@ -80,11 +82,19 @@ class CommandTrace(TraceWriter):
 
     def record(self, direction: str, src: str, dst: str, kind: str, summary: str = "") -> None:
         if self.keep:
-            entry = TraceRecord(time.time(), self.owner, direction, src, dst, kind, summary)
+            entry = TraceRecord(self.clock(), self.owner, direction, src, dst, kind, summary)
             with self._kept_lock:
                 if len(self._kept) < KEPT_RECORDS:
                     self._kept.append(entry)
         super().record(direction, src, dst, kind, summary)
+
+    def name_lifeline(self, handle: str) -> None:
+        """This user is ``handle`` now: records name it so from here on.  The first time, an
+        ``alias`` record tells ``protocol.diagram`` that the lifeline the tracker knew by this
+        connection's address is this handle."""
+        if not is_handle(self.owner):
+            self.record("send", self.owner, handle, "alias")
+        self.rename(handle)
 
     def command_started(self) -> None:
         """What was kept so far becomes the last command's, unless nothing was."""

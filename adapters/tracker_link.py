@@ -55,7 +55,7 @@ class TrackerLink:
                                              source_address=(source, 0) if source else None)
         self.sock.settimeout(None)
         local = self.sock.getsockname()
-        console.records.owner = f"{local[0]}:{local[1]}"    # as the tracker names this session
+        console.records.rename(f"{local[0]}:{local[1]}")    # as the tracker names this session
         self.reader = self.sock.makefile("rb")
         self._ids = itertools.count(1)
         self._send_lock = threading.Lock()

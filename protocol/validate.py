@@ -12,7 +12,7 @@ import ipaddress
 import re
 
 from protocol import limits
-from protocol.ipv4 import is_ipv4_address
+from protocol.address import is_ipv4_address
 from protocol.text import has_control_characters
 
 _HANDLE = re.compile(rf"@[A-Za-z]{{1,{limits.HANDLE_MAX}}}")

@@ -50,8 +50,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # protocol/, tools/
 
+from adapters.trace_file import TraceWriter
 from protocol.diagram import REPLY, Normaliser, Run, aliases, arrow_style, build, mermaid, select
-from protocol.trace import TraceRecord, TraceWriter
+from protocol.trace import TraceRecord
 from protocol.wire import COMMANDS
 from tools.diagram_cli import read_traces
 from tools.driver import PYTHON, SAMPLE_KEY, Proc, Timeout, free_port

@@ -18,6 +18,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 
+from adapters import cli
 from protocol.diagram import (
     DiagramError,
     Normaliser,
@@ -61,24 +62,9 @@ def steps_wanted(text: str) -> set[int]:
     return wanted
 
 
-def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value != value or value in (float("inf"), -float("inf")):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
-    return value
-
-
-def width(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of columns") from None
-    if not MIN_WIDTH <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"the width must be {MIN_WIDTH} to 10000 columns")
-    return value
+seconds = cli.argument_type(cli.finite_number, "a number of seconds")
+width = cli.argument_type(lambda text: cli.whole_number(text, MIN_WIDTH, 10_000),
+                          f"a number of columns from {MIN_WIDTH} to 10000")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
