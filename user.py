@@ -153,7 +153,7 @@ class UserShell(cmd.Cmd):
         self._handles_asked = -HANDLES_FRESH
         self.interrupted_line: str | None = None    # what was typed when Ctrl-C came
         if console.interactive:         # completion is for people; pipes need no vocabulary
-            console.on_line = self.learn
+            console.show_lines_to(self.learn)
         self._stop_heartbeat = threading.Event()
         self._receipts: list[int] = []          # direct messages shown, not yet told
         self._receipts_lock = threading.Lock()
@@ -329,7 +329,7 @@ class UserShell(cmd.Cmd):
         self.console.release()
         self.send_receipts()
         self.busy = False
-        self.console.own_handle = self.handle
+        self.console.highlight(self.handle)
         self.prompt = self.make_prompt()
         if not stop:
             self.console.prompt_coming(self.prompt)

@@ -243,6 +243,15 @@ class Console:
         self._summaries = Summariser()
         self.output = OutputQueue(self._draw, name="console")
 
+    def show_lines_to(self, reader: Callable[[str], None]) -> None:
+        """Let ``reader`` see every line said from now on (the shell learns words to complete
+        from them); it is called on the thread that says the line."""
+        self.on_line = reader
+
+    def highlight(self, handle: str | None) -> None:
+        """Colour ``handle`` as this user's own in the lines to come (None: nobody's)."""
+        self.own_handle = handle
+
     # ---- saying ----------------------------------------------------------------------------
     def say(self, text: str) -> None:
         if self.on_line is not None:
