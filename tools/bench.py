@@ -29,8 +29,12 @@ ratio, the target, and whether the target is met:
    against the same heartbeats on the idle tracker just before.
 
 Every process runs on 127.0.0.1 with ports the kernel picks; every wait has a timeout.  The clients
-of rows 1 and 3 run inside this process (one selector thread); rings are real processes.  Helper
-roles of this same file (``--role echo-server``, ``--role ring-node``) are the baselines' servers.
+of rows 1 and 3 run inside this process (one selector thread, raw wire sessions of
+``tools.wire_client``); rings are real processes (``tools.driver``).  Helper roles of this same
+file (``--role echo-server``, ``--role ring-node``) are the baselines' servers.
+
+    each section ──starts──> the product and its baseline ──measures both the same way──> a Row
+    the Rows ──print_table──> figure, baseline, ratio, target, met?
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@
 This module does the I/O around ``protocol.diagram`` (which is pure): it reads the files, parses
 the arguments, asks the terminal for its width, and writes the result.  A bad argument or an
 unreadable trace is one line on stderr and exit status 2.
+
+    argv ──parse_args──> files ──read_traces──> records ──protocol.diagram──> text ──> stdout / -o
 """
 
 from __future__ import annotations

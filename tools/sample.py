@@ -7,6 +7,10 @@ server is running (upload and download both fail), the server starts, and client
 upload an over-long message, upload two messages, each followed by a download.  Finally the
 server is stopped with Ctrl-C (SIGINT).  Every client's printed line and exit status is checked
 as it runs; the script exits with status 1, naming the step, if anything differs.
+
+    ttweetsrv.py ──tools.driver.Proc──> started, waited for ("listening on port"), SIGINT
+    ttweetcl.py  ──tools.driver.run───> exit status and printed line, checked, per step
+    both ──append──> the log file given: the new Sample.txt
 """
 
 from __future__ import annotations
