@@ -132,7 +132,7 @@ class OutputQueue:
 class TraceFile:
     """A trace file behind an :class:`OutputQueue`: recording never waits for the disk.
 
-    Hand it to ``protocol.trace.TraceWriter`` as its stream.  ``write`` takes whole lines from
+    Hand it to ``adapters.trace_file.TraceWriter`` as its stream.  ``write`` takes whole lines from
     any thread; the writer thread writes them in order and flushes the file whenever it has
     caught up, so ``flush`` has nothing to wait for.  Records dropped because the file could not
     keep up are counted, and said in the file by a record of kind ``dropped``.

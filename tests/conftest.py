@@ -3,8 +3,13 @@
 ``Proc`` (the project's one process driver, ``tools/driver.py``) wraps one program.  A reader
 thread collects every line it prints (stderr merged into stdout); ``expect`` waits, with a
 timeout, for the next line matching a pattern, and fails the test (an ``AssertionError``) with
-the program's output when none comes.  Nothing here sleeps to wait for something: every wait is
-on output, a socket or a process, and each has a timeout.
+the program's output when none comes.  ``RawClient`` is a tracker session spoken by hand (the
+project's one raw wire client, ``tools/wire_client.py``); ``RawPeer`` a ring peer spoken by hand.
+Nothing here sleeps to wait for something: every wait is on output, a socket or a process, and
+each has a timeout.
+
+    test ──Tweeter.tracker()/user()──> Proc ──stdin──> tracker.py / user.py ──stdout──> expect()
+         ──Tweeter.client()──> RawClient ──TCP──> tracker.py
 """
 
 from __future__ import annotations
