@@ -9,7 +9,7 @@ A tracker (throw-away database) and five scripted ``user.py`` processes, driven 
 rings of three that intersect in @cal.  Every ``user.py`` command is typed, every tracker command
 is answered once with SUCCESS and once with FAILURE (the few that ``user.py`` never gets wrong, such
 as ``end-tweet``, by a raw wire session), and everyone leaves gracefully.  ``run_scenario`` is the
-course scenario, scripted once: ``tests/test_course_demo.py`` runs it too.
+course scenario, scripted once: ``tests/test_demo_course.py`` runs it too.
 
 How a run becomes the page:
 
