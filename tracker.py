@@ -62,7 +62,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from adapters import cli
-from adapters.output import OutputQueue, Sender, SendQueue, Summariser, TraceFile
+from adapters.output import FloodLines, OutputQueue, Sender, SendQueue, TraceFile
 from adapters.sqlite_store import SqliteStore
 from adapters.trace_file import TraceFileError, TraceWriter, open_trace_file
 from protocol import limits
@@ -86,8 +86,7 @@ class Trace:
         # A console that stops reading must not stop the tracker: lines wait in a bounded
         # queue for one writer thread, and are dropped (and counted) when it is full.
         self.output = OutputQueue(self._write, name="trace")
-        self._summaries = Summariser()
-        self._summaries_lock = threading.Lock()
+        self._floods = FloodLines(self.output.put)
 
     @staticmethod
     def _write(text: str) -> None:
@@ -101,18 +100,12 @@ class Trace:
 
     def repeated(self, kind: str, text: str) -> None:
         """A line that may come in floods (refusals of one address): at most one of a ``kind``
-        a second, then a count (``Summariser``).  Shown even with -q, as timeouts are."""
-        with self._summaries_lock:
-            lines = self._summaries.line(kind, text, time.monotonic())
-        for line in lines:
-            self.output.put(line)
+        a second, then a count (``FloodLines``).  Shown even with -q, as timeouts are."""
+        self._floods.line(kind, text)
 
     def tick(self) -> None:
         """Say the counts of floods that are over (called now and then by the reaper)."""
-        with self._summaries_lock:
-            lines = self._summaries.pending(time.monotonic())
-        for line in lines:
-            self.output.put(line)
+        self._floods.tick()
 
     def frame(self, arrow: str, session: Session, data: bytes, kind: str) -> None:
         if self.quiet and self.records.stream is None:

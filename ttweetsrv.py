@@ -39,7 +39,7 @@ import threading
 import time
 
 from adapters import cli
-from adapters.output import OutputQueue, Summariser, TraceFile
+from adapters.output import FloodLines, OutputQueue, TraceFile
 from adapters.trace_file import TraceFileError, TraceWriter, open_trace_file
 from protocol.limits import (
     LISTEN_BACKLOG,
@@ -83,7 +83,8 @@ class SessionLog:
         self._fd = self._open()
         self._lock = threading.Lock()   # keeps the printed order the same as the logged order
         self._console = OutputQueue(self._print, name="console")
-        self._summaries = Summariser()
+        # Refusals of one address may come in floods; they are reported as connections.
+        self._floods = FloodLines(lambda line: self.report(CONNECTION, line))
         self._stuck = False             # the log could not be moved: lines are dropped
 
     def _open(self) -> int:
@@ -135,19 +136,14 @@ class SessionLog:
     def report(self, category: str, text: str, echo: bool = True) -> None:
         self._write(report_line(SERVER, category, text, time.time()), echo)
 
-    def repeated(self, kind: str, category: str, text: str) -> None:
-        """A report that may come in floods: at most one of a ``kind`` a second, then a count."""
-        with self._lock:
-            lines = self._summaries.line(kind, text, time.monotonic())
-        for line in lines:
-            self.report(category, line)
+    def repeated(self, kind: str, text: str) -> None:
+        """A CONNECTION report that may come in floods: at most one of a ``kind`` a second,
+        then a count."""
+        self._floods.line(kind, text)
 
     def tick(self) -> None:
         """Report the counts of floods that are over (called now and then)."""
-        with self._lock:
-            lines = self._summaries.pending(time.monotonic())
-        for line in lines:
-            self.report(CONNECTION, line)
+        self._floods.tick()
 
     def flush(self, timeout: float = 2.0) -> None:
         """Before the server exits: let the printed lines out (bounded wait)."""
@@ -183,9 +179,8 @@ class TtweetServer(socketserver.ThreadingTCPServer):
             if served < self.per_address:
                 self._served[host] = served + 1
                 return True
-        self.log.repeated(f"busy {host}", CONNECTION,
-                          f"{peer_name(client_address)} refused: {host} has {served} "
-                          "connections being served, the most one address may have")
+        self.log.repeated(f"busy {host}", f"{peer_name(client_address)} refused: {host} has "
+                          f"{served} connections being served, the most one address may have")
         return False                # socketserver closes it: the client sees no reply
 
     def process_request(self, request: object, client_address: tuple[str, int]) -> None:  # type: ignore[override]

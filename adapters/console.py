@@ -36,7 +36,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import TextIO
 
-from adapters.output import OutputQueue, Summariser
+from adapters.output import FloodLines, OutputQueue
 from adapters.trace_file import TraceWriter
 from protocol.trace import TraceRecord
 from protocol.validate import is_handle
@@ -240,8 +240,8 @@ class Console:
         self._screen_lock = threading.Condition()
         self._held: list[str] | None = None     # notices kept back while a command runs
         self._lock = threading.Lock()
-        self._summaries = Summariser()
         self.output = OutputQueue(self._draw, name="console")
+        self._floods = FloodLines(self.output.put)
 
     def show_lines_to(self, reader: Callable[[str], None]) -> None:
         """Let ``reader`` see every line said from now on (the shell learns words to complete
@@ -291,17 +291,11 @@ class Console:
         if kind is None:
             self.output.put(f"[trace] {text}")
             return
-        with self._lock:
-            lines = self._summaries.line(kind, f"[trace] {text}", time.monotonic())
-        for line in lines:
-            self.output.put(line)
+        self._floods.line(kind, f"[trace] {text}")
 
     def tick(self) -> None:
         """Say the summaries of periods that are over (called now and then)."""
-        with self._lock:
-            lines = self._summaries.pending(time.monotonic())
-        for line in lines:
-            self.output.put(line)
+        self._floods.tick()
 
     def notice(self, text: str) -> None:
         """A line from the tracker that is no answer: shown now, or after the running command's

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from adapters.output import OutputQueue, Sender, SendQueue, Summariser, TraceFile
+from adapters.output import FloodLines, OutputQueue, Sender, SendQueue, Summariser, TraceFile
 from adapters.trace_file import TraceWriter
 from protocol.trace import TraceRecord
 
@@ -223,3 +223,19 @@ def test_a_peer_that_went_away_ends_the_queue_without_an_error(sender: Sender) -
     run_in_thread(lambda: queue.close(linger=WAIT))
     assert queue.released.is_set()
     ours.close()
+
+
+def test_flood_lines_from_many_threads_say_each_kind_once_a_period() -> None:
+    said: list[str] = []
+    now = [0.0]
+    floods = FloodLines(said.append, period=1.0, clock=lambda: now[0])
+    threads = [threading.Thread(target=floods.line, args=("drop 10.0.0.1", f"drop {n}"))
+               for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert len(said) == 1 and said[0].startswith("drop ")
+    now[0] = 1.5
+    floods.tick()                           # the period is over: the rest is counted
+    assert len(said) == 2 and said[1].endswith("(and 18 more like it)")
