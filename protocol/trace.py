@@ -13,8 +13,9 @@ diagram.
 
 How a record is made and read::
 
-    what happened, and when ──trace_line──> one escaped JSON line ──> (adapters.trace_file
-    a line of a trace file ──TraceRecord.from_json──> TraceRecord      writes it to the file)
+    (when, who, direction, from, to, kind, summary) ──trace_line──> one escaped JSON line
+                                      adapters.trace_file.TraceWriter appends it to the file
+    a line of a trace file ──TraceRecord.from_json──> a TraceRecord (protocol.diagram reads them)
 
 ``trace_line`` escapes what came from the network (control characters, bidi overrides, lone
 surrogates: the same escapes as the console, ``protocol.text.escape_for_terminal``), so a trace
