@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import math
 import os
 import signal
 import socket
@@ -62,14 +61,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from adapters.output import OutputQueue, Sender, SendQueue, Summariser, TraceFile
+from adapters import cli
+from adapters.output import FloodLines, OutputQueue, Sender, SendQueue, TraceFile
 from adapters.sqlite_store import SqliteStore
+from adapters.trace_file import TraceFileError, TraceWriter, open_trace_file
 from protocol import limits
 from protocol.accounts import LoginThrottle
 from protocol.flood import TokenBucket
 from protocol.messages import Answer, Failure, Notice
 from protocol.text import escape_for_terminal
-from protocol.trace import TraceWriter, shown_frame
+from protocol.trace import shown_frame
 from protocol.tracker_core import Outgoing, Session, TrackerCore
 from protocol.wire import ProtocolError, Request, decode_request, encode_object
 
@@ -85,8 +86,7 @@ class Trace:
         # A console that stops reading must not stop the tracker: lines wait in a bounded
         # queue for one writer thread, and are dropped (and counted) when it is full.
         self.output = OutputQueue(self._write, name="trace")
-        self._summaries = Summariser()
-        self._summaries_lock = threading.Lock()
+        self._floods = FloodLines(self.output.put)
 
     @staticmethod
     def _write(text: str) -> None:
@@ -100,18 +100,12 @@ class Trace:
 
     def repeated(self, kind: str, text: str) -> None:
         """A line that may come in floods (refusals of one address): at most one of a ``kind``
-        a second, then a count (``Summariser``).  Shown even with -q, as timeouts are."""
-        with self._summaries_lock:
-            lines = self._summaries.line(kind, text, time.monotonic())
-        for line in lines:
-            self.output.put(line)
+        a second, then a count (``FloodLines``).  Shown even with -q, as timeouts are."""
+        self._floods.line(kind, text)
 
     def tick(self) -> None:
         """Say the counts of floods that are over (called now and then by the reaper)."""
-        with self._summaries_lock:
-            lines = self._summaries.pending(time.monotonic())
-        for line in lines:
-            self.output.put(line)
+        self._floods.tick()
 
     def frame(self, arrow: str, session: Session, data: bytes, kind: str) -> None:
         if self.quiet and self.records.stream is None:
@@ -523,76 +517,46 @@ class TrackerServer(socketserver.ThreadingTCPServer):
                         always=True)
 
 
-def port_number(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535)")
-    return port
-
-
-def positive_int(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{number} is not a positive number")
-    return number
-
-
-def positive_float(text: str) -> float:
-    try:
-        number = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(number) and number > 0):
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return number
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="tracker.py", description="The Tweeter tracker.",
         epilog="example: python3 tracker.py 13000   (port 0 picks a free port)")
-    parser.add_argument("port", nargs="?", type=port_number, default=limits.DEFAULT_TRACKER_PORT)
+    parser.add_argument("port", nargs="?", type=cli.port(0), default=limits.DEFAULT_TRACKER_PORT)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
     parser.add_argument("-q", "--quiet", action="store_true", help="no trace lines")
     parser.add_argument("--db", default="tracker.db",
                         help="SQLite database (default tracker.db; :memory: for a throw-away one)")
-    parser.add_argument("--tweet-timeout", type=float, default=limits.TWEET_TIMEOUT,
+    parser.add_argument("--tweet-timeout", type=cli.seconds, default=limits.TWEET_TIMEOUT,
                         help="seconds before a tweet without end-tweet is ended")
     parser.add_argument("--trace-file", metavar="PATH",
                         help="append a JSON record of every frame in and out (SPEC §7)")
     parser.add_argument("--password", metavar="SECRET",
                         help="admit only sessions that give this server password first")
-    parser.add_argument("--register-timeout", type=float, default=limits.REGISTER_TIMEOUT,
+    parser.add_argument("--register-timeout", type=cli.seconds, default=limits.REGISTER_TIMEOUT,
                         help="seconds a connection may stay without registering or logging in")
-    parser.add_argument("--idle-timeout", type=float, default=limits.IDLE_TIMEOUT,
+    parser.add_argument("--idle-timeout", type=cli.seconds, default=limits.IDLE_TIMEOUT,
                         help="seconds a logged-in session may be silent before it goes offline")
-    parser.add_argument("--max-sessions", type=positive_int, default=limits.SESSION_MAX,
+    parser.add_argument("--max-sessions", type=cli.count, default=limits.SESSION_MAX,
                         help="connections served at once, from everyone; more get SERVER_FULL")
-    parser.add_argument("--max-per-address", type=positive_int,
+    parser.add_argument("--max-per-address", type=cli.count,
                         default=limits.CONNECTIONS_PER_ADDRESS, metavar="N",
                         help="connections one address may hold at once; more get "
                              "TOO_MANY_CONNECTIONS")
-    parser.add_argument("--connect-burst", type=positive_int, default=limits.CONNECT_BURST,
+    parser.add_argument("--connect-burst", type=cli.count, default=limits.CONNECT_BURST,
                         metavar="N", help="connections one address may open at once ...")
-    parser.add_argument("--connect-rate", type=positive_float, default=limits.CONNECT_RATE,
+    parser.add_argument("--connect-rate", type=cli.rate, default=limits.CONNECT_RATE,
                         metavar="R", help="... and then per second; more get CONNECTING_TOO_FAST")
-    parser.add_argument("--sendq-max", type=positive_int, default=limits.SENDQ_MAX,
+    parser.add_argument("--sendq-max", type=cli.count, default=limits.SENDQ_MAX,
                         metavar="BYTES", help="bytes that may wait for a connection that does "
                                               "not read; past that it gets SENDQ_EXCEEDED and "
                                               "is closed")
-    parser.add_argument("--flood-burst", type=int, default=limits.FLOOD_BURST,
+    parser.add_argument("--flood-burst", type=cli.count, default=limits.FLOOD_BURST,
                         help="commands a session may send at once before THROTTLED")
-    parser.add_argument("--flood-rate", type=float, default=limits.FLOOD_RATE,
+    parser.add_argument("--flood-rate", type=cli.rate, default=limits.FLOOD_RATE,
                         help="commands a second a session may send after its burst")
-    parser.add_argument("--backlog", type=int, default=limits.LISTEN_BACKLOG,
+    parser.add_argument("--backlog", type=cli.count, default=limits.LISTEN_BACKLOG,
                         help="listen backlog")
-    parser.add_argument("--login-window", type=float, default=limits.LOGIN_WINDOW,
+    parser.add_argument("--login-window", type=cli.seconds, default=limits.LOGIN_WINDOW,
                         help=f"seconds in which {limits.LOGIN_FAILURES} failed logins of a handle"
                              " make further logins THROTTLED")
     return parser.parse_args(argv)
@@ -623,10 +587,9 @@ def main(argv: list[str] | None = None) -> int:
         trace_file = None
         if args.trace_file:
             try:
-                stream = stack.enter_context(open(args.trace_file, "a", encoding="utf-8"))
-            except OSError as error:
-                return fail_to_start(f"cannot write the trace file {args.trace_file}: "
-                                     f"{error.strerror}")
+                stream = stack.enter_context(open_trace_file(args.trace_file))
+            except TraceFileError as error:
+                return error.report("tracker.py")
             trace_file = TraceFile(stream, "tracker")   # records never wait for the disk
         trace = Trace(args.quiet, TraceWriter(trace_file, "tracker"))
         try:

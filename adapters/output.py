@@ -18,6 +18,7 @@ notice is a trace record, so the file stays readable by ``protocol.diagram``.
 :class:`Summariser` keeps a flood of lines of one kind (datagrams dropped from one address,
 connections refused to one address) from becoming a flood on the terminal: the first line of a
 kind in each period is shown, the rest are counted and said in one line when the period is over.
+:class:`FloodLines` is the same for many threads, in front of an output.
 
 Frames to the tracker's connections go through one :class:`SendQueue` per connection, bounded in
 bytes, and the tracker's one :class:`Sender` thread::
@@ -132,7 +133,7 @@ class OutputQueue:
 class TraceFile:
     """A trace file behind an :class:`OutputQueue`: recording never waits for the disk.
 
-    Hand it to ``protocol.trace.TraceWriter`` as its stream.  ``write`` takes whole lines from
+    Hand it to ``adapters.trace_file.TraceWriter`` as its stream.  ``write`` takes whole lines from
     any thread; the writer thread writes them in order and flushes the file whenever it has
     caught up, so ``flush`` has nothing to wait for.  Records dropped because the file could not
     keep up are counted, and said in the file by a record of kind ``dropped``.
@@ -202,6 +203,31 @@ class Summariser:
     def _summary(kind: str, entry: tuple[float, int, str]) -> str:
         count, last = entry[1], entry[2]
         return f"{last} (and {count - 1} more like it)" if count > 1 else last
+
+
+class FloodLines:
+    """A :class:`Summariser` for many threads: each line goes to ``emit`` now, or is counted and
+    said later in a summary; ``tick`` (call it now and then) says the counts of periods that
+    are over.  The monotonic clock is read here, and ``emit`` is called outside the lock."""
+
+    def __init__(self, emit: Callable[[str], None], period: float = SUMMARY_PERIOD,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._emit, self._clock = emit, clock
+        self._summaries = Summariser(period)
+        self._lock = threading.Lock()
+
+    def line(self, kind: str, text: str) -> None:
+        """``text``, one of the lines of ``kind`` that may come in floods."""
+        with self._lock:
+            lines = self._summaries.line(kind, text, self._clock())
+        for line in lines:
+            self._emit(line)
+
+    def tick(self) -> None:
+        with self._lock:
+            lines = self._summaries.pending(self._clock())
+        for line in lines:
+            self._emit(line)
 
 
 # ---- frames to sockets ------------------------------------------------------------------------

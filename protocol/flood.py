@@ -1,4 +1,11 @@
-"""Flood control: a token bucket per session (SPEC §6: a burst of 20, then 10 a second)."""
+"""Flood control: a token bucket per session (SPEC §6: a burst of 20, then 10 a second).
+
+    a command at time ``now`` ──take(now)──> True: serve it / False: FAILURE THROTTLED
+
+The bucket holds up to ``burst`` tokens and gains ``rate`` a second; each command takes one.
+The time is given (``TrackerCore`` passes the ``now`` its caller read), so the bucket is pure
+arithmetic and its tests need no clock.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,10 @@
 """Every limit and timeout of the product, in one place.
 
+    limits ──> the core's defaults (TrackerCore, RingPeer, codecs: sizes a frame may have)
+           ──> each program's command line (defaults of its flags: -h shows them)
+
 Programs read these as defaults and may override them from their command line; tests shrink the
-timeouts so that fault scenarios run quickly.
+timeouts so that fault scenarios run quickly.  PROTOCOL.md §8 lists them for people.
 """
 
 # --- tracker wire ---------------------------------------------------------------------------

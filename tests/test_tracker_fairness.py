@@ -176,7 +176,7 @@ def test_a_session_past_its_send_queue_is_closed_with_a_reason(cluster: Cluster)
     # What @slow finds when it reads at last: whole frames, then the reason, then the end.
     slow.sock.settimeout(DEFAULT_TIMEOUT)
     frames = []
-    while line := slow.reader.readline():
+    while line := slow.next_line():
         frames.append(json.loads(line))
     assert frames[-1]["code"] == "SENDQ_EXCEEDED" and frames[-1]["re"] is None, frames[-1]
     assert all("push" in frame for frame in frames[:-1])      # "followed", then says

@@ -29,8 +29,12 @@ ratio, the target, and whether the target is met:
    against the same heartbeats on the idle tracker just before.
 
 Every process runs on 127.0.0.1 with ports the kernel picks; every wait has a timeout.  The clients
-of rows 1 and 3 run inside this process (one selector thread); rings are real processes.  Helper
-roles of this same file (``--role echo-server``, ``--role ring-node``) are the baselines' servers.
+of rows 1 and 3 run inside this process (one selector thread, raw wire sessions of
+``tools.wire_client``); rings are real processes (``tools.driver``).  Helper roles of this same
+file (``--role echo-server``, ``--role ring-node``) are the baselines' servers.
+
+    each section ──starts──> the product and its baseline ──measures both the same way──> a Row
+    the Rows ──print_table──> figure, baseline, ratio, target, met?
 """
 
 from __future__ import annotations
@@ -51,13 +55,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # protocol/, adapters/
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # protocol/, tools/, …
 
-from driver import (  # tools/ on sys.path
+from tools.driver import (
     PYTHON,
     ROOT,
     SAMPLE_KEY,
@@ -66,6 +70,7 @@ from driver import (  # tools/ on sys.path
     free_port,
     start_tracker,
 )
+from tools.wire_client import WireClient, encode, is_reply
 
 # Flood control off: of commands per session, and of connections per address (every client of
 # the benchmark connects from 127.0.0.1).
@@ -269,34 +274,14 @@ def letters(number: int, width: int = 3) -> str:
     return out
 
 
-def frame(obj: dict) -> bytes:
-    return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
-
-
-class Client:
-    """One raw wire session (or echo connection) driven by ``Selector loops`` below."""
+class Client(WireClient):
+    """One raw wire session (or echo connection) of the benchmark, numbered ``index``, driven
+    by the selector loops below (``received_lines``)."""
 
     def __init__(self, port: int, index: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.index, self.buffer, self.sent = index, b"", 0
+        super().__init__(port, welcome=False, nodelay=True, timeout=IO_TIMEOUT)
+        self.index, self.sent = index, 0
         self.started = 0.0
-
-    def lines(self) -> Iterator[bytes]:
-        """The complete lines received now (pushes included)."""
-        data = self.sock.recv(1 << 16)
-        if not data:
-            raise ConnectionError(f"session {self.index}: the server closed the connection")
-        self.buffer += data
-        *complete, self.buffer = self.buffer.split(b"\n")
-        yield from complete
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def is_reply(line: bytes) -> bool:
-    return not line.startswith(b'{"push"')
 
 
 def await_replies(clients: Sequence[Client], want: Callable[[Client], bool],
@@ -314,7 +299,7 @@ def await_replies(clients: Sequence[Client], want: Callable[[Client], bool],
                 raise Timeout(f"{len(selector.get_map())} sessions got no reply in {timeout:g}s")
             for key, _ in selector.select(remaining):
                 client = key.data
-                for line in client.lines():
+                for line in client.received_lines():
                     if is_reply(line):
                         on_reply(client, line)
                 if not want(client):
@@ -338,7 +323,7 @@ def register_all(port: int, handles: Sequence[str], in_flight: int,
             index, handle = item
             client = Client(port, index)
             udp = [20000 + 3 * index + k for k in range(3)]      # only registered, never bound
-            client.sock.sendall(frame({"id": 1, "cmd": "register", "handle": handle,
+            client.sock.sendall(encode({"id": 1, "cmd": "register", "handle": handle,
                                        "ip": "127.0.0.1", "ports": udp, "key": SAMPLE_KEY,
                                        "password": f"pw-{handle}"}))
             clients.append(client)
@@ -352,7 +337,7 @@ def register_all(port: int, handles: Sequence[str], in_flight: int,
                 raise Timeout(f"registrations still running after {timeout:g}s")
             for key, _ in selector.select(remaining):
                 client = key.data
-                for line in client.lines():
+                for line in client.received_lines():
                     if not is_reply(line):
                         continue
                     if b'"SUCCESS"' not in line:
@@ -403,7 +388,7 @@ def closed_loop(port: int, pid: int, count: int, seconds: float,
                     measuring, cpu_start = True, cpu_seconds(pid)
                 for key, _ in selector.select(min(end, start if not measuring else end) - now):
                     client = key.data
-                    for line in client.lines():
+                    for line in client.received_lines():
                         if not is_reply(line):
                             continue
                         if measuring:
@@ -430,9 +415,9 @@ def load_requests(count: int) -> Callable[[Client], bytes]:
         me, other = load_handle(client.index), load_handle((client.index + 1) % max(count, 2))
         step = client.sent % 3
         if step == 1:
-            return frame({"id": client.sent, "cmd": "query-handles"})
+            return encode({"id": client.sent, "cmd": "query-handles"})
         cmd = "follow" if step == 2 else "drop"
-        return frame({"id": client.sent, "cmd": cmd, "follower": me, "followee": other})
+        return encode({"id": client.sent, "cmd": cmd, "follower": me, "followee": other})
 
     return request
 
@@ -453,7 +438,7 @@ def bench_tracker(sizes: Sizes, workdir: Path) -> list[Row]:
             succeeds."""
             cmd = "login" if registered else "register"
             for client in clients:
-                client.sock.sendall(frame({"id": 0, "cmd": cmd,
+                client.sock.sendall(encode({"id": 0, "cmd": cmd,
                                            "handle": load_handle(client.index),
                                            "ip": "127.0.0.1", "ports": [1, 2, 3],
                                            "key": SAMPLE_KEY, "password": f"pw-{client.index}"}))
@@ -468,7 +453,7 @@ def bench_tracker(sizes: Sizes, workdir: Path) -> list[Row]:
             await_replies(clients, lambda c: c.index not in answered, on_reply)
             registered.append(True)
             for client in clients:
-                client.sock.sendall(frame({"id": 0, "cmd": "drop", "follower":
+                client.sock.sendall(encode({"id": 0, "cmd": "drop", "follower":
                                            load_handle(client.index), "followee":
                                            load_handle((client.index + 1) % max(n, 2))}))
             dropped: set[int] = set()
@@ -735,7 +720,7 @@ def timed_feeds(port: int, count: int) -> list[float]:
     """Round trips of ``feed`` from a logged-in session, one after the other (seconds)."""
     client = Client(port, -1)
     try:
-        client.sock.sendall(frame({"id": 1, "cmd": "login", "handle": "@reader",
+        client.sock.sendall(encode({"id": 1, "cmd": "login", "handle": "@reader",
                                    "ip": "127.0.0.1", "ports": [1, 2, 3], "key": SAMPLE_KEY,
                                    "password": "pw-@reader"}))
         replies: list[bytes] = []
@@ -750,7 +735,7 @@ def timed_feeds(port: int, count: int) -> list[float]:
         times = []
         for number in range(count):
             started = time.perf_counter()
-            client.sock.sendall(frame({"id": number + 2, "cmd": "feed"}))
+            client.sock.sendall(encode({"id": number + 2, "cmd": "feed"}))
             line = next_reply()
             times.append(time.perf_counter() - started)
             if b'"SUCCESS"' not in line or line.count(b'"stored tweet') != 20:
@@ -850,8 +835,8 @@ def heartbeats(client: Client, seconds: float) -> list[float]:
     while time.monotonic() < end:
         client.sent += 1
         started = time.perf_counter()
-        client.sock.sendall(frame({"id": client.sent, "cmd": "heartbeat"}))
-        while not any(is_reply(line) for line in client.lines()):
+        client.sock.sendall(encode({"id": client.sent, "cmd": "heartbeat"}))
+        while not any(is_reply(line) for line in client.received_lines()):
             pass
         times.append(time.perf_counter() - started)
         time.sleep(HEARTBEAT_GAP)       # pacing the probe, not waiting for an event
@@ -872,14 +857,14 @@ def chatter(clients: Sequence[Client], stop: threading.Event, said: list[int]) -
             for client in clients:
                 if client.index not in waiting and due[client.index] <= now:
                     client.sent += 1
-                    client.sock.sendall(frame({"id": client.sent, "cmd": "say", "text": text}))
+                    client.sock.sendall(encode({"id": client.sent, "cmd": "say", "text": text}))
                     waiting.add(client.index)
                     due[client.index] = max(now, due[client.index] + 1 / SAY_RATE)
             pending = [due[c.index] for c in clients if c.index not in waiting]
             timeout = max(0.0, min(pending) - time.monotonic()) if pending else 0.05
             for key, _ in selector.select(min(timeout, 0.05)):
                 client = key.data
-                for line in client.lines():
+                for line in client.received_lines():
                     if is_reply(line):
                         waiting.discard(client.index)
                         said[0] += 1
