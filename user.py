@@ -41,7 +41,7 @@ from typing import Any
 
 from adapters.console import HANDLE_WORD, Console, History, clock_time, wants_colour
 from adapters.peer_node import PeerNode
-from adapters.tracker_link import TrackerLink
+from adapters.tracker_link import REQUEST_TIMEOUT, TrackerLink
 from protocol import limits
 from protocol.auth import SessionKeys
 from protocol.diagram import build, render_text, text_width_needed
@@ -63,6 +63,7 @@ INTRO = "Tweeter — type help for the commands, Tab to complete, quit to leave.
 HISTORY_FILE = ".tweeter_history"       # in the home folder
 HANDLES_FRESH = 30.0    # seconds a `query handles` done for completion is reused
 KNOWN_MAX = 10_000      # handles and hashtags remembered for completion
+PAGE_PAUSE = 0.2        # seconds before asking again for a page refused as THROTTLED
 
 # The commands in the order `help` lists them; other spellings people type.
 COMMANDS = ("register", "login", "logout", "quit", "exit", "query", "online", "follow", "drop",
@@ -551,10 +552,10 @@ class UserShell(cmd.Cmd):
         if not is_handle(records.owner):        # this lifeline has a name now
             records.record("send", records.owner, self.handle, "alias")
         records.owner = self.handle
-        follows = self.request("following") if cmd_name == "login" else None
-        listed = follows.data if follows is not None and follows.ok else {}
-        following = [h for h in listed.get("handles", []) if is_handle(h)]
-        online = [Peer.from_list(row) for row in listed.get("peers", [])]
+        pages = self.pages("following") if cmd_name == "login" else []
+        listed = [page.data for page in pages if page.ok]
+        following = [h for data in listed for h in data.get("handles", []) if is_handle(h)]
+        online = [Peer.from_list(row) for data in listed for row in data.get("peers", [])]
         self.follows = {handle_key(h): h for h in following}
         self.node.start(Peer(self.handle, ip, left, middle, right, keys.public), keys,
                         following, online, reply.data.get("blocked", []))
@@ -585,13 +586,45 @@ class UserShell(cmd.Cmd):
         self.follows = {}
         self.node.close()
 
+    def pages(self, cmd_name: str, want: int | None = None, **args: Any) -> list[Reply]:
+        """The replies to a list the tracker answers in pages (PROTOCOL.md §1.2): each
+        ``next`` asks for the page after it, until the last page, a failure, or ``want``
+        items.  A page refused by flood control is asked for again after a pause."""
+        cursor, items = ("before", "tweets") if cmd_name in ("feed", "search") \
+            else ("after", "handles")
+        replies = [self.request(cmd_name, **args)]
+        found = len(replies[0].data.get(items, []))
+        deadline = time.monotonic() + REQUEST_TIMEOUT
+        while replies[-1].ok and (want is None or found < want):
+            after = replies[-1].data.get("next")
+            if after is None or after == args.get(cursor):
+                break
+            args[cursor] = after
+            reply = self.request(cmd_name, **args)
+            if reply.code == "THROTTLED" and time.monotonic() < deadline:
+                time.sleep(PAGE_PAUSE)          # a long list: at the pace flood control allows
+                continue
+            replies.append(reply)
+            found += len(reply.data.get(items, []))
+        return replies
+
+    def list_pages(self, cmd_name: str, items: str, want: int | None = None,
+                   **args: Any) -> tuple[Reply, list[Any]]:
+        """Ask for a whole list: the first reply, shown, and the ``items`` of every page."""
+        replies = self.pages(cmd_name, want, **args)
+        self.show(replies[0])
+        for late in replies[1:]:
+            if not late.ok:
+                self.show(late)
+        found = [item for reply in replies if reply.ok for item in reply.data.get(items, [])]
+        return replies[0], found[:want]
+
     def do_query(self, arg: str) -> bool:
         """query handles — how many handles are registered, and which"""
         if arg.strip() != "handles":
             return self.usage("query handles")
-        reply = self.show(self.request("query-handles"))
+        reply, handles = self.list_pages("query-handles", "handles")
         if reply.ok:
-            handles = reply.data.get("handles", [])
             self.console.say(f"{reply.data.get('count', 0)}: " + as_typed(" ".join(handles)))
         return False
 
@@ -714,9 +747,10 @@ class UserShell(cmd.Cmd):
         words = arg.split()
         if len(words) > 1:
             return self.usage(f"{cmd_name} [@handle]")
-        reply = self.show(self.request(cmd_name, **({"handle": words[0]} if words else {})))
+        reply, handles = self.list_pages(cmd_name, "handles",
+                                         **({"handle": words[0]} if words else {}))
         if reply.ok:
-            self.console.say("  " + as_typed(" ".join(reply.data.get("handles", []))))
+            self.console.say("  " + as_typed(" ".join(handles)))
         return False
 
     def do_followers(self, arg: str) -> bool:
@@ -727,8 +761,8 @@ class UserShell(cmd.Cmd):
         """following [@handle] — whom you (or @handle) follow"""
         return self._handle_list("following", arg)
 
-    def show_tweets(self, reply: Reply) -> None:
-        for tid, author, created, text, _retweet_of in reply.data.get("tweets", []):
+    def show_tweets(self, tweets: list[Any]) -> None:
+        for tid, author, created, text, _retweet_of in tweets:
             self.console.say(f"  #{tid} {clock_time(created)} {as_typed(author)}: "
                              f"{as_typed(text)}")
 
@@ -738,14 +772,16 @@ class UserShell(cmd.Cmd):
         if arg.strip() and not (arg.strip().isdecimal() and arg.strip().isascii()):
             return self.usage("feed [n]")
         args = {"count": int(arg)} if arg.strip() else {}
-        self.show_tweets(self.show(self.request("feed", **args)))
+        self.show_tweets(self.list_pages("feed", "tweets", args.get("count", limits.FEED_DEFAULT),
+                                         **args)[1])
         return False
 
     def do_search(self, arg: str) -> bool:
         """search #tag — the tweets carrying #tag, newest first"""
         if len(arg.split()) != 1:
             return self.usage("search #tag")
-        self.show_tweets(self.show(self.request("search", tag=arg.strip())))
+        self.show_tweets(self.list_pages("search", "tweets", limits.FEED_MAX,
+                                         tag=arg.strip())[1])
         return False
 
     def do_trending(self, arg: str) -> bool:

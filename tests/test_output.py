@@ -234,3 +234,27 @@ def test_a_peer_that_went_away_ends_the_queue_without_an_error(sender: Sender) -
     run_in_thread(lambda: queue.close(linger=WAIT))
     assert queue.released.is_set()
     ours.close()
+
+
+def test_when_empty_is_told_once_everything_put_has_left(sender: Sender) -> None:
+    ours, theirs = small_pair()
+    queue = SendQueue(ours, sender, limit=1 << 20)
+    told: list[str] = []
+    queue.when_empty(lambda: told.append("at once"))     # nothing waits: now, on this thread
+    assert told == ["at once"]
+    for _ in range(100):
+        queue.put(b"w" * 1000 + b"\n")
+    assert queue.waiting > 0
+    emptied = threading.Event()
+    queue.when_empty(lambda: (told.append("later"), emptied.set()))
+    assert told == ["at once"]                           # not while bytes wait
+    received = 0
+    theirs.settimeout(WAIT)
+    while received < 100 * 1001:                         # the reader reads: the queue empties
+        received += len(theirs.recv(65536))
+    assert emptied.wait(WAIT) and told == ["at once", "later"]
+    queue.close(linger=WAIT)
+    queue.when_empty(lambda: told.append("closed"))      # a closed queue never tells
+    assert told == ["at once", "later"]
+    ours.close()
+    theirs.close()
