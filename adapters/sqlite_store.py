@@ -160,9 +160,7 @@ class SqliteStore:
         blocks = self._rows(
             "SELECT a.handle, b.handle FROM blocks k JOIN accounts a ON a.key = k.blocker "
             "JOIN accounts b ON b.key = k.blocked")
-        tag_uses = self._rows(
-            "SELECT a.handle, h.tag, count(*) FROM hashtags h JOIN tweets t ON t.id = h.tweet_id "
-            "JOIN accounts a ON a.key = t.author GROUP BY t.author, h.tag")
+        tag_uses = self._rows("SELECT tag, count(*) FROM hashtags GROUP BY tag")
         kept = self._rows(
             "SELECT s.handle, r.handle, count(*) FROM messages m JOIN accounts s "
             "ON s.key = m.sender JOIN accounts r ON r.key = m.recipient WHERE m.delivered = 0 "
@@ -267,6 +265,11 @@ class SqliteStore:
                             "ON t.id = h.tweet_id JOIN accounts a ON a.key = t.author "
                             "WHERE h.tag = ? AND h.tweet_id < ? ORDER BY h.tweet_id DESC "
                             "LIMIT ?", tag.lower(), _id_bound(before), count)
+
+    def tag_uses(self, author: str) -> list[tuple[str, int]]:
+        return [(str(tag), int(uses)) for tag, uses in self._rows(
+            "SELECT h.tag, count(*) FROM tweets t JOIN hashtags h ON h.tweet_id = t.id "
+            "WHERE t.author = ? GROUP BY h.tag", handle_key(author))]
 
     def _messages(self, where: str, *args: object, limit: int = -1) -> list[Message]:
         return [Message(*row[:5], delivered=bool(row[5])) for row in self._rows(

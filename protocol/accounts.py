@@ -19,10 +19,10 @@ Throttling (SPEC §6) is built so that nobody can lock an owner out of an accoun
       │ LoginThrottle.refused(A, @h)   A's failures of @h make it wait: 1 s, 2 s, 4 s … 300 s
       │                                (a backoff per pair), and A's budget of failed logins
       │                                (AddressBudget: 32 at once, then 32 an hour) is spent
-      │ LoginThrottle.attempt(A, @h)   counted as failed before the hash is checked, so
-      │                                parallel guesses cannot outrun the count
-      └ LoginThrottle.succeeded(A, @h) the right password: the pair is forgotten and A's
-                                       token given back
+      │ LoginThrottle.attempt(A, @h)   counted as a failure of the pair before the hash is
+      │                                checked, so parallel guesses cannot outrun the count
+      ├ LoginThrottle.succeeded(A, @h) the right password: the pair is forgotten
+      └ LoginThrottle.failed(A)        the wrong one (or no such handle): A's budget pays
 
 Guesses from another address never slow the owner's own.  Every login costs one hash, whether
 the handle exists or not (``PasswordHasher.decoy``), so the work done and the time taken do not
@@ -154,10 +154,12 @@ class AddressBudget:
             bucket = self._buckets[address] = TokenBucket(now, self.burst, self.rate)
         return bucket.take(now)
 
-    def give_back(self, address: str, now: float) -> None:
+    def spend(self, address: str, now: float) -> None:
+        """Count one that happened anyway (into debt when the budget is spent)."""
         bucket = self._buckets.get(address)
-        if bucket is not None:
-            bucket.give_back(now)
+        if bucket is None:
+            bucket = self._buckets[address] = TokenBucket(now, self.burst, self.rate)
+        bucket.spend(now)
 
     def prune(self, now: float, most: int = 64) -> None:
         """Forget up to ``most`` addresses whose budget is whole again (the rest go to the back
@@ -184,8 +186,9 @@ class LoginThrottle:
     After ``n`` failures of a handle from one address, the next login of it from there waits
     ``backoff * 2**(n-1)`` seconds (at most ``backoff_max``); a pair's failures are forgotten
     ``forget`` seconds after the last one.  Each address may fail ``per_address`` logins at
-    once, then that many every hour (``AddressBudget``).  A login from another address is
-    never slowed by these: an attacker cannot lock the owner out.
+    once, then that many every hour (``AddressBudget``): only failures count there, so logins
+    from one busy address (a site behind one NAT) may run side by side.  A login from another
+    address is never slowed by these: an attacker cannot lock the owner out.
     """
 
     def __init__(self, backoff: float = limits.LOGIN_BACKOFF,
@@ -210,8 +213,8 @@ class LoginThrottle:
         return None
 
     def attempt(self, address: str, key: str, now: float) -> None:
-        """A login is tried: it counts as failed until ``succeeded`` says otherwise."""
-        self.addresses.take(address, now)
+        """A login is tried: for its pair it counts as failed until ``succeeded`` says
+        otherwise (a second try of the pair waits for this one's answer, and more)."""
         failures = self._pairs.pop((address, key), None)
         count = 1 if failures is None or now - failures.last > self.forget else failures.count + 1
         delay = min(self.backoff * 2 ** min(count - 1, 60), self.backoff_max)
@@ -219,8 +222,11 @@ class LoginThrottle:
 
     def succeeded(self, address: str, key: str, now: float) -> None:
         """The password was right: the attempt was no failure, and the pair starts afresh."""
-        if self._pairs.pop((address, key), None) is not None:
-            self.addresses.give_back(address, now)
+        self._pairs.pop((address, key), None)
+
+    def failed(self, address: str, now: float) -> None:
+        """The password was wrong (or the handle unknown): the address's budget pays."""
+        self.addresses.spend(address, now)
 
     def prune(self, now: float) -> None:
         """Forget pairs whose last failure is ``forget`` seconds old, and full budgets."""

@@ -30,10 +30,11 @@ class TokenBucket:
             return True
         return False
 
-    def give_back(self, now: float) -> None:
-        """Return a token taken for something that turned out not to count."""
+    def spend(self, now: float) -> None:
+        """Take a token for something that happened anyway, into debt if none is left (the
+        wait for the next grows accordingly)."""
         self._refill(now)
-        self.tokens = min(float(self.burst), self.tokens + 1.0)
+        self.tokens -= 1.0
 
     def wait(self, now: float) -> float:
         """Seconds until ``take`` will succeed (0 when it would now)."""

@@ -75,7 +75,7 @@ class Snapshot:
     accounts: list[tuple[str, str, int]] = field(default_factory=list)  # handle, hash, seen
     follows: list[tuple[str, str]] = field(default_factory=list)        # follower, followee
     blocks: list[tuple[str, str]] = field(default_factory=list)         # blocker, blocked
-    tag_uses: list[tuple[str, str, int]] = field(default_factory=list)  # author, tag, uses
+    tag_uses: list[tuple[str, int]] = field(default_factory=list)       # tag, uses
     latest_tweet_id: int = 0        # ids are never reused: the next is one more
     latest_message_id: int = 0
     kept: list[tuple[str, str, int]] = field(default_factory=list)  # sender, recipient, waiting
@@ -117,6 +117,8 @@ class Store(Protocol):
     def search(self, tag: str, count: int, before: int | None = None) -> list[Tweet]:
         """The newest ``count`` tweets carrying ``#tag`` (lower case, no '#'; ids below
         ``before`` when given), newest first."""
+    def tag_uses(self, author: str) -> list[tuple[str, int]]:
+        """The hashtags of ``author``'s tweets, with how often each was used."""
     def message(self, message_id: int) -> Message | None: ...
     def undelivered(self, recipient: str, after: int = 0, upto: int | None = None,
                     count: int | None = None) -> list[Message]:
@@ -153,14 +155,13 @@ class MemoryStore:
         def name(key: str) -> str:
             return str(self._accounts[key]["handle"])
 
-        uses = Counter((handle_key(t.author), tag) for t in self._tweets.values()
-                       for tag in hashtags(t.text))
+        uses = Counter(tag for t in self._tweets.values() for tag in hashtags(t.text))
         kept = Counter((handle_key(m.sender), handle_key(m.recipient))
                        for m in self._messages.values() if not m.delivered)
         return Snapshot([(a["handle"], a["hash"], a["seen"]) for a in self._accounts.values()],
                         [(name(a), name(b)) for a, b in self._follows],
                         [(name(a), name(b)) for a, b in self._blocks],
-                        [(name(a), tag, n) for (a, tag), n in uses.items()],
+                        list(uses.items()),
                         self._latest_tweet_id, self._latest_message_id,
                         [(name(a), name(b), n) for (a, b), n in kept.items()])
 
@@ -253,6 +254,11 @@ class MemoryStore:
         found = [t for t in self._tweets.values() if tag.lower() in hashtags(t.text)
                  and (before is None or t.id < before)]
         return sorted(found, key=lambda t: -t.id)[:count]
+
+    def tag_uses(self, author: str) -> list[tuple[str, int]]:
+        key = handle_key(author)
+        return list(Counter(tag for t in self._tweets.values() if handle_key(t.author) == key
+                            for tag in hashtags(t.text)).items())
 
     def message(self, message_id: int) -> Message | None:
         return self._messages.get(message_id)
@@ -376,7 +382,7 @@ class Page(NamedTuple):
     more: bool
 
 
-@dataclass
+@dataclass(slots=True)          # a hundred thousand of them: no __dict__ each
 class _Account:
     handle: str                     # as first registered
     password_hash: str
@@ -385,7 +391,6 @@ class _Account:
     following: SortedKeys = field(default_factory=SortedKeys)
     blocked: set[str] = field(default_factory=set)      # keys of the handles it blocked
     blockers: set[str] = field(default_factory=set)     # keys of the handles that blocked it
-    tags: Counter[str] = field(default_factory=Counter)  # hashtag uses in its tweets
     # Direct messages not yet confirmed: kept for it (by sender key), and its own (by recipient)
     kept_for: Counter[str] = field(default_factory=Counter)
     kept_from: Counter[str] = field(default_factory=Counter)
@@ -420,11 +425,7 @@ class ReadModel:
         for blocker, blocked in snapshot.blocks:
             self._accounts[handle_key(blocker)].blocked.add(handle_key(blocked))
             self._accounts[handle_key(blocked)].blockers.add(handle_key(blocker))
-        uses: Counter[str] = Counter()
-        for author, tag, count in snapshot.tag_uses:
-            self._accounts[handle_key(author)].tags[tag] += count
-            uses[tag] += count
-        self._tags = TagCounts(uses)
+        self._tags = TagCounts(Counter(dict(snapshot.tag_uses)))
         for sender, recipient, count in snapshot.kept:
             self._count_kept(handle_key(sender), handle_key(recipient), count)
         self._latest_tweet_id = snapshot.latest_tweet_id
@@ -455,8 +456,9 @@ class ReadModel:
         return account.password_hash if account else None
 
     def delete(self, handle: str) -> None:
-        """The account and everything of it: follows and blocks both ways, its hashtag uses,
-        the messages kept for it and its own (the work is the account's own size)."""
+        """The account and everything of it: follows and blocks both ways, its hashtag uses
+        (read from the store: its own tweets), the messages kept for it and its own (the work
+        is the account's own size)."""
         account = self._accounts.pop(handle_key(handle), None)
         if account is None:
             return
@@ -477,7 +479,7 @@ class ReadModel:
             if recipient != key:
                 self._accounts[recipient].kept_for.pop(key, None)
                 self._accounts[recipient].kept_for_total -= count
-        for tag, uses in account.tags.items():
+        for tag, uses in self.store.tag_uses(handle):  # an indexed read of its own tweets
             self._tags.change(tag, -uses)
         self._handles.discard(key)
         self.store.delete(handle)
@@ -584,9 +586,7 @@ class ReadModel:
         tweet_id = self._latest_tweet_id
         for handle in seen_by:
             self._accounts[handle_key(handle)].last_seen = tweet_id
-        tags = hashtags(text)
-        self._accounts[handle_key(author)].tags.update(tags)
-        for tag in tags:
+        for tag in hashtags(text):
             self._tags.change(tag, 1)
         self.store.add_tweet(author, text, when, retweet_of, seen_by, tweet_id)
         return tweet_id

@@ -628,6 +628,8 @@ class TrackerCore:
                       now: float) -> Answer:
         handle, ip, ports = work.handle, work.ip, work.ports
         assert isinstance(work.job, CheckPassword)
+        if not (work.known and good):
+            self.throttle.failed(session.address, now)
         if not work.known:
             return failure("UNKNOWN_HANDLE", f"{handle} is not registered")
         if not good:

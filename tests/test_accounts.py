@@ -67,26 +67,31 @@ def test_the_wait_doubles_with_each_failure_of_a_pair_up_to_its_most() -> None:
     assert throttle.refused("10.0.0.9", "@b", now) is None
 
 
-def test_a_success_clears_the_pair_and_gives_the_address_its_token_back() -> None:
+def test_only_failures_spend_the_address_budget() -> None:
     throttle = LoginThrottle(per_address=2)
-    throttle.attempt("10.0.0.9", "@a", 0.0)
+    for key in ("@a", "@b", "@c"):                          # in flight side by side
+        throttle.attempt("10.0.0.9", key, 0.0)
     throttle.succeeded("10.0.0.9", "@a", 0.0)
-    throttle.attempt("10.0.0.9", "@b", 0.0)
-    assert throttle.refused("10.0.0.9", "@a", 0.0) is None
-    throttle.attempt("10.0.0.9", "@c", 0.0)
+    assert throttle.refused("10.0.0.9", "@a", 0.0) is None  # the pair starts afresh
+    throttle.failed("10.0.0.9", 0.0)
+    throttle.failed("10.0.0.9", 0.0)
     refused = throttle.refused("10.0.0.9", "@a", 0.0)       # two failures: the budget is spent
     assert refused is not None and "from 10.0.0.9" in refused and "30 min" in refused
+    throttle.failed("10.0.0.9", 0.0)                        # one more came in meanwhile
+    assert "60 min" in throttle.refused("10.0.0.9", "@d", 0.0)  # type: ignore[operator]
+    assert throttle.refused("10.0.0.8", "@a", 0.0) is None
 
 
 def test_forgotten_failures_start_the_wait_afresh_and_leave_the_table() -> None:
     throttle = LoginThrottle(backoff=1.0, forget=100.0)
     for when in (0.0, 1.0, 3.0):
         throttle.attempt("10.0.0.9", "@a", when)
+        throttle.failed("10.0.0.9", when)
     assert len(throttle) == 1
     throttle.prune(103.0)
     assert len(throttle) == 1                               # 100 s after the last: not yet
     throttle.prune(103.5)
-    assert len(throttle) == 0 and len(throttle.addresses) == 1
+    assert len(throttle) == 0 and len(throttle.addresses) == 1  # the budget: not whole yet
     throttle.attempt("10.0.0.9", "@a", 200.0)
     assert throttle.refused("10.0.0.9", "@a", 200.9) and not throttle.refused(
         "10.0.0.9", "@a", 201.0)                            # 1 s again, not 8
@@ -97,11 +102,11 @@ def test_an_address_budget_refills_and_is_forgotten_when_whole() -> None:
     assert budget.take("a", 0.0) and budget.take("a", 0.0) and not budget.take("a", 0.0)
     assert budget.wait("a", 0.0) == 30.0 and budget.wait("b", 0.0) == 0.0
     assert budget.take("a", 30.0) and not budget.take("a", 30.0)
-    budget.give_back("a", 30.0)
-    assert budget.take("a", 30.0)
+    budget.spend("a", 30.0)                                 # into debt: a longer wait
+    assert budget.wait("a", 30.0) == 60.0
     budget.prune(60.0)
-    assert len(budget) == 1                                 # half full: kept
-    budget.prune(90.0)
+    assert len(budget) == 1                                 # still in debt: kept
+    budget.prune(150.0)
     assert len(budget) == 0
 
 
