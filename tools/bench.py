@@ -73,10 +73,11 @@ from driver import (  # tools/ on sys.path
     start_tracker,
 )
 
-# Flood control off: of commands per session, and of connections per address (every client of
-# the benchmark connects from 127.0.0.1).
+# Flood control off: of commands per session, and of connections and registrations per address
+# (every client of the benchmark connects from 127.0.0.1).
 NO_FLOOD = ["--flood-burst", "1000000000", "--flood-rate", "1000000000",
-            "--max-per-address", "1000000", "--connect-burst", "1000000"]
+            "--max-per-address", "1000000", "--connect-burst", "1000000",
+            "--registrations-per-address", "1000000"]
 LONG_IDLE = ["--idle-timeout", "3600", "--register-timeout", "3600"]
 IO_TIMEOUT = 60.0           # seconds any one wait of the benchmark may take
 
