@@ -29,6 +29,11 @@ second, calls ``TrackerCore.tick(now)`` and ``expire(session, now)`` for every c
 the same lock: stale tweets end, waiting exits hear ``BUSY``, connections that never log in and
 sessions that fall silent are closed; what they decide leaves the same way.
 
+The messages kept for a login go out a page at a time (``TrackerCore.take_paging``): once a
+page has left the session's send queue (``SendQueue.when_empty``), a pager thread asks the core
+for the next one (``next_page``).  A user that reads gets them all at the speed it reads; one
+that does not holds a page, and the core's lock is never held for more than one.
+
 The tracker never touches the UDP ring: it hands an author its online followers, and the author
 runs the ring itself (see ``user.py``).  Everything the tracker decides is in
 ``protocol/tracker_core.py``, which owns no I/O and never blocks; this file moves bytes, keeps
@@ -51,6 +56,7 @@ import argparse
 import contextlib
 import ctypes
 import os
+import queue
 import signal
 import socket
 import socketserver
@@ -274,6 +280,20 @@ class ConnectionLimits:
     backlog: int = limits.LISTEN_BACKLOG
 
 
+@dataclass(frozen=True)
+class Decided:
+    """What the core decided in one call (or two, around a password hash): the replies and
+    pushes to send, the store's change count they follow (committed first), and the sessions
+    that have more kept messages to come."""
+
+    out: list[Outgoing]
+    needed: int
+    paging: list[Session]
+
+    def then(self, later: Decided) -> Decided:
+        return Decided(self.out + later.out, later.needed, self.paging + later.paging)
+
+
 @dataclass
 class _Address:
     held: int                       # connections open now
@@ -374,8 +394,10 @@ class TrackerServer(socketserver.ThreadingTCPServer):
         self.handlers: set[SessionHandler] = set()
         self._handlers_lock = threading.Lock()
         self._stopping = threading.Event()
+        self.pages: queue.SimpleQueue[Session | None] = queue.SimpleQueue()   # for the pager
         super().__init__(address, SessionHandler)
         threading.Thread(target=self._reap, name="reaper", daemon=True).start()
+        threading.Thread(target=self._page, name="pager", daemon=True).start()
 
     # ---- admission: on the accepting thread, before a handler thread exists ------------------
     def verify_request(self, request: socket.socket | tuple[bytes, socket.socket],
@@ -422,21 +444,40 @@ class TrackerServer(socketserver.ThreadingTCPServer):
         """Let the core answer one request, then send what it decided."""
         with self.core_lock:
             work = self.core.execute(session, request, time.monotonic())
-            out, needed = self.core.take_outbox(), self.core.store.changes
+            decided = self.decided()
         if work is not None:            # register/login: the hash, outside the lock
             with self.hash_slots:
                 result = work.run()
             with self.core_lock:
                 self.core.resume(session, work, result, time.monotonic())
-                out += self.core.take_outbox()
-                needed = self.core.store.changes
-        self.deliver(out, needed)
+                decided = decided.then(self.decided())
+        self.deliver(decided)
 
     def disconnect(self, session: Session) -> None:
         with self.core_lock:
             self.core.disconnect(session, time.monotonic())
-            out, needed = self.core.take_outbox(), self.core.store.changes
-        self.deliver(out, needed)
+            decided = self.decided()
+        self.deliver(decided)
+
+    def decided(self) -> Decided:
+        """What the core decided since last asked (the core lock is held)."""
+        return Decided(self.core.take_outbox(), self.core.store.changes,
+                       self.core.take_paging())
+
+    def _page(self) -> None:
+        """The pager thread: a session whose last page of kept messages has left gets the
+        next one (PROTOCOL.md §1.5)."""
+        while (session := self.pages.get()) is not None:
+            try:
+                with self.core_lock:
+                    self.core.next_page(session, time.monotonic())
+                    decided = self.decided()
+                self.deliver(decided)
+            except sqlite3.Error as error:
+                self.database_failed(error)
+            except Exception as error:          # a bug costs this page, not the pager
+                self.trace.line(f"[tracker] !! a page of kept messages failed: {error!r}",
+                                always=True)
 
     def make_durable(self, needed: int) -> None:
         """Group commit: return once the first ``needed`` changes are committed.
@@ -454,15 +495,23 @@ class TrackerServer(socketserver.ThreadingTCPServer):
             if store.committed < needed:
                 store.commit()
 
-    def deliver(self, out: list[Outgoing], needed: int) -> None:
-        """Once the first ``needed`` changes are durable, queue each reply and push for its
-        session's connection (never waiting for it to read)."""
-        self.make_durable(needed)
-        for session, message in out:
-            with self._handlers_lock:
-                handler = self.connections.get(session)
+    def deliver(self, decided: Decided) -> None:
+        """Once the changes it follows are durable, queue each reply and push for its
+        session's connection (never waiting for it to read); sessions with more kept messages
+        get the next page once these have left."""
+        self.make_durable(decided.needed)
+        for session, message in decided.out:
+            handler = self.handler(session)
             if handler is not None:                 # else that connection has closed meanwhile
                 handler.send(message)
+        for session in decided.paging:
+            handler = self.handler(session)
+            if handler is not None:
+                handler.sendq.when_empty(lambda s=session: self.pages.put(s))
+
+    def handler(self, session: Session) -> SessionHandler | None:
+        with self._handlers_lock:
+            return self.connections.get(session)
 
     def database_failed(self, error: sqlite3.Error) -> None:
         """The database refused a change or a commit: what the core holds in memory no longer
@@ -495,8 +544,8 @@ class TrackerServer(socketserver.ThreadingTCPServer):
             self.core.tick(now)
             expired = [(handler, reply) for handler in handlers
                        if (reply := self.core.expire(handler.session, now)) is not None]
-            out, needed = self.core.take_outbox(), self.core.store.changes
-        self.deliver(out, needed)
+            decided = self.decided()
+        self.deliver(decided)
         for handler, reply in expired:
             self.trace.repeated(f"{reply.code} {handler.host}",
                                 f"[tracker] -- {handler.session.name} {reply.code}")
@@ -504,6 +553,7 @@ class TrackerServer(socketserver.ThreadingTCPServer):
 
     def server_close(self) -> None:
         self._stopping.set()
+        self.pages.put(None)
         super().server_close()
         self.sender.stop()
 
@@ -556,9 +606,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="commands a second a session may send after its burst")
     parser.add_argument("--backlog", type=cli.count, default=limits.LISTEN_BACKLOG,
                         help="listen backlog")
-    parser.add_argument("--login-window", type=cli.seconds, default=limits.LOGIN_WINDOW,
-                        help=f"seconds in which {limits.LOGIN_FAILURES} failed logins of a handle"
-                             " make further logins THROTTLED")
+    parser.add_argument("--login-backoff", type=cli.seconds, default=limits.LOGIN_BACKOFF,
+                        metavar="S", help="seconds a login of a handle from an address waits "
+                                          "after a failed one; doubled at each further failure "
+                                          "...")
+    parser.add_argument("--login-backoff-max", type=cli.seconds,
+                        default=limits.LOGIN_BACKOFF_MAX, metavar="S", help="... up to this")
+    parser.add_argument("--failed-logins-per-address", type=cli.count,
+                        default=limits.FAILED_LOGINS_PER_ADDRESS, metavar="N",
+                        help="failed logins one address may make at once, then N an hour; "
+                             "more get THROTTLED")
+    parser.add_argument("--registrations-per-address", type=cli.count,
+                        default=limits.REGISTRATIONS_PER_ADDRESS, metavar="N",
+                        help="registrations one address may make at once, then N an hour; "
+                             "more get THROTTLED")
+    parser.add_argument("--kept-per-recipient", type=cli.count,
+                        default=limits.KEPT_PER_RECIPIENT, metavar="N",
+                        help="direct messages kept for one user until read, whoever the "
+                             "senders; more get MAILBOX_FULL")
+    parser.add_argument("--kept-per-sender", type=cli.count, default=limits.KEPT_PER_SENDER,
+                        metavar="N", help="direct messages of one user kept until read; more "
+                                          "get TOO_MANY_UNREAD")
     return parser.parse_args(argv)
 
 
@@ -597,7 +665,13 @@ def main(argv: list[str] | None = None) -> int:
             core = TrackerCore(wall_clock=time.time, store=store,       # reads the graph
                                tweet_timeout=args.tweet_timeout,
                                log=lambda text: trace.line(f"[tracker] {text}", always=True),
-                               throttle=LoginThrottle(window=args.login_window),
+                               throttle=LoginThrottle(
+                                   backoff=args.login_backoff,
+                                   backoff_max=args.login_backoff_max,
+                                   per_address=args.failed_logins_per_address),
+                               register_limit=args.registrations_per_address,
+                               kept_per_recipient=args.kept_per_recipient,
+                               kept_per_sender=args.kept_per_sender,
                                server_password=args.password,
                                register_timeout=args.register_timeout,
                                idle_timeout=args.idle_timeout, flood_burst=args.flood_burst,

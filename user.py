@@ -53,7 +53,7 @@ from adapters import cli
 from adapters.console import HANDLE_WORD, Console, History, clock_time, wants_colour
 from adapters.peer_node import PeerNode
 from adapters.trace_file import TraceFileError, TraceWriter, open_trace_file
-from adapters.tracker_link import TrackerLink, no_tracker
+from adapters.tracker_link import REQUEST_TIMEOUT, TrackerLink, no_tracker
 from protocol import limits
 from protocol.address import parse_port
 from protocol.auth import SessionKeys
@@ -82,6 +82,7 @@ from protocol.messages import (
 )
 from protocol.peer import PeerConfig
 from protocol.ring import Peer
+from protocol.store import Tweet
 from protocol.text import as_typed
 from protocol.validate import (
     check_handle,
@@ -97,6 +98,8 @@ INTRO = "Tweeter — type help for the commands, Tab to complete, quit to leave.
 HISTORY_FILE = ".tweeter_history"       # in the home folder
 HANDLES_FRESH = 30.0    # seconds a `query handles` done for completion is reused
 KNOWN_MAX = 10_000      # handles and hashtags remembered for completion
+PAGE_PAUSE = 0.2        # seconds before asking again for a page refused as THROTTLED
+PAGED = (QueryHandlesReply, ListReply, TweetsReply)     # replies that come in pages
 
 # The commands in the order `help` lists them; other spellings people type.
 COMMANDS = ("register", "login", "logout", "quit", "exit", "query", "online", "follow", "drop",
@@ -138,6 +141,15 @@ def frame_fits(cmd_name: str, **args: Any) -> bool:
     return len(encode_request(Request(2**53 - 1, cmd_name, args))) <= limits.FRAME_MAX
 
 MIN_WIDTH = 40                  # columns the diagram command draws in, whatever the terminal
+
+
+def page_items(reply: Answer) -> tuple[Any, ...]:
+    """What one page of a list holds: tweets for feed and search, handles for the others."""
+    if isinstance(reply, TweetsReply):
+        return reply.tweets
+    if isinstance(reply, QueryHandlesReply | ListReply):
+        return reply.handles
+    return ()
 
 
 class UserShell(cmd.Cmd):
@@ -571,10 +583,10 @@ class UserShell(cmd.Cmd):
         self.handle = reply.handle                  # as registered
         self.learn(self.handle)
         self.console.records.name_lifeline(self.handle)
-        follows = self.request("following") if cmd_name == "login" else None
-        listed = follows if isinstance(follows, ListReply) else None
-        following = list(listed.handles) if listed else []
-        online = list(listed.peers or ()) if listed else []
+        listed = [page for page in self.pages("following") if isinstance(page, ListReply)] \
+            if cmd_name == "login" else []
+        following = [handle for page in listed for handle in page.handles]
+        online = [peer for page in listed for peer in page.peers or ()]
         self.follows = {handle_key(h): h for h in following}
         blocked = reply.blocked if isinstance(reply, LoginReply) else ()
         self.node.start(Peer(self.handle, ip, left, middle, right, keys.public), keys,
@@ -606,13 +618,46 @@ class UserShell(cmd.Cmd):
         self.follows = {}
         self.node.close()
 
+    def pages(self, cmd_name: str, want: int | None = None, **args: Any) -> list[Answer]:
+        """The replies to a list the tracker answers in pages (PROTOCOL.md §1.2): each
+        ``next`` asks for the page after it, until the last page, a failure, or ``want``
+        items.  A page refused by flood control is asked for again after a pause."""
+        cursor = "before" if cmd_name in ("feed", "search") else "after"
+        replies = [self.request(cmd_name, **args)]
+        found = len(page_items(replies[0]))
+        deadline = time.monotonic() + REQUEST_TIMEOUT
+        while isinstance(replies[-1], PAGED) and (want is None or found < want):
+            after = replies[-1].next
+            if after is None or after == args.get(cursor):
+                break
+            args[cursor] = after
+            reply = self.request(cmd_name, **args)
+            if isinstance(reply, Failure) and reply.code == "THROTTLED" \
+                    and time.monotonic() < deadline:
+                time.sleep(PAGE_PAUSE)          # a long list: at the pace flood control allows
+                continue
+            replies.append(reply)
+            found += len(page_items(reply))
+        return replies
+
+    def list_pages(self, cmd_name: str, want: int | None = None,
+                   **args: Any) -> tuple[Answer, list[Any]]:
+        """Ask for a whole list: the first reply, shown, and the items of every page."""
+        replies = self.pages(cmd_name, want, **args)
+        self.show(replies[0])
+        for late in replies[1:]:
+            if isinstance(late, Failure):
+                self.show(late)
+        found = [item for reply in replies for item in page_items(reply)]
+        return replies[0], found[:want]
+
     def do_query(self, arg: str) -> bool:
         """query handles — how many handles are registered, and which"""
         if arg.strip() != "handles":
             return self.usage("query handles")
-        reply = self.show(self.request("query-handles"))
+        reply, handles = self.list_pages("query-handles")
         if isinstance(reply, QueryHandlesReply):
-            self.console.say(f"{reply.count}: " + as_typed(" ".join(reply.handles)))
+            self.console.say(f"{reply.count}: " + as_typed(" ".join(handles)))
         return False
 
     def _pair(self, name: str, arg: str) -> bool:
@@ -733,9 +778,9 @@ class UserShell(cmd.Cmd):
         words = arg.split()
         if len(words) > 1:
             return self.usage(f"{cmd_name} [@handle]")
-        reply = self.show(self.request(cmd_name, **({"handle": words[0]} if words else {})))
+        reply, handles = self.list_pages(cmd_name, **({"handle": words[0]} if words else {}))
         if isinstance(reply, ListReply):
-            self.console.say("  " + as_typed(" ".join(reply.handles)))
+            self.console.say("  " + as_typed(" ".join(handles)))
         return False
 
     def do_followers(self, arg: str) -> bool:
@@ -746,11 +791,10 @@ class UserShell(cmd.Cmd):
         """following [@handle] — whom you (or @handle) follow"""
         return self._handle_list("following", arg)
 
-    def show_tweets(self, reply: Answer) -> None:
-        if isinstance(reply, TweetsReply):
-            for tweet in reply.tweets:
-                self.console.say(f"  #{tweet.id} {clock_time(tweet.created)} "
-                                 f"{as_typed(tweet.author)}: {as_typed(tweet.text)}")
+    def show_tweets(self, tweets: list[Tweet]) -> None:
+        for tweet in tweets:
+            self.console.say(f"  #{tweet.id} {clock_time(tweet.created)} "
+                             f"{as_typed(tweet.author)}: {as_typed(tweet.text)}")
 
     def do_feed(self, arg: str) -> bool:
         """feed [n] — your feed: the newest n tweets (default 20)
@@ -758,14 +802,15 @@ class UserShell(cmd.Cmd):
         if arg.strip() and not (arg.strip().isdecimal() and arg.strip().isascii()):
             return self.usage("feed [n]")
         args = {"count": int(arg)} if arg.strip() else {}
-        self.show_tweets(self.show(self.request("feed", **args)))
+        self.show_tweets(self.list_pages("feed", args.get("count", limits.FEED_DEFAULT),
+                                         **args)[1])
         return False
 
     def do_search(self, arg: str) -> bool:
         """search #tag — the tweets carrying #tag, newest first"""
         if len(arg.split()) != 1:
             return self.usage("search #tag")
-        self.show_tweets(self.show(self.request("search", tag=arg.strip())))
+        self.show_tweets(self.list_pages("search", limits.FEED_MAX, tag=arg.strip())[1])
         return False
 
     def do_trending(self, arg: str) -> bool:

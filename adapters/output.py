@@ -260,6 +260,7 @@ class SendQueue:
         self.deadline = 0.0                 # when a closing queue gives up its last bytes
         self._released = False              # the Sender will not touch the socket again
         self.released = threading.Event()   # ... and has dropped it from its selector
+        self._on_empty: Callable[[], None] | None = None    # when_empty's callback, waiting
 
     @property
     def waiting(self) -> int:
@@ -289,6 +290,18 @@ class SendQueue:
             return False
         self.sender.notify(self)
         return True
+
+    def when_empty(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once every frame put so far has been sent: now, on this thread,
+        if none waits; else on the thread that sends the last of them (the ``Sender``), so it
+        must not wait for anything.  Never, if the queue is dropped or closed first.  One
+        callback at a time: a second replaces the first."""
+        with self._lock:
+            if self._frames or self.closing or self.exceeded or self._broken:
+                if not (self.closing or self.exceeded or self._broken):
+                    self._on_empty = callback
+                return
+        callback()
 
     def put_last(self, frame: bytes) -> None:
         """The connection's last frame (why it closes): taken once, whatever the limit."""
@@ -325,7 +338,13 @@ class SendQueue:
                 self._waiting = 0
             if self.closing and not self._frames:
                 self._released = True
-            return not self._frames
+            done = not self._frames
+            emptied = None
+            if done and not (self.closing or self.exceeded or self._broken):
+                emptied, self._on_empty = self._on_empty, None
+        if emptied is not None:                 # told outside the lock: it may put again
+            emptied()
+        return done
 
     def _send_what_fits(self) -> None:
         """Send without waiting until the socket's buffer is full (the lock is held)."""

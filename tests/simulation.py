@@ -363,7 +363,7 @@ class Simulation:
         self._order = itertools.count()
         self.core = TrackerCore(wall_clock=lambda: 1.7e9 + self.now, store=MemoryStore(),
                                 hasher=CHEAP_HASH, register_timeout=1e9, idle_timeout=1e9,
-                                flood_burst=10**9, flood_rate=1e9)
+                                flood_burst=10**9, flood_rate=1e9, register_limit=10**9)
         self.peer_config = PeerConfig(trace=False)
         self.tcp_ports = itertools.count(40000)
         self.process_ids = itertools.count(1)
@@ -431,12 +431,21 @@ class Simulation:
         self.schedule(self._link_delay(process), arrive)
 
     def deliver_outbox(self) -> None:
-        """What the core decided goes to each session's process, as the bytes user.py reads."""
-        for session, message in self.core.take_outbox():
-            target = next((p for p in self.processes if p.session is session and p.alive), None)
-            if target is not None:
-                frame = load_object(encode_object(message.to_wire()), limits.SERVER_FRAME_MAX)
-                self._to_process(target, lambda t=target, f=frame: t.on_frame(f))
+        """What the core decided goes to each session's process, as the bytes user.py reads.
+        A page of kept messages is sent at once here: the next one is asked for at once."""
+        while True:
+            for session, message in self.core.take_outbox():
+                target = next((p for p in self.processes if p.session is session and p.alive),
+                              None)
+                if target is not None:
+                    frame = load_object(encode_object(message.to_wire()),
+                                        limits.SERVER_FRAME_MAX)
+                    self._to_process(target, lambda t=target, f=frame: t.on_frame(f))
+            paging = self.core.take_paging()
+            if not paging:
+                return
+            for session in paging:
+                self.core.next_page(session, self.now)
 
     def tick(self) -> None:
         """The tracker's reaper: time passes for the core once a second."""

@@ -239,3 +239,27 @@ def test_flood_lines_from_many_threads_say_each_kind_once_a_period() -> None:
     now[0] = 1.5
     floods.tick()                           # the period is over: the rest is counted
     assert len(said) == 2 and said[1].endswith("(and 18 more like it)")
+
+
+def test_when_empty_is_told_once_everything_put_has_left(sender: Sender) -> None:
+    ours, theirs = small_pair()
+    queue = SendQueue(ours, sender, limit=1 << 20)
+    told: list[str] = []
+    queue.when_empty(lambda: told.append("at once"))     # nothing waits: now, on this thread
+    assert told == ["at once"]
+    for _ in range(100):
+        queue.put(b"w" * 1000 + b"\n")
+    assert queue.waiting > 0
+    emptied = threading.Event()
+    queue.when_empty(lambda: (told.append("later"), emptied.set()))
+    assert told == ["at once"]                           # not while bytes wait
+    received = 0
+    theirs.settimeout(WAIT)
+    while received < 100 * 1001:                         # the reader reads: the queue empties
+        received += len(theirs.recv(65536))
+    assert emptied.wait(WAIT) and told == ["at once", "later"]
+    queue.close(linger=WAIT)
+    queue.when_empty(lambda: told.append("closed"))      # a closed queue never tells
+    assert told == ["at once", "later"]
+    ours.close()
+    theirs.close()
