@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import random
 import re
 import signal
 import socket
@@ -228,11 +229,22 @@ class Proc:
         self.close_stdin()
 
 
+# Above the kernel's ephemeral range (32768-60999 on Linux): a port found free here is never
+# taken a moment later by some process's outgoing connection, as one from port 0 can be.
+FIXED_PORTS = range(61000, 65536)
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port the kernel says is free now on 127.0.0.1 (for programs that cannot take 0)."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free now on 127.0.0.1, above the ephemeral range (for programs that cannot take 0).
+    Tried at random, so that tests running at once rarely try the same one."""
+    for port in random.SystemRandom().sample(FIXED_PORTS, 200):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port above the ephemeral range")
 
 
 def wait_for_port(port: int, timeout: float = TIMEOUT) -> None:
