@@ -562,11 +562,12 @@ class TrackerCore:
 
     # ---- accounts: register and login stop half way for the password hash -------------------
     @staticmethod
-    def _check_peer(session: Session, handle: object, ip: object, ports: object,
-                    key: object) -> Failure | None:
-        """What register and login check of the tuple a session asks to be reached at."""
+    def _check_join(session: Session, handle: object, ip: object, ports: object,
+                    key: object, password: object) -> Failure | None:
+        """What register and login check before any work: the tuple a session asks to be
+        reached at, and the password's form."""
         problem = (check_handle(handle) or check_ipv4(ip) or check_unicast(ip)  # type: ignore
-                   or check_ports(ports) or check_public_key(key))
+                   or check_ports(ports) or check_public_key(key) or check_password(password))
         if problem:
             return failure(*problem)
         if ip != session.address:
@@ -577,12 +578,9 @@ class TrackerCore:
 
     def _cmd_register(self, session: Session, now: float, handle: str, ip: str,
                       ports: list[int], password: str, key: str) -> Answer | PasswordWork:
-        refused = self._check_peer(session, handle, ip, ports, key)
+        refused = self._check_join(session, handle, ip, ports, key, password)
         if refused:
             return refused
-        problem = check_password(password)
-        if problem:
-            return failure(*problem)
         existing = self.model.find(handle)      # a cheap early answer, before the hash
         if existing:
             return failure("DUPLICATE_HANDLE", f"{existing} is already registered")
@@ -607,12 +605,9 @@ class TrackerCore:
 
     def _cmd_login(self, session: Session, now: float, handle: str, ip: str, ports: list[int],
                    password: str, key: str) -> Answer | PasswordWork:
-        refused = self._check_peer(session, handle, ip, ports, key)
+        refused = self._check_join(session, handle, ip, ports, key, password)
         if refused:
             return refused
-        problem = check_password(password)
-        if problem:
-            return failure(*problem)
         why = self.throttle.refused(session.address, handle_key(handle), now)
         if why:
             return failure("THROTTLED", why)
