@@ -641,6 +641,11 @@ class RingPeer:
         if target is None:
             self._end_round(state, now, completed=True)
             return
+        if target.key in state.relayed_to:
+            # Each follower is tried once a round: a detour resent or duplicated, one about a
+            # follower the author's relays reached already, or the follower after a silent one
+            # that a detour reached first.  That first try (its ack or give-up) carries it on.
+            return
         state.relayed_to.add(target.key)
         me = self.me.handle
         state.deadline = max(state.deadline, now + self.config.round_time(
@@ -682,10 +687,8 @@ class RingPeer:
             return                              # late or repeated: that round is over
         if message.is_detour:
             assert dead is not None
-            if dead.key in state.relayed_to:
-                return          # a resent or duplicated detour, or one the author ran into
             # The neighbour heard nothing back, but the follower may have it (its acks may be
-            # what was lost): the author tries it itself before it gives it up.
+            # what was lost): the author tries it itself (once) before it gives it up.
             self._relay(state, dead, message.prev, now)
             return
         self._end_round(state, now, completed=True)

@@ -1148,6 +1148,26 @@ def test_a_detour_resent_after_a_lost_ack_is_relayed_once() -> None:
     assert alice.of(RoundEnded)[-1].skipped == ()
 
 
+def test_a_follower_reached_by_a_detour_is_not_relayed_again_when_the_one_before_is_silent(
+        ) -> None:
+    """Simulation seed 18806.  Carol has the tweet but every ack she sends is lost, and dave is
+    gone.  Bob's detour around carol and carol's detour around dave both reach the author: it
+    tries carol, then dave (carol's detour).  When carol never answers it, the next follower is
+    dave, already tried: the author does not relay to dave a second time."""
+    net, alice, (bob, carol, dave) = ready_ring("@bob", "@carol", "@dave")
+    net.drop(match("ack", frm=carol))
+    net.leave(dave)
+    net.tweet(alice, 2, [bob, carol, dave])
+    net.run()
+    assert net.flights(match("detour", frm=bob, dead="@carol"))
+    assert net.flights(match("detour", frm=carol, dead="@dave"))
+    to_dave = net.flights(lambda f: f.sender is alice and f.kind == "tweet"
+                          and f.destination == dave.address("left"))
+    assert len({f.message.seq for f in to_dave}) == 1
+    result = alice.of(RoundEnded)[-1]
+    assert (result.completed, sorted(result.skipped)) == (True, ["@carol", "@dave"])
+
+
 def hold_round(net: Net, alice: User, members: list[User], tid: int = 2) -> None:
     """Start tweet ``tid`` and keep it from coming home, so that the round is running."""
     net.drop(match("tweet", frm=members[-1], to=alice, tid=tid))
