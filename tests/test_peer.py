@@ -668,7 +668,7 @@ def test_a_teardown_is_dropped_and_not_acked(trio: Any, case: Callable[..., Any]
     assert len(bob.dropped) == 1
 
 
-def test_unfollow_forgets_the_ring_at_once(trio: Any) -> None:
+def test_unfollow_leaves_the_ring_at_once(trio: Any) -> None:
     alice, bob, carol = trio
     bob.peer.receive("middle", setup_for(alice, bob, 1, alice, carol), alice.address("middle"),
                      0.0)
@@ -676,10 +676,35 @@ def test_unfollow_forgets_the_ring_at_once(trio: Any) -> None:
     bob.peer.unfollow("@Alice")
     assert bob.peer.memberships == {}
     bob.peer.take_datagrams()
+    tweet = TweetMsg("@alice", 8, "@alice", 5, "hi", signature(alice, 5, "hi"), "@alice")
+    bob.peer.receive("left", seal(alice, bob.me, tweet), alice.address("right"), 0.5)
+    bob.peer.handle_timer(0.5)
+    assert bob.peer.take_datagrams() == [] and bob.shown == []      # not acked, not shown
+    assert bob.dropped[-1].rule == "not a member"
     bob.peer.receive("middle", setup_for(alice, bob, 2, alice, carol, seq=9),
                      alice.address("middle"), 1.0)
     assert bob.peer.take_datagrams() == []
     assert bob.peer.memberships == {}
+    bob.peer.receive("middle", teardown_for(alice, bob, 3, seq=10), alice.address("middle"),
+                     1.5)
+    bob.peer.follow("@alice")
+    assert bob.peer.memberships == {}       # the teardown ended what was kept aside
+
+
+def test_a_follower_that_drops_the_author_and_follows_again_stays_in_its_ring() -> None:
+    """Simulation seed 19761.  Bob drops alice and follows her again before her next tweet:
+    her ring is unchanged, so she sends no setup, and bob must still take her tweet."""
+    net, alice, (bob, carol) = ready_ring("@bob", "@carol")
+    bob.peer.unfollow("@alice")
+    bob.follows(alice)
+    setups = len(net.flights(match("setup")))
+    net.tweet(alice, 2, [bob, carol])
+    net.run()
+    assert len(net.flights(match("setup"))) == setups      # nothing changed that she can see
+    assert [s for s in bob.shown if s[1] == 2] == [("@alice", 2, "@alice", "tweet 2")]
+    assert [s for s in carol.shown if s[1] == 2] == [("@alice", 2, "@bob", "tweet 2")]
+    result = last_round(alice)
+    assert (result.tid, result.completed, result.skipped) == (2, True, ())
 
 
 # ==== §4.3 a tweet around the ring ==============================================================
