@@ -674,7 +674,7 @@ class UserShell(cmd.Cmd):
             self.node.follow(words[1], reply.peer)      # its tuple, when it is online
             self.follows[handle_key(words[1])] = words[1]
         elif reply.ok:
-            self.node.unfollow(words[1])   # a follower that left a ring keeps nothing of it
+            self.node.unfollow(words[1])   # a follower that left a ring takes no part in it
             self.follows.pop(handle_key(words[1]), None)
         return False
 

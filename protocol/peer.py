@@ -313,7 +313,8 @@ class RingPeer:
     @property
     def memberships(self) -> dict[str, Membership]:
         """The rings of others this login is in, by author key."""
-        return {key: Membership(m.author, m.left, m.right) for key, m in self._members.items()}
+        return {key: Membership(m.author, m.left, m.right) for key, m in self._members.items()
+                if key in self._following}
 
     # ---- what the tracker said ---------------------------------------------------------------
     def know(self, peer: Peer) -> None:
@@ -329,9 +330,11 @@ class RingPeer:
         self._following.add(handle_key(author))
 
     def unfollow(self, author: str) -> None:
-        """Stop following ``author``: its ring is forgotten at once."""
+        """Stop following ``author``: its ring is left at once (its tweets are dropped)."""
+        # Its last setup is kept aside, not forgotten: followed again before the author's next
+        # tweet, the author's ring is unchanged and it sends no setup, so that setup is what
+        # makes this login a member again.  A teardown or a new login of the author drops it.
         self._following.discard(handle_key(author))
-        self._members.pop(handle_key(author), None)
 
     def block(self, handle: str) -> None:
         self._blocked.add(handle_key(handle))
@@ -514,7 +517,8 @@ class RingPeer:
 
     def _on_tweet(self, received: Received, message: TweetMsg, sender: Address,
                   now: float) -> None:
-        member = self._members.get(handle_key(message.ring))
+        key = handle_key(message.ring)
+        member = self._members.get(key) if key in self._following else None
         if member is None:
             self._drop(sender, "left", "not a member",
                        f"tweet of {message.ring} from {_where(sender)}: a ring I am not in")
@@ -641,6 +645,11 @@ class RingPeer:
         if target is None:
             self._end_round(state, now, completed=True)
             return
+        if target.key in state.relayed_to:
+            # Each follower is tried once a round: a detour resent or duplicated, one about a
+            # follower the author's relays reached already, or the follower after a silent one
+            # that a detour reached first.  That first try (its ack or give-up) carries it on.
+            return
         state.relayed_to.add(target.key)
         me = self.me.handle
         state.deadline = max(state.deadline, now + self.config.round_time(
@@ -682,10 +691,8 @@ class RingPeer:
             return                              # late or repeated: that round is over
         if message.is_detour:
             assert dead is not None
-            if dead.key in state.relayed_to:
-                return          # a resent or duplicated detour, or one the author ran into
             # The neighbour heard nothing back, but the follower may have it (its acks may be
-            # what was lost): the author tries it itself before it gives it up.
+            # what was lost): the author tries it itself (once) before it gives it up.
             self._relay(state, dead, message.prev, now)
             return
         self._end_round(state, now, completed=True)

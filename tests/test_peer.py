@@ -668,7 +668,7 @@ def test_a_teardown_is_dropped_and_not_acked(trio: Any, case: Callable[..., Any]
     assert len(bob.dropped) == 1
 
 
-def test_unfollow_forgets_the_ring_at_once(trio: Any) -> None:
+def test_unfollow_leaves_the_ring_at_once(trio: Any) -> None:
     alice, bob, carol = trio
     bob.peer.receive("middle", setup_for(alice, bob, 1, alice, carol), alice.address("middle"),
                      0.0)
@@ -676,10 +676,35 @@ def test_unfollow_forgets_the_ring_at_once(trio: Any) -> None:
     bob.peer.unfollow("@Alice")
     assert bob.peer.memberships == {}
     bob.peer.take_datagrams()
+    tweet = TweetMsg("@alice", 8, "@alice", 5, "hi", signature(alice, 5, "hi"), "@alice")
+    bob.peer.receive("left", seal(alice, bob.me, tweet), alice.address("right"), 0.5)
+    bob.peer.handle_timer(0.5)
+    assert bob.peer.take_datagrams() == [] and bob.shown == []      # not acked, not shown
+    assert bob.dropped[-1].rule == "not a member"
     bob.peer.receive("middle", setup_for(alice, bob, 2, alice, carol, seq=9),
                      alice.address("middle"), 1.0)
     assert bob.peer.take_datagrams() == []
     assert bob.peer.memberships == {}
+    bob.peer.receive("middle", teardown_for(alice, bob, 3, seq=10), alice.address("middle"),
+                     1.5)
+    bob.peer.follow("@alice")
+    assert bob.peer.memberships == {}       # the teardown ended what was kept aside
+
+
+def test_a_follower_that_drops_the_author_and_follows_again_stays_in_its_ring() -> None:
+    """Simulation seed 19761.  Bob drops alice and follows her again before her next tweet:
+    her ring is unchanged, so she sends no setup, and bob must still take her tweet."""
+    net, alice, (bob, carol) = ready_ring("@bob", "@carol")
+    bob.peer.unfollow("@alice")
+    bob.follows(alice)
+    setups = len(net.flights(match("setup")))
+    net.tweet(alice, 2, [bob, carol])
+    net.run()
+    assert len(net.flights(match("setup"))) == setups      # nothing changed that she can see
+    assert [s for s in bob.shown if s[1] == 2] == [("@alice", 2, "@alice", "tweet 2")]
+    assert [s for s in carol.shown if s[1] == 2] == [("@alice", 2, "@bob", "tweet 2")]
+    result = last_round(alice)
+    assert (result.tid, result.completed, result.skipped) == (2, True, ())
 
 
 # ==== §4.3 a tweet around the ring ==============================================================
@@ -1146,6 +1171,26 @@ def test_a_detour_resent_after_a_lost_ack_is_relayed_once() -> None:
     assert [s for s in carol.shown if s[1] == 2] == [("@alice", 2, "@bob", "tweet 2")]
     assert [s for s in dave.shown if s[1] == 2] == [("@alice", 2, "@carol", "tweet 2")]
     assert alice.of(RoundEnded)[-1].skipped == ()
+
+
+def test_a_follower_reached_by_a_detour_is_not_relayed_again_when_the_one_before_is_silent(
+        ) -> None:
+    """Simulation seed 18806.  Carol has the tweet but every ack she sends is lost, and dave is
+    gone.  Bob's detour around carol and carol's detour around dave both reach the author: it
+    tries carol, then dave (carol's detour).  When carol never answers it, the next follower is
+    dave, already tried: the author does not relay to dave a second time."""
+    net, alice, (bob, carol, dave) = ready_ring("@bob", "@carol", "@dave")
+    net.drop(match("ack", frm=carol))
+    net.leave(dave)
+    net.tweet(alice, 2, [bob, carol, dave])
+    net.run()
+    assert net.flights(match("detour", frm=bob, dead="@carol"))
+    assert net.flights(match("detour", frm=carol, dead="@dave"))
+    to_dave = net.flights(lambda f: f.sender is alice and f.kind == "tweet"
+                          and f.destination == dave.address("left"))
+    assert len({f.message.seq for f in to_dave}) == 1
+    result = alice.of(RoundEnded)[-1]
+    assert (result.completed, sorted(result.skipped)) == (True, ["@carol", "@dave"])
 
 
 def hold_round(net: Net, alice: User, members: list[User], tid: int = 2) -> None:
