@@ -83,7 +83,7 @@ from protocol.messages import (
 from protocol.peer import PeerConfig
 from protocol.ring import Peer
 from protocol.store import Tweet
-from protocol.text import as_typed
+from protocol.text import as_typed, counted
 from protocol.validate import (
     check_handle,
     check_ipv4,
@@ -760,7 +760,7 @@ class UserShell(cmd.Cmd):
         if silent:
             self.console.say(f"teardown not acknowledged by {' '.join(silent)}")
         self.console.say(f"ring of {self.handle} torn down ({len(followers) - len(silent)} "
-                         f"of {len(followers)} followers acknowledged)")
+                         f"of {counted(len(followers), 'follower')} acknowledged)")
         if self.show(self.request("exit-complete", handle=handle)).ok:
             self.console.say("bye")
             return True

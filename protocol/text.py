@@ -55,3 +55,9 @@ def has_control_characters(text: str) -> bool:
     """True when ``text`` holds a character that :func:`escape_for_terminal` would rewrite,
     the backslash aside."""
     return escape_for_terminal(text.replace("\\", "")) != text.replace("\\", "")
+
+
+def counted(number: int, noun: str) -> str:
+    """``1 follower``, ``2 followers``: a count with its noun, singular for one (English nouns
+    of this protocol take an ``s``)."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

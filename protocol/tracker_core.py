@@ -86,6 +86,7 @@ from protocol.messages import (
 )
 from protocol.ring import Peer
 from protocol.store import MemoryStore, Message, Page, ReadModel, Store, Tweet, by_name
+from protocol.text import counted
 from protocol.validate import (
     check_count,
     check_handle,
@@ -468,7 +469,8 @@ class TrackerCore:
         self._running[handle_key(me)] = RunningTweet(
             tid, me, text, created, {handle_key(me), *(peer.key for peer in followers)}, now,
             {peer.key: peer for peer in followers})
-        return TweetReply(message=f"tweet #{tid} of {me} goes to {len(followers)} followers",
+        audience = counted(len(followers), "follower")
+        return TweetReply(message=f"tweet #{tid} of {me} goes to {audience}",
                           tid=tid, text=text, count=len(followers), followers=tuple(followers))
 
     def _end_tweet(self, author_key: str, why: str) -> None:
@@ -657,7 +659,7 @@ class TrackerCore:
             self._kept_pages[session] = _KeptPages(0, self.model.latest_message_id())
             self._push_kept_page(session)
         return LoginReply(message=f"{name} logged in at {ip} ports {ports[0]} {ports[1]} "
-                                  f"{ports[2]}; {new} new tweets since the last session",
+                                  f"{ports[2]}; {counted(new, 'new tweet')} since the last session",
                           handle=name, new=new, blocked=tuple(self.model.blocked_by(name)),
                           kept=kept)
 
@@ -728,8 +730,9 @@ class TrackerCore:
         if relayed:
             note += f", sent by the tracker to {' '.join(relayed)}"
         self._end_tweet(handle_key(me), f"tweet #{tid} of {me} ended: reached {reached}{note}")
-        return EndTweetReply(message=f"tweet #{tid} of {me} ended: {reached} followers "
-                                     f"reached{note}", reached=reached, skipped=tuple(gone),
+        return EndTweetReply(message=f"tweet #{tid} of {me} ended: "
+                                     f"{counted(reached, 'follower')} reached{note}",
+                             reached=reached, skipped=tuple(gone),
                              relayed=tuple(relayed))
 
     def _cmd_exit(self, session: Session, now: float, handle: str) -> Answer | None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.text import escape_for_terminal, has_control_characters
+from protocol.text import counted, escape_for_terminal, has_control_characters
 
 FAST = settings(max_examples=400, deadline=None)
 
@@ -119,3 +119,9 @@ def test_a_lone_surrogate_is_shown_escaped() -> None:
 @given(ANY_TEXT)
 def test_output_can_always_be_printed_to_a_utf8_terminal(text: str) -> None:
     escape_for_terminal(text).encode("utf-8")
+
+
+def test_a_count_of_one_takes_the_singular() -> None:
+    assert counted(1, "follower") == "1 follower"
+    assert counted(0, "follower") == "0 followers"
+    assert counted(2, "new tweet") == "2 new tweets"

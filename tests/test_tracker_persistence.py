@@ -32,7 +32,7 @@ def test_follows_and_feed_survive_a_killed_tracker(cluster: Cluster, tmp_path: P
 
     restart(net, db)
     bob = net.user("@bob-again")
-    assert "1 new tweets since the last session" in bob.login("@bob")
+    assert "1 new tweet since the last session" in bob.login("@bob")
     bob.ok("following")
     bob.expect(r"^  @alice$")
     bob.ok("feed")

@@ -317,7 +317,7 @@ def test_exit_in_a_new_process_tears_down_the_ring_an_earlier_one_set_up(net: Tw
     again = net.user("@alice-again")
     again.login("@alice")
     again.ok("exit @alice")
-    again.expect(r"^ring of @alice torn down \(1 of 1 followers acknowledged\)$")
+    again.expect(r"^ring of @alice torn down \(1 of 1 follower acknowledged\)$")
     users["@bob"].expect(r"teardown ring=@alice")
     users["@bob"].send("rings")
     users["@bob"].ok("query handles")

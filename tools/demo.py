@@ -549,7 +549,7 @@ def run_scenario(demo: Demo) -> None:
          ("@bea", r"^\[notice\] @ann went offline$"), ("@cal", r"^\[notice\] @ann went offline$"))
 
     d.step("@eve exits the same way")
-    d.ok("@eve", "exit @eve", ("@eve", r"^ring of @eve torn down \(1 of 1 followers "),
+    d.ok("@eve", "exit @eve", ("@eve", r"^ring of @eve torn down \(1 of 1 follower "),
          ("@eve", r"^SUCCESS: @eve exited"), ("@eve", r"^bye$"),
          ("@dan", r"^\[notice\] @eve went offline$"))
 
