@@ -18,6 +18,7 @@ import base64
 import os
 import re
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -262,3 +263,31 @@ class RawPeer:
     def close(self) -> None:
         for sock in self.sockets.values():
             sock.close()
+
+
+# ---- the suite leaves the working tree as it found it (issue: no test writes into the checkout)
+def working_tree_status() -> str | None:
+    """``git status --porcelain`` of the checkout, or None where there is no git checkout."""
+    try:
+        done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=DEFAULT_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[TREE_BEFORE] = working_tree_status()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before, after = session.config.stash.get(TREE_BEFORE, None), working_tree_status()
+    if before is None or after is None or after == before:
+        return
+    changed = sorted(set(after.splitlines()) - set(before.splitlines()))
+    sys.stderr.write("\nthe tests changed the working tree (git status):\n"
+                     + "".join(f"  {line}\n" for line in changed))
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+TREE_BEFORE = pytest.StashKey[str | None]()
