@@ -256,9 +256,14 @@ class RawPeer:
 
     def receive(self, role: str, timeout: float = DEFAULT_TIMEOUT) -> datagrams.Datagram:
         """The next datagram on ``role`` (TimeoutError if none comes in ``timeout``)."""
+        return self.receive_from(role, timeout)[0]
+
+    def receive_from(self, role: str, timeout: float = DEFAULT_TIMEOUT
+                     ) -> tuple[datagrams.Datagram, tuple[str, int]]:
+        """The next datagram on ``role`` and the address it came from (to acknowledge it)."""
         self.sockets[role].settimeout(timeout)
-        data, _sender = self.sockets[role].recvfrom(limits.DATAGRAM_MAX + 1)
-        return datagrams.decode(data).message
+        data, sender = self.sockets[role].recvfrom(limits.DATAGRAM_MAX + 1)
+        return datagrams.decode(data).message, sender
 
     def close(self) -> None:
         for sock in self.sockets.values():

@@ -795,8 +795,13 @@ def _of_an_earlier_login(alice: User, bob: User, tid: int, text: str) -> str:
     return signature(old, tid, text)
 
 
+def _the_real_tweets_signature(alice: User, bob: User, tid: int, text: str) -> str:
+    return signature(alice, tid, "real")        # the signature the real tweet will carry
+
+
 @pytest.mark.parametrize("forge", [_signed_by_a_member, _signed_for_another_text,
-                                   _signed_for_another_tid, _not_base64, _of_an_earlier_login])
+                                   _signed_for_another_tid, _not_base64, _of_an_earlier_login,
+                                   _the_real_tweets_signature])
 def test_a_tweet_not_signed_by_its_author_is_passed_on_but_never_shown(
         forge: Callable[..., str]) -> None:
     net, alice, (bob, carol, dave) = ready_ring("@bob", "@carol", "@dave")
@@ -813,6 +818,48 @@ def test_a_tweet_not_signed_by_its_author_is_passed_on_but_never_shown(
     for member, prev in ((bob, "@alice"), (carol, "@bob"), (dave, "@carol")):
         assert [s for s in member.shown if s[1] == 2] == [("@alice", 2, prev, "real")]
     assert alice.of(RoundEnded)[-1].completed
+
+
+def test_a_neighbour_caught_passing_a_forgery_is_checked_before_passing_on() -> None:
+    net, alice, (bob, carol, _dave) = ready_ring("@bob", "@carol", "@dave")
+    evil = TweetMsg("@bob", 900, "@alice", 2, "evil", signature(bob, 2, "evil"), "@bob")
+    carol.peer.receive("left", seal(bob, carol.me, evil), bob.address("right"), net.now)
+    carol.peer.take_datagrams()
+    carol.peer.handle_timer(net.now)            # the check after passing on: a forgery
+    worse = TweetMsg("@bob", 901, "@alice", 3, "worse", signature(bob, 3, "worse"), "@bob")
+    carol.peer.receive("left", seal(bob, carol.me, worse), bob.address("right"), net.now)
+    assert [type(decoded(o.data)) for o in carol.peer.take_datagrams()] == [Ack]   # stops here
+    text = "real, from a neighbour now suspected"
+    real = TweetMsg("@bob", 902, "@alice", 4, text, signature(alice, 4, text), "@bob")
+    carol.peer.receive("left", seal(bob, carol.me, real), bob.address("right"), net.now)
+    assert [type(decoded(o.data)) for o in carol.peer.take_datagrams()] == [Ack, TweetMsg]
+    assert carol.shown[-1] == ("@alice", 4, "@bob", text)      # checked first: shown at once
+
+
+def test_a_second_text_for_one_tweet_is_checked_before_it_is_passed_on() -> None:
+    net, alice, (bob, carol, _dave) = ready_ring("@bob", "@carol", "@dave")
+    real_signature = signature(alice, 2, "real")
+    real = TweetMsg("@bob", 901, "@alice", 2, "real", real_signature, "@bob")
+    forged_again = TweetMsg("@bob", 902, "@alice", 2, "evil", real_signature, "@bob")
+    carol.peer.receive("left", seal(bob, carol.me, real), bob.address("right"), net.now)
+    carol.peer.take_datagrams()                 # the first copy: passed on, then checked
+    carol.peer.handle_timer(net.now)
+    assert carol.shown[-1] == ("@alice", 2, "@bob", "real")
+    carol.peer.receive("left", seal(bob, carol.me, forged_again), bob.address("right"), net.now)
+    assert [type(decoded(o.data)) for o in carol.peer.take_datagrams()] == [Ack]
+    assert "evil" not in [s[3] for s in carol.shown]
+
+
+def test_the_author_ends_no_round_with_a_copy_it_did_not_send() -> None:
+    net, alice, (bob, carol) = ready_ring("@bob", "@carol")
+    net.tweet(alice, 2, [bob, carol], text="real")
+    home = TweetMsg("@carol", 900, "@alice", 2, "evil", signature(alice, 2, "real"), "@carol")
+    net.inject(carol.address("right"), alice.address("left"), seal(carol, alice.me, home),
+               delay=0.0)
+    net.run()
+    assert [d.rule for d in alice.dropped] == ["not the tweet sent"]
+    assert [e.completed for e in alice.of(RoundEnded)] == [True, True]
+    assert [s[3] for s in bob.shown + carol.shown if s[1] == 2] == ["real", "real"]
 
 
 def test_the_real_tweet_first_then_a_forgery_with_its_id() -> None:

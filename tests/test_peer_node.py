@@ -11,9 +11,11 @@ import os
 import re
 import socket
 import subprocess
+import threading
 
 import pytest
 from conftest import (
+    DEFAULT_TIMEOUT,
     FAST_PEER_ARGS,
     MANY_CONNECTIONS,
     PYTHON,
@@ -25,7 +27,7 @@ from conftest import (
     password_of,
 )
 
-from protocol.datagrams import DirectMsg, SetupMsg, TweetMsg
+from protocol.datagrams import Ack, DirectMsg, SetupMsg, TweetMsg
 from protocol.ring import Peer
 
 TWEET_DONE = r"^tweet #(\d+) reached (\d+) followers?"
@@ -178,6 +180,57 @@ def test_a_skipped_report_is_never_an_order(net: Tweeter) -> None:
         assert sum("did you get this" in line for line in users[handle].lines) == 1
 
 
+def test_a_follower_that_alters_the_tweet_and_lies_about_its_neighbour_harms_nobody(
+        net: Tweeter) -> None:
+    """@cheat, a registered follower inside @a's ring (@b, @cheat, @d), acknowledges the tweet,
+    passes on its own text under the author's signature, and sends the author a detour saying
+    @d is silent.  @d never shows the altered text; every honest follower shows the real one
+    exactly once; nobody is taken offline."""
+    users = net.users("@a", "@b", "@d")
+    cheat = RawPeer("@cheat")
+    try:
+        session = net.client()
+        assert cheat.register(session)["status"] == "SUCCESS"
+        for handle in ("@b", "@d"):
+            users[handle].ok(f"follow {handle} @a")
+        assert session.call("follow", follower="@cheat", followee="@a")["status"] == "SUCCESS"
+        author = Peer.from_list(session.call("following")["peers"][0])
+        played: list[str] = []
+
+        def play() -> None:
+            setup, sender = cheat.receive_from("middle")
+            assert isinstance(setup, SetupMsg)
+            cheat.send_raw("middle", sender, cheat.sealed(author, Ack("@cheat", setup.seq)))
+            tweet, sender = cheat.receive_from("left")
+            assert isinstance(tweet, TweetMsg)
+            cheat.send_raw("left", sender, cheat.sealed(setup.left, Ack("@cheat", tweet.seq)))
+            altered = TweetMsg("@cheat", 1, "@a", tweet.tid, "ALTERED by @cheat",
+                               tweet.signature, "@cheat")
+            cheat.send("right", setup.right, setup.right.left, altered)
+            detour = TweetMsg("@cheat", 2, "@a", tweet.tid, tweet.text, tweet.signature,
+                              "@cheat", dead=setup.right.handle)
+            cheat.send("right", author, author.left, detour)
+            played.append(setup.right.handle)
+
+        player = threading.Thread(target=play, daemon=True)
+        player.start()
+        done = users["@a"].tweet("@a", "the real text")
+        player.join(DEFAULT_TIMEOUT)
+        assert played == ["@d"], "the cheat did not get its turn in the ring"
+        assert done["tid"]
+        users["@d"].expect(r"dropped tweet #\d+ of @a: not signed by its author")
+        online = session.call("online")
+        assert [name for name, _ in online["online"]] == ["@a", "@b", "@cheat", "@d"]
+    finally:
+        cheat.close()
+    for handle in ("@b", "@d"):
+        users[handle].ok("online")
+        shown = [line for line in users[handle].lines if re.search(r"^tweet #\d+ by @a", line)]
+        assert len(shown) == 1 and shown[0].endswith(": the real text"), shown
+        assert not any("ALTERED" in line and "dropped" not in line
+                       for line in users[handle].lines)
+
+
 def test_a_datagram_of_an_earlier_login_is_dropped(net: Tweeter) -> None:
     """Recorded in one login of its author, replayed after the next: dropped."""
     follower = net.users("@b")["@b"]
@@ -204,6 +257,11 @@ def test_a_datagram_of_an_earlier_login_is_dropped(net: Tweeter) -> None:
         follower.expect(r"^\[notice\] @r is online$")
         author.send_raw("right", (b.ip, b.left), recorded)     # the earlier login's datagram
         follower.expect(r"dropped tweet of @r from .*: a ring I am not in")
+        # Set up again under the new keys, the ring is @b's again: the replay now fails its MAC.
+        author.send("middle", b, b.middle, SetupMsg("@r", 1, "@r", 1, author.me, author.me))
+        assert author.receive("middle").seq == 1
+        author.send_raw("right", (b.ip, b.left), recorded)
+        follower.expect(r"dropped tweet from .* claiming @r: its MAC is wrong")
         with pytest.raises(TimeoutError):
             author.receive("right", timeout=0.5)
     finally:
