@@ -13,9 +13,10 @@ How data flows::
                         │ │ TrackerCore.take_outbox()  → [(session, reply or push), …]      │
                         │ └─────────────────────────────────────────────────────────────────┘
                         │ (register/login: the password hash runs between two such calls)
-                        │ group commit: if the core changed the store, one COMMIT (outside
-                        │   the core lock) for every change made so far, unless another
-                        │   thread's COMMIT already covered it
+                        │ GroupCommit: if a change made so far is not committed yet, the
+                        │   replies and pushes wait for the next COMMIT (outside the core lock),
+                        │   run by this thread or, if one runs already, by whoever runs it;
+                        │   changes waiting at the same moment share it
                         │ deliver: each reply or push, encoded (to_wire), goes to
                      its session's SendQueue  ← replies, and pushes put by other users' threads
                         │ what the socket takes now leaves at once; the rest waits (bounded:
@@ -24,10 +25,11 @@ How data flows::
     user.py <──TCP──────┘ (and a trace line per frame in and out, unless -q: through bounded
                           queues, so neither the console nor the trace file can stop service)
 
-No thread ever waits for a user to read (``adapters/output.py``).  A reaper thread, about once a
-second, calls ``TrackerCore.tick(now)`` and ``expire(session, now)`` for every connection under
-the same lock: stale tweets end, waiting exits hear ``BUSY``, connections that never log in and
-sessions that fall silent are closed; what they decide leaves the same way.
+No thread ever waits for a user to read (``adapters/output.py``), nor for another thread's
+``COMMIT`` (``GroupCommit``).  A reaper thread, about once a second, calls
+``TrackerCore.tick(now)`` and ``expire(session, now)`` for every connection under the same lock:
+stale tweets end, waiting exits hear ``BUSY``, connections that never log in and sessions that
+fall silent are closed; what they decide leaves the same way.
 
 The tracker never touches the UDP ring: it hands an author its online followers, and the author
 runs the ring itself (see ``user.py``).  Everything the tracker decides is in
@@ -68,6 +70,7 @@ from protocol import limits
 from protocol.accounts import LoginThrottle
 from protocol.flood import TokenBucket
 from protocol.messages import Answer, Failure, Notice
+from protocol.store import Store
 from protocol.text import escape_for_terminal
 from protocol.trace import TraceWriter, shown_frame
 from protocol.tracker_core import Outgoing, Session, TrackerCore
@@ -355,10 +358,82 @@ class Admission:
             return len(self._addresses)
 
 
+class GroupCommit:
+    """Sends what the core decided once the changes before it are committed; changes that wait at
+    the same moment share one ``COMMIT`` (SPEC §2.2: a ``SUCCESS`` only after its change is
+    durable).  Thread-safe.
+
+    How an outbox (the replies and pushes of one request) leaves::
+
+        deliver(out, needed) ─ the first `needed` changes are committed already ─> sent now
+          │ not yet: it joins the waiting outboxes, then
+          ├─ a COMMIT is running: return at once; whoever runs it sends this outbox too
+          └─ none is: this thread commits: it takes every waiting outbox, runs one COMMIT
+             (which covers all their changes: each was made before its outbox joined) and
+             sends them; if more joined meanwhile, it wakes the committer thread, which goes
+             on the same way until none waits
+
+    So no thread waits for another's ``COMMIT``: it goes back to reading its connection, and its
+    reply leaves from the thread that ran the ``COMMIT`` covering it.  With one session each
+    change is committed by its own thread, without a hand-off; under load the committer thread
+    takes over, so that no connection's thread is kept committing for the others.  The
+    ``COMMIT`` runs outside the core's lock: requests go on meanwhile, and their changes join
+    the next one.
+    """
+
+    def __init__(self, store: Store, send: Callable[[list[Outgoing]], None],
+                 failed: Callable[[sqlite3.Error], None]) -> None:
+        self.store, self._send, self._failed = store, send, failed
+        self._lock = threading.Lock()       # for the two below; never held during a COMMIT
+        self._waiting: list[list[Outgoing]] = []
+        self._committing = False            # a thread commits, and looks at _waiting after
+        self._more = threading.Event()      # hands the committing to the committer thread
+        threading.Thread(target=self._committer, name="committer", daemon=True).start()
+
+    def deliver(self, out: list[Outgoing], needed: int) -> None:
+        """Send ``out`` once the first ``needed`` changes are durable (now, or by the thread
+        whose ``COMMIT`` covers them)."""
+        if self.store.committed >= needed:
+            self._send(out)
+            return
+        with self._lock:
+            self._waiting.append(out)
+            if self._committing:
+                return
+            self._committing = True
+        self._commit_waiting()
+        with self._lock:
+            if not self._waiting:
+                self._committing = False
+                return
+        self._more.set()                    # _committing stays set: the committer has it now
+
+    def _commit_waiting(self) -> None:
+        with self._lock:
+            batch, self._waiting = self._waiting, []
+        self.store.commit()
+        for out in batch:
+            self._send(out)
+
+    def _committer(self) -> None:
+        while True:
+            self._more.wait()
+            self._more.clear()
+            try:
+                while True:
+                    self._commit_waiting()
+                    with self._lock:
+                        if not self._waiting:
+                            self._committing = False
+                            break
+            except sqlite3.Error as error:
+                self._failed(error)
+
+
 class TrackerServer(socketserver.ThreadingTCPServer):
     """The listening socket: admits connections (``Admission``), runs one ``SessionHandler``
-    thread per connection, one ``Sender`` thread for what they could not send at once, and one
-    reaper thread for the timeouts."""
+    thread per connection, one ``Sender`` thread for what they could not send at once, one
+    committer thread (``GroupCommit``) and one reaper thread for the timeouts."""
 
     allow_reuse_address = True
     daemon_threads = True
@@ -371,7 +446,6 @@ class TrackerServer(socketserver.ThreadingTCPServer):
                  connection_limits: ConnectionLimits | None = None) -> None:
         self.core, self.trace = core, trace
         self.core_lock = threading.Lock()       # every call into the core holds it
-        self.commit_lock = threading.Lock()     # one COMMIT at a time; waiters share the next
         self.connections: dict[Session, SessionHandler] = {}    # where a session's frames go
         self.limits = connection_limits or ConnectionLimits()
         self.request_queue_size = self.limits.backlog
@@ -380,6 +454,7 @@ class TrackerServer(socketserver.ThreadingTCPServer):
         self.handlers: set[SessionHandler] = set()
         self._handlers_lock = threading.Lock()
         self._stopping = threading.Event()
+        self.commits = GroupCommit(core.store, self.send_out, self.database_failed)
         super().__init__(address, SessionHandler)
         threading.Thread(target=self._reap, name="reaper", daemon=True).start()
 
@@ -444,29 +519,16 @@ class TrackerServer(socketserver.ThreadingTCPServer):
             out, needed = self.core.take_outbox(), self.core.store.changes
         self.deliver(out, needed)
 
-    def make_durable(self, needed: int) -> None:
-        """Group commit: return once the first ``needed`` changes are committed.
-
-        A thread that finds them not yet committed waits its turn for the commit lock; by
-        then another thread's COMMIT may have covered them.  Otherwise it commits everything
-        made so far, the changes of the threads queued behind it too, which then find nothing
-        left to do.  The COMMIT runs outside the core's lock: requests go on meanwhile, and
-        the changes they make join the next one.
-        """
-        store = self.core.store
-        if store.committed >= needed:
-            return
-        with self.commit_lock:
-            if store.committed < needed:
-                store.commit()
-
     def deliver(self, out: list[Outgoing], needed: int) -> None:
-        """Once the first ``needed`` changes are durable, queue each reply and push for its
-        session's connection (never waiting for it to read)."""
-        self.make_durable(needed)
-        for session, message in out:
-            with self._handlers_lock:
-                handler = self.connections.get(session)
+        """Send what the core decided once the first ``needed`` changes are durable."""
+        self.commits.deliver(out, needed)
+
+    def send_out(self, out: list[Outgoing]) -> None:
+        """Queue each reply and push for its session's connection (never waiting for it to
+        read)."""
+        with self._handlers_lock:
+            handlers = [self.connections.get(session) for session, _ in out]
+        for handler, (_, message) in zip(handlers, out, strict=True):
             if handler is not None:                 # else that connection has closed meanwhile
                 handler.send(message)
 
