@@ -85,6 +85,8 @@ class Trace:
     def __init__(self, quiet: bool, records: TraceWriter | None = None) -> None:
         self.quiet = quiet
         self.records = records or TraceWriter(None, "tracker")
+        # Whether frames are shown or recorded at all: if not, the hot path skips ``frame``.
+        self.kept = not quiet or self.records.stream is not None
         # A console that stops reading must not stop the tracker: lines wait in a bounded
         # queue for one writer thread, and are dropped (and counted) when it is full.
         self.output = OutputQueue(self._write, name="trace")
@@ -117,8 +119,8 @@ class Trace:
             self.output.put(line)
 
     def frame(self, arrow: str, session: Session, data: bytes, kind: str) -> None:
-        if self.quiet and self.records.stream is None:
-            return                              # nobody reads it: no work on the hot path
+        if not self.kept:
+            return
         if arrow == "<-":                       # from a user: may hold a password
             shown = shown_frame(data)
         else:                                   # the tracker's own frames hold none
@@ -137,6 +139,13 @@ class Trace:
         self.output.flush(timeout)
         if isinstance(self.records.stream, TraceFile):
             self.records.stream.drain(timeout)
+
+
+def frame_kind(message: Answer | Notice) -> str:
+    """How the trace labels a frame: ``SUCCESS``, ``FAILURE CODE`` or ``push:kind``."""
+    if isinstance(message, Notice):
+        return f"push:{message.kind}"
+    return message.status if message.ok else f"{message.status} {message.code}"
 
 
 class SessionHandler(socketserver.StreamRequestHandler):
@@ -204,7 +213,8 @@ class SessionHandler(socketserver.StreamRequestHandler):
             trace.frame("<-", self.session, frame, error.code)
             self.send(Failure(re=error.request_id, code=error.code, message=error.message))
             return
-        trace.frame("<-", self.session, frame, request.cmd)
+        if trace.kept:
+            trace.frame("<-", self.session, frame, request.cmd)
         had_handle = self.session.handle is not None
         self.server.run(self.session, request)
         if not had_handle and self.session.handle:     # this connection's lifeline has a name now
@@ -223,16 +233,12 @@ class SessionHandler(socketserver.StreamRequestHandler):
                        message="the tracker failed on this request; please report it")
 
     def send(self, message: Answer | Notice) -> None:
-        """Encode a reply or push of the core and queue it for this connection."""
-        if isinstance(message, Notice):
-            kind = f"push:{message.kind}"
-        else:
-            kind = message.status if message.ok else f"{message.status} {message.code}"
-        self.write(encode_object(message.to_wire()), kind)
-
-    def write(self, data: bytes, kind: str) -> None:
-        """Queue a frame for this user (sent at once if the socket takes it); never waits."""
-        self.server.trace.frame("->", self.session, data, kind)
+        """Encode a reply or push of the core and queue it for this connection (sent at once
+        if the socket takes it); never waits."""
+        data = encode_object(message.to_wire())
+        trace = self.server.trace
+        if trace.kept:
+            trace.frame("->", self.session, data, frame_kind(message))
         self.sendq.put(data)        # refused when closing or over the limit (sendq_exceeded)
 
     def sendq_exceeded(self, waiting: int) -> None:
@@ -511,24 +517,20 @@ class TrackerServer(socketserver.ThreadingTCPServer):
                 self.core.resume(session, work, result, time.monotonic())
                 out += self.core.take_outbox()
                 needed = self.core.store.changes
-        self.deliver(out, needed)
+        self.commits.deliver(out, needed)
 
     def disconnect(self, session: Session) -> None:
         with self.core_lock:
             self.core.disconnect(session, time.monotonic())
             out, needed = self.core.take_outbox(), self.core.store.changes
-        self.deliver(out, needed)
-
-    def deliver(self, out: list[Outgoing], needed: int) -> None:
-        """Send what the core decided once the first ``needed`` changes are durable."""
         self.commits.deliver(out, needed)
 
     def send_out(self, out: list[Outgoing]) -> None:
         """Queue each reply and push for its session's connection (never waiting for it to
         read)."""
-        with self._handlers_lock:
-            handlers = [self.connections.get(session) for session, _ in out]
-        for handler, (_, message) in zip(handlers, out, strict=True):
+        for session, message in out:
+            with self._handlers_lock:
+                handler = self.connections.get(session)
             if handler is not None:                 # else that connection has closed meanwhile
                 handler.send(message)
 
@@ -564,7 +566,7 @@ class TrackerServer(socketserver.ThreadingTCPServer):
             expired = [(handler, reply) for handler in handlers
                        if (reply := self.core.expire(handler.session, now)) is not None]
             out, needed = self.core.take_outbox(), self.core.store.changes
-        self.deliver(out, needed)
+        self.commits.deliver(out, needed)
         for handler, reply in expired:
             self.trace.repeated(f"{reply.code} {handler.host}",
                                 f"[tracker] -- {handler.session.name} {reply.code}")
