@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 13000
 DB     ?= tracker.db
 
-.PHONY: run test lint sample demo diagrams bench sim clean
+.PHONY: run test soak lint sample demo diagrams bench sim clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)            ## the tracker on the default port
 	$(VPY) tracker.py $(PORT) --db $(DB)
 
-test: $(STAMP)           ## the whole suite (what CI runs)
+test: $(STAMP)           ## the whole suite (what CI runs); its tracker soak lasts 5 s
 	$(VPY) -m pytest
+
+soak: $(STAMP)           ## the tracker soak alone, for SOAK seconds (default 600)
+	TWEETER_SOAK_SECONDS=$(or $(SOAK),600) $(VPY) -m pytest -q tests/test_hardening.py -k soak
 
 lint: $(STAMP)
 	$(VPY) -m ruff check .

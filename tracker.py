@@ -31,6 +31,11 @@ No thread ever waits for a user to read (``adapters/output.py``), nor for anothe
 stale tweets end, waiting exits hear ``BUSY``, connections that never log in and sessions that
 fall silent are closed; what they decide leaves the same way.
 
+The messages kept for a login go out a page at a time (``TrackerCore.take_paging``): once a
+page has left the session's send queue (``SendQueue.when_empty``), a pager thread asks the core
+for the next one (``next_page``).  A user that reads gets them all at the speed it reads; one
+that does not holds a page, and the core's lock is never held for more than one.
+
 The tracker never touches the UDP ring: it hands an author its online followers, and the author
 runs the ring itself (see ``user.py``).  Everything the tracker decides is in
 ``protocol/tracker_core.py``, which owns no I/O and never blocks; this file moves bytes, keeps
@@ -52,8 +57,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import math
 import os
+import queue
 import signal
 import socket
 import socketserver
@@ -64,15 +69,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from adapters.output import OutputQueue, Sender, SendQueue, Summariser, TraceFile
+from adapters import cli
+from adapters.output import FloodLines, OutputQueue, Sender, SendQueue, TraceFile
 from adapters.sqlite_store import SqliteStore
+from adapters.trace_file import TraceFileError, TraceWriter, open_trace_file
 from protocol import limits
 from protocol.accounts import LoginThrottle
 from protocol.flood import TokenBucket
 from protocol.messages import Answer, Failure, Notice
 from protocol.store import Store
 from protocol.text import escape_for_terminal
-from protocol.trace import TraceWriter, shown_frame
+from protocol.trace import shown_frame
 from protocol.tracker_core import Outgoing, Session, TrackerCore
 from protocol.wire import ProtocolError, Request, decode_request, encode_object
 
@@ -90,8 +97,7 @@ class Trace:
         # A console that stops reading must not stop the tracker: lines wait in a bounded
         # queue for one writer thread, and are dropped (and counted) when it is full.
         self.output = OutputQueue(self._write, name="trace")
-        self._summaries = Summariser()
-        self._summaries_lock = threading.Lock()
+        self._floods = FloodLines(self.output.put)
 
     @staticmethod
     def _write(text: str) -> None:
@@ -105,18 +111,12 @@ class Trace:
 
     def repeated(self, kind: str, text: str) -> None:
         """A line that may come in floods (refusals of one address): at most one of a ``kind``
-        a second, then a count (``Summariser``).  Shown even with -q, as timeouts are."""
-        with self._summaries_lock:
-            lines = self._summaries.line(kind, text, time.monotonic())
-        for line in lines:
-            self.output.put(line)
+        a second, then a count (``FloodLines``).  Shown even with -q, as timeouts are."""
+        self._floods.line(kind, text)
 
     def tick(self) -> None:
         """Say the counts of floods that are over (called now and then by the reaper)."""
-        with self._summaries_lock:
-            lines = self._summaries.pending(time.monotonic())
-        for line in lines:
-            self.output.put(line)
+        self._floods.tick()
 
     def frame(self, arrow: str, session: Session, data: bytes, kind: str) -> None:
         if not self.kept:
@@ -267,6 +267,7 @@ class SessionHandler(socketserver.StreamRequestHandler):
             self.connection.shutdown(socket.SHUT_RD)    # wakes the handler's blocked read
 
     def finish(self) -> None:
+        self.server.commits.flush(self.server.limits.linger)   # the replies it is owed first
         self.server.forget(self)
         self.server.disconnect(self.session)
         self.sendq.close(self.server.limits.linger)     # the last frames leave, or time out
@@ -287,6 +288,20 @@ class ConnectionLimits:
     send_buffer: int = limits.SEND_BUFFER           # SO_SNDBUF of each connection
     linger: float = limits.SEND_LINGER              # seconds the last frames of a closing one get
     backlog: int = limits.LISTEN_BACKLOG
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What the core decided in one call (or two, around a password hash): the replies and
+    pushes to send, the store's change count they follow (committed first), and the sessions
+    that have more kept messages to come."""
+
+    out: list[Outgoing]
+    needed: int
+    paging: list[Session]
+
+    def then(self, later: Decided) -> Decided:
+        return Decided(self.out + later.out, later.needed, self.paging + later.paging)
 
 
 @dataclass
@@ -369,10 +384,11 @@ class GroupCommit:
     the same moment share one ``COMMIT`` (SPEC §2.2: a ``SUCCESS`` only after its change is
     durable).  Thread-safe.
 
-    How an outbox (the replies and pushes of one request) leaves::
+    How an outbox (``Decided``: the replies and pushes of one request) leaves::
 
-        deliver(out, needed) ─ the first `needed` changes are committed already ─> sent now
-          │ not yet: it joins the waiting outboxes, then
+        deliver(decided) ─ no COMMIT runs and the first `decided.needed` changes are
+          │                committed already ─> sent now
+          │ else: it joins the waiting outboxes (in order), then
           ├─ a COMMIT is running: return at once; whoever runs it sends this outbox too
           └─ none is: this thread commits: it takes every waiting outbox, runs one COMMIT
              (which covers all their changes: each was made before its outbox joined) and
@@ -387,26 +403,35 @@ class GroupCommit:
     the next one.
     """
 
-    def __init__(self, store: Store, send: Callable[[list[Outgoing]], None],
+    def __init__(self, store: Store, send: Callable[[Decided], None],
                  failed: Callable[[sqlite3.Error], None]) -> None:
         self.store, self._send, self._failed = store, send, failed
         self._lock = threading.Lock()       # for the two below; never held during a COMMIT
-        self._waiting: list[list[Outgoing]] = []
+        self._waiting: list[Decided] = []
         self._committing = False            # a thread commits, and looks at _waiting after
         self._more = threading.Event()      # hands the committing to the committer thread
+        self._sent = threading.Condition(self._lock)    # flush waits on it
+        self._joined = self._done = 0       # outboxes that joined _waiting, and were sent
         threading.Thread(target=self._committer, name="committer", daemon=True).start()
 
-    def deliver(self, out: list[Outgoing], needed: int) -> None:
-        """Send ``out`` once the first ``needed`` changes are durable (now, or by the thread
-        whose ``COMMIT`` covers them)."""
-        if self.store.committed >= needed:
-            self._send(out)
-            return
+    def deliver(self, decided: Decided) -> None:
+        """Send ``decided`` once the first ``decided.needed`` changes are durable (now, or by
+        the thread whose ``COMMIT`` covers them)."""
         with self._lock:
-            self._waiting.append(out)
-            if self._committing:
-                return
-            self._committing = True
+            # While a COMMIT runs, everything joins the waiting outboxes, even what needs no
+            # COMMIT: a reply must not overtake one to the same session still waiting.
+            if not self._committing and self.store.committed >= decided.needed:
+                ready = True
+            else:
+                ready = False
+                self._waiting.append(decided)
+                self._joined += 1
+                if self._committing:
+                    return
+                self._committing = True
+        if ready:
+            self._send(decided)
+            return
         self._commit_waiting()
         with self._lock:
             if not self._waiting:
@@ -418,8 +443,18 @@ class GroupCommit:
         with self._lock:
             batch, self._waiting = self._waiting, []
         self.store.commit()
-        for out in batch:
-            self._send(out)
+        for decided in batch:
+            self._send(decided)
+        with self._lock:
+            self._done += len(batch)
+            self._sent.notify_all()
+
+    def flush(self, timeout: float) -> None:
+        """Return once every outbox that waits now has been sent (or after ``timeout``
+        seconds): a connection about to close must first get the replies it is owed."""
+        with self._lock:
+            joined = self._joined
+            self._sent.wait_for(lambda: self._done >= joined, timeout)
 
     def _committer(self) -> None:
         while True:
@@ -460,9 +495,11 @@ class TrackerServer(socketserver.ThreadingTCPServer):
         self.handlers: set[SessionHandler] = set()
         self._handlers_lock = threading.Lock()
         self._stopping = threading.Event()
+        self.pages: queue.SimpleQueue[Session | None] = queue.SimpleQueue()   # for the pager
         self.commits = GroupCommit(core.store, self.send_out, self.database_failed)
         super().__init__(address, SessionHandler)
         threading.Thread(target=self._reap, name="reaper", daemon=True).start()
+        threading.Thread(target=self._page, name="pager", daemon=True).start()
 
     # ---- admission: on the accepting thread, before a handler thread exists ------------------
     def verify_request(self, request: socket.socket | tuple[bytes, socket.socket],
@@ -509,30 +546,57 @@ class TrackerServer(socketserver.ThreadingTCPServer):
         """Let the core answer one request, then send what it decided."""
         with self.core_lock:
             work = self.core.execute(session, request, time.monotonic())
-            out, needed = self.core.take_outbox(), self.core.store.changes
+            decided = self.decided()
         if work is not None:            # register/login: the hash, outside the lock
             with self.hash_slots:
                 result = work.run()
             with self.core_lock:
                 self.core.resume(session, work, result, time.monotonic())
-                out += self.core.take_outbox()
-                needed = self.core.store.changes
-        self.commits.deliver(out, needed)
+                decided = decided.then(self.decided())
+        self.commits.deliver(decided)
 
     def disconnect(self, session: Session) -> None:
         with self.core_lock:
             self.core.disconnect(session, time.monotonic())
-            out, needed = self.core.take_outbox(), self.core.store.changes
-        self.commits.deliver(out, needed)
+            decided = self.decided()
+        self.commits.deliver(decided)
 
-    def send_out(self, out: list[Outgoing]) -> None:
+    def decided(self) -> Decided:
+        """What the core decided since last asked (the core lock is held)."""
+        return Decided(self.core.take_outbox(), self.core.store.changes,
+                       self.core.take_paging())
+
+    def _page(self) -> None:
+        """The pager thread: a session whose last page of kept messages has left gets the
+        next one (PROTOCOL.md §1.5)."""
+        while (session := self.pages.get()) is not None:
+            try:
+                with self.core_lock:
+                    self.core.next_page(session, time.monotonic())
+                    decided = self.decided()
+                self.commits.deliver(decided)
+            except sqlite3.Error as error:
+                self.database_failed(error)
+            except Exception as error:          # a bug costs this page, not the pager
+                self.trace.line(f"[tracker] !! a page of kept messages failed: {error!r}",
+                                always=True)
+
+    def send_out(self, decided: Decided) -> None:
         """Queue each reply and push for its session's connection (never waiting for it to
-        read)."""
-        for session, message in out:
-            with self._handlers_lock:
-                handler = self.connections.get(session)
+        read), once the changes it follows are durable (``GroupCommit``); sessions with more
+        kept messages get the next page once these have left."""
+        for session, message in decided.out:
+            handler = self.handler(session)
             if handler is not None:                 # else that connection has closed meanwhile
                 handler.send(message)
+        for session in decided.paging:
+            handler = self.handler(session)
+            if handler is not None:
+                handler.sendq.when_empty(lambda s=session: self.pages.put(s))
+
+    def handler(self, session: Session) -> SessionHandler | None:
+        with self._handlers_lock:
+            return self.connections.get(session)
 
     def database_failed(self, error: sqlite3.Error) -> None:
         """The database refused a change or a commit: what the core holds in memory no longer
@@ -565,8 +629,8 @@ class TrackerServer(socketserver.ThreadingTCPServer):
             self.core.tick(now)
             expired = [(handler, reply) for handler in handlers
                        if (reply := self.core.expire(handler.session, now)) is not None]
-            out, needed = self.core.take_outbox(), self.core.store.changes
-        self.commits.deliver(out, needed)
+            decided = self.decided()
+        self.commits.deliver(decided)
         for handler, reply in expired:
             self.trace.repeated(f"{reply.code} {handler.host}",
                                 f"[tracker] -- {handler.session.name} {reply.code}")
@@ -574,6 +638,7 @@ class TrackerServer(socketserver.ThreadingTCPServer):
 
     def server_close(self) -> None:
         self._stopping.set()
+        self.pages.put(None)
         super().server_close()
         self.sender.stop()
 
@@ -587,78 +652,66 @@ class TrackerServer(socketserver.ThreadingTCPServer):
                         always=True)
 
 
-def port_number(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535)")
-    return port
-
-
-def positive_int(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{number} is not a positive number")
-    return number
-
-
-def positive_float(text: str) -> float:
-    try:
-        number = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(number) and number > 0):
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return number
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="tracker.py", description="The Tweeter tracker.",
         epilog="example: python3 tracker.py 13000   (port 0 picks a free port)")
-    parser.add_argument("port", nargs="?", type=port_number, default=limits.DEFAULT_TRACKER_PORT)
+    parser.add_argument("port", nargs="?", type=cli.port(0), default=limits.DEFAULT_TRACKER_PORT)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
     parser.add_argument("-q", "--quiet", action="store_true", help="no trace lines")
     parser.add_argument("--db", default="tracker.db",
                         help="SQLite database (default tracker.db; :memory: for a throw-away one)")
-    parser.add_argument("--tweet-timeout", type=float, default=limits.TWEET_TIMEOUT,
+    parser.add_argument("--tweet-timeout", type=cli.seconds, default=limits.TWEET_TIMEOUT,
                         help="seconds before a tweet without end-tweet is ended")
     parser.add_argument("--trace-file", metavar="PATH",
                         help="append a JSON record of every frame in and out (SPEC §7)")
     parser.add_argument("--password", metavar="SECRET",
                         help="admit only sessions that give this server password first")
-    parser.add_argument("--register-timeout", type=float, default=limits.REGISTER_TIMEOUT,
+    parser.add_argument("--register-timeout", type=cli.seconds, default=limits.REGISTER_TIMEOUT,
                         help="seconds a connection may stay without registering or logging in")
-    parser.add_argument("--idle-timeout", type=float, default=limits.IDLE_TIMEOUT,
+    parser.add_argument("--idle-timeout", type=cli.seconds, default=limits.IDLE_TIMEOUT,
                         help="seconds a logged-in session may be silent before it goes offline")
-    parser.add_argument("--max-sessions", type=positive_int, default=limits.SESSION_MAX,
+    parser.add_argument("--max-sessions", type=cli.count, default=limits.SESSION_MAX,
                         help="connections served at once, from everyone; more get SERVER_FULL")
-    parser.add_argument("--max-per-address", type=positive_int,
+    parser.add_argument("--max-per-address", type=cli.count,
                         default=limits.CONNECTIONS_PER_ADDRESS, metavar="N",
                         help="connections one address may hold at once; more get "
                              "TOO_MANY_CONNECTIONS")
-    parser.add_argument("--connect-burst", type=positive_int, default=limits.CONNECT_BURST,
+    parser.add_argument("--connect-burst", type=cli.count, default=limits.CONNECT_BURST,
                         metavar="N", help="connections one address may open at once ...")
-    parser.add_argument("--connect-rate", type=positive_float, default=limits.CONNECT_RATE,
+    parser.add_argument("--connect-rate", type=cli.rate, default=limits.CONNECT_RATE,
                         metavar="R", help="... and then per second; more get CONNECTING_TOO_FAST")
-    parser.add_argument("--sendq-max", type=positive_int, default=limits.SENDQ_MAX,
+    parser.add_argument("--sendq-max", type=cli.count, default=limits.SENDQ_MAX,
                         metavar="BYTES", help="bytes that may wait for a connection that does "
                                               "not read; past that it gets SENDQ_EXCEEDED and "
                                               "is closed")
-    parser.add_argument("--flood-burst", type=int, default=limits.FLOOD_BURST,
+    parser.add_argument("--flood-burst", type=cli.count, default=limits.FLOOD_BURST,
                         help="commands a session may send at once before THROTTLED")
-    parser.add_argument("--flood-rate", type=float, default=limits.FLOOD_RATE,
+    parser.add_argument("--flood-rate", type=cli.rate, default=limits.FLOOD_RATE,
                         help="commands a second a session may send after its burst")
-    parser.add_argument("--backlog", type=int, default=limits.LISTEN_BACKLOG,
+    parser.add_argument("--backlog", type=cli.count, default=limits.LISTEN_BACKLOG,
                         help="listen backlog")
-    parser.add_argument("--login-window", type=float, default=limits.LOGIN_WINDOW,
-                        help=f"seconds in which {limits.LOGIN_FAILURES} failed logins of a handle"
-                             " make further logins THROTTLED")
+    parser.add_argument("--login-backoff", type=cli.seconds, default=limits.LOGIN_BACKOFF,
+                        metavar="S", help="seconds a login of a handle from an address waits "
+                                          "after a failed one; doubled at each further failure "
+                                          "...")
+    parser.add_argument("--login-backoff-max", type=cli.seconds,
+                        default=limits.LOGIN_BACKOFF_MAX, metavar="S", help="... up to this")
+    parser.add_argument("--failed-logins-per-address", type=cli.count,
+                        default=limits.FAILED_LOGINS_PER_ADDRESS, metavar="N",
+                        help="failed logins one address may make at once, then N an hour; "
+                             "more get THROTTLED")
+    parser.add_argument("--registrations-per-address", type=cli.count,
+                        default=limits.REGISTRATIONS_PER_ADDRESS, metavar="N",
+                        help="registrations one address may make at once, then N an hour; "
+                             "more get THROTTLED")
+    parser.add_argument("--kept-per-recipient", type=cli.count,
+                        default=limits.KEPT_PER_RECIPIENT, metavar="N",
+                        help="direct messages kept for one user until read, whoever the "
+                             "senders; more get MAILBOX_FULL")
+    parser.add_argument("--kept-per-sender", type=cli.count, default=limits.KEPT_PER_SENDER,
+                        metavar="N", help="direct messages of one user kept until read; more "
+                                          "get TOO_MANY_UNREAD")
     return parser.parse_args(argv)
 
 
@@ -687,10 +740,9 @@ def main(argv: list[str] | None = None) -> int:
         trace_file = None
         if args.trace_file:
             try:
-                stream = stack.enter_context(open(args.trace_file, "a", encoding="utf-8"))
-            except OSError as error:
-                return fail_to_start(f"cannot write the trace file {args.trace_file}: "
-                                     f"{error.strerror}")
+                stream = stack.enter_context(open_trace_file(args.trace_file))
+            except TraceFileError as error:
+                return error.report("tracker.py")
             trace_file = TraceFile(stream, "tracker")   # records never wait for the disk
         trace = Trace(args.quiet, TraceWriter(trace_file, "tracker"))
         try:
@@ -698,7 +750,13 @@ def main(argv: list[str] | None = None) -> int:
             core = TrackerCore(wall_clock=time.time, store=store,       # reads the graph
                                tweet_timeout=args.tweet_timeout,
                                log=lambda text: trace.line(f"[tracker] {text}", always=True),
-                               throttle=LoginThrottle(window=args.login_window),
+                               throttle=LoginThrottle(
+                                   backoff=args.login_backoff,
+                                   backoff_max=args.login_backoff_max,
+                                   per_address=args.failed_logins_per_address),
+                               register_limit=args.registrations_per_address,
+                               kept_per_recipient=args.kept_per_recipient,
+                               kept_per_sender=args.kept_per_sender,
                                server_password=args.password,
                                register_timeout=args.register_timeout,
                                idle_timeout=args.idle_timeout, flood_burst=args.flood_burst,

@@ -30,7 +30,6 @@ message is not kept.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import socket
@@ -39,7 +38,9 @@ import sys
 import threading
 import time
 
-from adapters.output import OutputQueue, Summariser, TraceFile
+from adapters import cli
+from adapters.output import FloodLines, OutputQueue, TraceFile
+from adapters.trace_file import TraceFileError, TraceWriter, open_trace_file
 from protocol.limits import (
     LISTEN_BACKLOG,
     TTWEET_CONNECTIONS_PER_ADDRESS,
@@ -51,7 +52,6 @@ from protocol.limits import (
     TTWEET_REQUEST_MAX,
 )
 from protocol.session_log import CONNECTION, ERROR, GENERAL, SERVER, report_line, session_header
-from protocol.trace import TraceWriter
 from protocol.ttweet import (
     INCOMPLETE,
     INTERNAL,
@@ -63,7 +63,6 @@ from protocol.ttweet import (
     UploadRequest,
     decode_request,
     encode_reply,
-    parse_port,
     serve,
 )
 
@@ -84,7 +83,8 @@ class SessionLog:
         self._fd = self._open()
         self._lock = threading.Lock()   # keeps the printed order the same as the logged order
         self._console = OutputQueue(self._print, name="console")
-        self._summaries = Summariser()
+        # Refusals of one address may come in floods; they are reported as connections.
+        self._floods = FloodLines(lambda line: self.report(CONNECTION, line))
         self._stuck = False             # the log could not be moved: lines are dropped
 
     def _open(self) -> int:
@@ -125,28 +125,25 @@ class SessionLog:
         os.close(self._fd)
         self._fd, self._stuck = fd, False
         os.write(self._fd, report_line(SERVER, GENERAL, f"earlier lines are in {older} (a log "
-                                       f"holds at most {self.max_bytes} bytes)").encode())
+                                       f"holds at most {self.max_bytes} bytes)",
+                                       time.time()).encode())
 
     def header(self, text: str) -> None:
         """Open a new session section."""
-        self._write(session_header(text, after_earlier=os.fstat(self._fd).st_size > 0), True)
+        self._write(session_header(text, time.time(), after_earlier=os.fstat(self._fd).st_size > 0),
+                    True)
 
     def report(self, category: str, text: str, echo: bool = True) -> None:
-        self._write(report_line(SERVER, category, text), echo)
+        self._write(report_line(SERVER, category, text, time.time()), echo)
 
-    def repeated(self, kind: str, category: str, text: str) -> None:
-        """A report that may come in floods: at most one of a ``kind`` a second, then a count."""
-        with self._lock:
-            lines = self._summaries.line(kind, text, time.monotonic())
-        for line in lines:
-            self.report(category, line)
+    def repeated(self, kind: str, text: str) -> None:
+        """A CONNECTION report that may come in floods: at most one of a ``kind`` a second,
+        then a count."""
+        self._floods.line(kind, text)
 
     def tick(self) -> None:
         """Report the counts of floods that are over (called now and then)."""
-        with self._lock:
-            lines = self._summaries.pending(time.monotonic())
-        for line in lines:
-            self.report(CONNECTION, line)
+        self._floods.tick()
 
     def flush(self, timeout: float = 2.0) -> None:
         """Before the server exits: let the printed lines out (bounded wait)."""
@@ -182,9 +179,8 @@ class TtweetServer(socketserver.ThreadingTCPServer):
             if served < self.per_address:
                 self._served[host] = served + 1
                 return True
-        self.log.repeated(f"busy {host}", CONNECTION,
-                          f"{peer_name(client_address)} refused: {host} has {served} "
-                          "connections being served, the most one address may have")
+        self.log.repeated(f"busy {host}", f"{peer_name(client_address)} refused: {host} has "
+                          f"{served} connections being served, the most one address may have")
         return False                # socketserver closes it: the client sees no reply
 
     def process_request(self, request: object, client_address: tuple[str, int]) -> None:  # type: ignore[override]
@@ -332,30 +328,7 @@ class TtweetHandler(socketserver.BaseRequestHandler):
             pass   # the client is gone or silent: nothing more to tell it
 
 
-# --- command line -----------------------------------------------------------------------------
-def port_argument(text: str) -> int:
-    port = parse_port(text)
-    if port is None:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}: give a number from 1 to 65535")
-    return port
-
-
-def seconds_argument(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise argparse.ArgumentTypeError(f"invalid time {text!r}: give a positive number")
-    return seconds
-
-
-def count_argument(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}: give a whole number from 1")
-    return int(text)
-
-
+# --- command line ------------------------------------------------------------------------------
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="ttweetsrv.py",
@@ -366,20 +339,20 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                "  python3 ttweetsrv.py 13000 --log session.txt\n"
                "Ctrl-C stops the server.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("port", type=port_argument, help="TCP port to listen on (1-65535)")
+    parser.add_argument("port", type=cli.port(), help="TCP port to listen on (1-65535)")
     parser.add_argument("--trace-file", metavar="PATH",
                         help="append a JSON record of every request and reply (SPEC §7)")
     parser.add_argument("--log", default="Sample.txt", metavar="PATH",
                         help="session log to append to (default: Sample.txt)")
-    parser.add_argument("--timeout", type=seconds_argument, default=TTWEET_IO_TIMEOUT,
+    parser.add_argument("--timeout", type=cli.seconds, default=TTWEET_IO_TIMEOUT,
                         metavar="SECONDS",
                         help="how long a client may take to send its request "
                              f"(default: {TTWEET_IO_TIMEOUT:g})")
-    parser.add_argument("--max-per-address", type=count_argument,
+    parser.add_argument("--max-per-address", type=cli.count,
                         default=TTWEET_CONNECTIONS_PER_ADDRESS, metavar="N",
                         help="connections one address may have served at once; more are "
                              f"closed at once (default: {TTWEET_CONNECTIONS_PER_ADDRESS})")
-    parser.add_argument("--log-max", type=count_argument, default=TTWEET_LOG_MAX,
+    parser.add_argument("--log-max", type=cli.count, default=TTWEET_LOG_MAX,
                         metavar="BYTES",
                         help="size of the log before it moves to PATH.1 and a new one "
                              f"begins (default: {TTWEET_LOG_MAX})")
@@ -400,13 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     trace_file = None
     try:
         if args.trace_file:     # open for the life of the process
-            trace_file = TraceFile(open(args.trace_file, "a", encoding="utf-8"),  # noqa: SIM115
-                                   "ttweetsrv")
-    except OSError as error:
+            trace_file = TraceFile(open_trace_file(args.trace_file), "ttweetsrv")
+    except TraceFileError as error:
         log.flush()
-        print(f"ttweetsrv.py: error: cannot write the trace file {args.trace_file!r}: "
-              f"{error.strerror}", file=sys.stderr)
-        return 2
+        return error.report("ttweetsrv.py")
     try:
         server = TtweetServer(args.port, log, args.timeout,
                               TraceWriter(trace_file, "ttweetsrv"), args.max_per_address)

@@ -3,20 +3,30 @@
 How data flows::
 
     terminal / pipe ──> UserShell (cmd.Cmd)          one command a line
-                          │  TrackerLink.request()   TCP, JSON lines, reply matched by id
-                          │                          (a reader thread takes replies and pushes)
-                          └─ PeerNode                three UDP sockets, one selector thread
+                          │  TrackerLink.request()   TCP, JSON lines, reply matched by id and
+                          │                          typed (protocol.messages: TweetReply, …);
+                          │                          a reader thread takes replies, and pushes
+                          │                          for on_push (PresencePush, SayPush, …)
+                          └─ PeerNode                three UDP sockets, one selector thread,
+                               │                     around the ring's state machine:
+                               └─ protocol.peer.RingPeer  every rule of the ring, no I/O
                                left   <── ring traffic from the left neighbour (tweets, detours)
-                               middle <── ring control from authors (setup, teardown)
+                               middle <── ring control from authors (setup, teardown), messages
                                right  ──> ring traffic to the right neighbour (acks come back here)
     every line printed ──> Console (adapters/console.py): one writer thread, above the prompt
 
-A tweet: the shell asks the tracker (``tweet``), gets the online followers, lets
-``protocol.ring`` plan which followers need a ``setup``, sends those on the middle port, then
-sends the text from the right port to its right neighbour.  Each follower prints it and passes it
-right; when it is back on the author's left port, the shell sends ``end-tweet`` by itself.  Every
-datagram is acknowledged and sent again until it is; a follower that never answers is skipped by
-a ``detour`` through the author (see ``protocol/PROTOCOL.md``).
+A login makes fresh keys (``protocol.auth``): the tracker hands their public half out with this
+user's tuple, and every datagram carries a MAC only its two ends can make.  A tweet: the shell asks
+the tracker (``tweet``), gets the online followers (with their keys) and starts the round in the
+peer, which sends the setups the planner asks for, then the signed text to the first follower.
+Each follower passes it on and shows it; when it is home on the author's left port the peer says
+how the round went, and the shell sends ``end-tweet`` with the followers it cannot vouch for —
+the tracker sends those the tweet itself.  Every datagram is sent again, after a round-trip
+estimate, until it is acknowledged (see ``protocol/PROTOCOL.md`` §3–§4).
+
+Each command reads the typed reply it expects (``isinstance(reply, TweetReply)``): a reply that
+is not what the protocol says reaches it as ``FAILURE BAD_REPLY``, decided once, by the link.
+The shell catches nothing else, so that a bug in it is a bug, not a "tracker fault".
 
 Run: ``python3 user.py [tracker-ip [tracker-port]] [-q]``.  At a terminal: a prompt naming the
 handle, line editing, Tab completion, history kept in ``~/.tweeter_history``, colour, and the time
@@ -37,18 +47,43 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from adapters import cli
 from adapters.console import HANDLE_WORD, Console, History, clock_time, wants_colour
 from adapters.peer_node import PeerNode
-from adapters.tracker_link import TrackerLink
+from adapters.trace_file import TraceFileError, TraceWriter, open_trace_file
+from adapters.tracker_link import REQUEST_TIMEOUT, TrackerLink, no_tracker
 from protocol import limits
+from protocol.address import parse_port
 from protocol.auth import SessionKeys
 from protocol.diagram import build, render_text, text_width_needed
+from protocol.messages import (
+    Answer,
+    ExitReply,
+    Failure,
+    FollowedPush,
+    FollowReply,
+    ListReply,
+    LoginReply,
+    MessagePush,
+    MessageReply,
+    Notice,
+    OnlineReply,
+    PeerPush,
+    PresencePush,
+    QueryHandlesReply,
+    RegisterReply,
+    SayPush,
+    TrendingReply,
+    TweetPush,
+    TweetReply,
+    TweetsReply,
+)
 from protocol.peer import PeerConfig
 from protocol.ring import Peer
+from protocol.store import Tweet
 from protocol.text import as_typed
-from protocol.trace import TraceWriter
 from protocol.validate import (
     check_handle,
     check_ipv4,
@@ -57,18 +92,21 @@ from protocol.validate import (
     hashtags,
     is_handle,
 )
-from protocol.wire import Push, Reply, Request, encode_request, failure
+from protocol.wire import Request, encode_request
 
 INTRO = "Tweeter — type help for the commands, Tab to complete, quit to leave."
 HISTORY_FILE = ".tweeter_history"       # in the home folder
 HANDLES_FRESH = 30.0    # seconds a `query handles` done for completion is reused
 KNOWN_MAX = 10_000      # handles and hashtags remembered for completion
+PAGE_PAUSE = 0.2        # seconds before asking again for a page refused as THROTTLED
+PAGED = (QueryHandlesReply, ListReply, TweetsReply)     # replies that come in pages
 
 # The commands in the order `help` lists them; other spellings people type.
 COMMANDS = ("register", "login", "logout", "quit", "exit", "query", "online", "follow", "drop",
             "followers", "following", "tweet", "retweet", "feed", "search", "trending", "say",
             "message", "block", "unblock", "rings", "help")
 ALIASES = {"msg": "message"}
+AnswerT = TypeVar("AnswerT", bound=Answer)
 
 
 def plural(count: int, noun: str) -> str:
@@ -105,6 +143,15 @@ def frame_fits(cmd_name: str, **args: Any) -> bool:
 MIN_WIDTH = 40                  # columns the diagram command draws in, whatever the terminal
 
 
+def page_items(reply: Answer) -> tuple[Any, ...]:
+    """What one page of a list holds: tweets for feed and search, handles for the others."""
+    if isinstance(reply, TweetsReply):
+        return reply.tweets
+    if isinstance(reply, QueryHandlesReply | ListReply):
+        return reply.handles
+    return ()
+
+
 class UserShell(cmd.Cmd):
     intro = None            # said by loop(), through the console
 
@@ -122,7 +169,7 @@ class UserShell(cmd.Cmd):
         self._handles_asked = -HANDLES_FRESH
         self.interrupted_line: str | None = None    # what was typed when Ctrl-C came
         if console.interactive:         # completion is for people; pipes need no vocabulary
-            console.on_line = self.learn
+            console.show_lines_to(self.learn)
         self._stop_heartbeat = threading.Event()
         self._receipts: list[int] = []          # direct messages shown, not yet told
         self._receipts_lock = threading.Lock()
@@ -144,21 +191,21 @@ class UserShell(cmd.Cmd):
         return f"{name}> "
 
     # ---- the tracker session ---------------------------------------------------------------
-    def connect(self) -> Reply | None:
+    def connect(self) -> Failure | None:
         """Open the session: connect, read the welcome, give the server password if asked.
         None when it is open; else the failure that says why not."""
         try:
             self.link = self.connect_link()
         except OSError as error:
-            return failure("NO_TRACKER", f"cannot reach the tracker: {error.strerror or error}")
+            return no_tracker(f"cannot reach the tracker: {error.strerror or error}")
         welcome = self.link.wait_welcome()
         if welcome is None:
-            return self.link.farewell or failure("NO_TRACKER", "the tracker did not greet")
-        if welcome.data.get("password_required"):
+            return self.link.farewell or no_tracker("the tracker did not greet")
+        if welcome.password_required:
             return self.admit()
         return None
 
-    def ensure_connected(self) -> Reply | None:
+    def ensure_connected(self) -> Failure | None:
         """A session that the tracker (or the network) ended is replaced by a new one, not
         logged in; its rings are left.  The failure if the tracker cannot be reached."""
         if self.link is not None and not self.link.closed:
@@ -167,15 +214,15 @@ class UserShell(cmd.Cmd):
             self.leave_rings()          # announced when it happened (on_link_closed)
         return self.connect()
 
-    def request(self, cmd_name: str, **args: Any) -> Reply:
+    def request(self, cmd_name: str, **args: Any) -> Answer:
         """Ask the tracker; if it had closed the session, open a new one first."""
         problem = self.ensure_connected()
         if problem is not None:
             return problem
         assert self.link is not None
         reply = self.link.request(cmd_name, **args)
-        if reply.code == "NO_TRACKER" and self.link.closed and not self.handle \
-                and self.link.farewell is not None \
+        if isinstance(reply, Failure) and reply.code == "NO_TRACKER" and self.link.closed \
+                and not self.handle and self.link.farewell is not None \
                 and self.link.farewell.code == "REGISTER_TIMEOUT":
             # The tracker closed the unused connection as this request left (a password
             # typed slowly): it was not served, so it goes once more on a new session.
@@ -183,16 +230,16 @@ class UserShell(cmd.Cmd):
             reply = problem or self.link.request(cmd_name, **args)
         return reply
 
-    def text_request(self, cmd_name: str, what: str, text: str, **fields: Any) -> Reply:
+    def text_request(self, cmd_name: str, what: str, text: str, **fields: Any) -> Answer:
         """Ask the tracker about a typed text.  One too long for any frame (a paste) fails here
         with the reason the tracker gives for a long text: sent, the frame would end the session.
         Any other text is for the tracker to judge."""
         if len(text) > limits.TWEET_MAX and not frame_fits(cmd_name, **fields, text=text):
             code, message = check_text(text, what) or ("TOO_LONG", f"that {what} is too long")
-            return failure(code, f"{message}; nothing was sent")
+            return Failure(code=code, message=f"{message}; nothing was sent")
         return self.request(cmd_name, **fields, text=text)     # in the wire's field order
 
-    def on_link_closed(self, farewell: Reply | None) -> None:
+    def on_link_closed(self, farewell: Failure | None) -> None:
         """The tracker ended the session (called on the link's reader thread): someone logged
         in is told at once.  The rings are left at the next command, on the main thread."""
         me = self.handle
@@ -233,7 +280,7 @@ class UserShell(cmd.Cmd):
                 if not self.busy:
                     self.send_receipts()
                 reply = link.request("heartbeat")
-                if not reply.ok:
+                if isinstance(reply, Failure):
                     self.console.trace(f"heartbeat: {reply.code}: {reply.message}")
 
     def close(self) -> None:
@@ -285,17 +332,6 @@ class UserShell(cmd.Cmd):
             line = f"{name} {arg}"
         return name, arg, line
 
-    def onecmd(self, line: str) -> bool:
-        """Run one command.  Replies are checked where they are used; a reply too malformed
-        for that (a tracker that is not Tweeter's, or a broken one) ends the command here
-        with one line, never a traceback."""
-        try:
-            return bool(super().onecmd(line))
-        except (KeyError, ValueError, TypeError, IndexError) as error:
-            self.console.say(f"FAILURE BAD_REPLY: the tracker's answer was not understood "
-                             f"({as_typed(type(error).__name__)})")
-            return False
-
     def precmd(self, line: str) -> str:
         self.busy = True
         self.console.prompt_gone()
@@ -309,7 +345,7 @@ class UserShell(cmd.Cmd):
         self.console.release()
         self.send_receipts()
         self.busy = False
-        self.console.own_handle = self.handle
+        self.console.highlight(self.handle)
         self.prompt = self.make_prompt()
         if not stop:
             self.console.prompt_coming(self.prompt)
@@ -322,10 +358,12 @@ class UserShell(cmd.Cmd):
         self.console.say(f"FAILURE UNKNOWN_COMMAND: {as_typed(line.split()[0])} — type help")
         return False
 
-    def show(self, reply: Reply) -> Reply:
+    def show(self, reply: AnswerT) -> AnswerT:
+        """Say a reply: ``SUCCESS: …`` or ``FAILURE CODE: …``.  A reply the tracker did not
+        understand reached us as ``FAILURE BAD_REPLY`` (``adapters.tracker_link``)."""
         text = as_typed(reply.message)
-        self.console.say(f"SUCCESS: {text}" if reply.ok
-                         else f"FAILURE {as_typed(str(reply.code))}: {text}")
+        self.console.say(f"FAILURE {as_typed(reply.code)}: {text}"
+                         if isinstance(reply, Failure) else f"SUCCESS: {text}")
         return reply
 
     def usage(self, form: str) -> bool:
@@ -372,10 +410,9 @@ class UserShell(cmd.Cmd):
             return
         self._handles_asked = time.monotonic()
         reply = link.request("query-handles", wait=2.0)
-        if reply.ok:
-            for handle in reply.data.get("handles", []):
-                if is_handle(handle):
-                    self.known_handles.setdefault(handle_key(handle), handle)
+        if isinstance(reply, QueryHandlesReply):
+            for handle in reply.handles:
+                self.known_handles.setdefault(handle_key(handle), handle)
 
     @staticmethod
     def matching(text: str, words: list[str]) -> list[str]:
@@ -457,7 +494,7 @@ class UserShell(cmd.Cmd):
         return False
 
     # ---- commands --------------------------------------------------------------------------
-    def admit(self) -> Reply | None:
+    def admit(self) -> Failure | None:
         """Give the tracker its server password: from the file, or asked (masked).  None when
         admitted, else the failure."""
         if self.password_file:
@@ -465,17 +502,18 @@ class UserShell(cmd.Cmd):
                 with open(self.password_file, encoding="utf-8") as handle:
                     password: str | None = handle.readline().rstrip("\n")
             except OSError as error:
-                return failure("NO_PASSWORD_FILE", f"{self.password_file}: {error.strerror}")
+                return Failure(code="NO_PASSWORD_FILE",
+                               message=f"{self.password_file}: {error.strerror}")
         else:
             password = self.read_password("server password: ")
         if password is None:
-            return failure("CANCELLED", "no server password given; nothing was sent")
+            return Failure(code="CANCELLED", message="no server password given; nothing was sent")
         assert self.link is not None
         reply = self.link.request("auth", password=password)
-        if reply.ok:
-            self.show(reply)
-            return None
-        return reply
+        if isinstance(reply, Failure):
+            return reply
+        self.show(reply)
+        return None
 
     def read_password(self, prompt: str) -> str | None:
         """A password: masked on a terminal, the next input line otherwise.  None when the
@@ -503,11 +541,9 @@ class UserShell(cmd.Cmd):
         problem = check_handle(words[0]) or check_ipv4(ip)
         if problem:
             return self.fail(*problem)
-        try:
-            ports = [int(word) for word in port_words]
-            if not all(0 <= port <= 65535 for port in ports):
-                raise ValueError
-        except ValueError:
+        parsed = [parse_port(word, lowest=0) for word in port_words]
+        ports = [port for port in parsed if port is not None]
+        if len(ports) != len(parsed):
             return self.fail("BAD_PORT", "ports are numbers from 0 to 65535")
         unreachable = self.ensure_connected()     # say so before asking for a password
         if unreachable is not None:
@@ -541,23 +577,20 @@ class UserShell(cmd.Cmd):
         keys = SessionKeys.generate()      # every login is a new epoch (SPEC §3)
         reply = self.show(self.request(cmd_name, handle=words[0], ip=ip, password=password,
                                        ports=[left, middle, right], key=keys.public))
-        if not reply.ok:
+        if not isinstance(reply, RegisterReply | LoginReply):
             self.node.close()
             return False
-        named = reply.data.get("handle")
-        self.handle = named if is_handle(named) else words[0]
+        self.handle = reply.handle                  # as registered
         self.learn(self.handle)
-        records = self.console.records
-        if not is_handle(records.owner):        # this lifeline has a name now
-            records.record("send", records.owner, self.handle, "alias")
-        records.owner = self.handle
-        follows = self.request("following") if cmd_name == "login" else None
-        listed = follows.data if follows is not None and follows.ok else {}
-        following = [h for h in listed.get("handles", []) if is_handle(h)]
-        online = [Peer.from_list(row) for row in listed.get("peers", [])]
+        self.console.records.name_lifeline(self.handle)
+        listed = [page for page in self.pages("following") if isinstance(page, ListReply)] \
+            if cmd_name == "login" else []
+        following = [handle for page in listed for handle in page.handles]
+        online = [peer for page in listed for peer in page.peers or ()]
         self.follows = {handle_key(h): h for h in following}
+        blocked = reply.blocked if isinstance(reply, LoginReply) else ()
         self.node.start(Peer(self.handle, ip, left, middle, right, keys.public), keys,
-                        following, online, reply.data.get("blocked", []))
+                        following, online, blocked)
         self.console.say(f"ports: left={left} middle={middle} right={right}")   # ready now
         return False
 
@@ -585,14 +618,46 @@ class UserShell(cmd.Cmd):
         self.follows = {}
         self.node.close()
 
+    def pages(self, cmd_name: str, want: int | None = None, **args: Any) -> list[Answer]:
+        """The replies to a list the tracker answers in pages (PROTOCOL.md §1.2): each
+        ``next`` asks for the page after it, until the last page, a failure, or ``want``
+        items.  A page refused by flood control is asked for again after a pause."""
+        cursor = "before" if cmd_name in ("feed", "search") else "after"
+        replies = [self.request(cmd_name, **args)]
+        found = len(page_items(replies[0]))
+        deadline = time.monotonic() + REQUEST_TIMEOUT
+        while isinstance(replies[-1], PAGED) and (want is None or found < want):
+            after = replies[-1].next
+            if after is None or after == args.get(cursor):
+                break
+            args[cursor] = after
+            reply = self.request(cmd_name, **args)
+            if isinstance(reply, Failure) and reply.code == "THROTTLED" \
+                    and time.monotonic() < deadline:
+                time.sleep(PAGE_PAUSE)          # a long list: at the pace flood control allows
+                continue
+            replies.append(reply)
+            found += len(page_items(reply))
+        return replies
+
+    def list_pages(self, cmd_name: str, want: int | None = None,
+                   **args: Any) -> tuple[Answer, list[Any]]:
+        """Ask for a whole list: the first reply, shown, and the items of every page."""
+        replies = self.pages(cmd_name, want, **args)
+        self.show(replies[0])
+        for late in replies[1:]:
+            if isinstance(late, Failure):
+                self.show(late)
+        found = [item for reply in replies for item in page_items(reply)]
+        return replies[0], found[:want]
+
     def do_query(self, arg: str) -> bool:
         """query handles — how many handles are registered, and which"""
         if arg.strip() != "handles":
             return self.usage("query handles")
-        reply = self.show(self.request("query-handles"))
-        if reply.ok:
-            handles = reply.data.get("handles", [])
-            self.console.say(f"{reply.data.get('count', 0)}: " + as_typed(" ".join(handles)))
+        reply, handles = self.list_pages("query-handles")
+        if isinstance(reply, QueryHandlesReply):
+            self.console.say(f"{reply.count}: " + as_typed(" ".join(handles)))
         return False
 
     def _pair(self, name: str, arg: str) -> bool:
@@ -605,9 +670,8 @@ class UserShell(cmd.Cmd):
         if len(words) != 2:
             return self.usage(f"{name} [@you] @handle")
         reply = self.show(self.request(name, follower=words[0], followee=words[1]))
-        if reply.ok and name == "follow":
-            online = reply.data.get("peer")
-            self.node.follow(words[1], Peer.from_list(online) if online else None)
+        if isinstance(reply, FollowReply):
+            self.node.follow(words[1], reply.peer)      # its tuple, when it is online
             self.follows[handle_key(words[1])] = words[1]
         elif reply.ok:
             self.node.unfollow(words[1])   # a follower that left a ring keeps nothing of it
@@ -650,13 +714,13 @@ class UserShell(cmd.Cmd):
         self.run_ring(self.request("retweet", tid=int(number)))
         return False
 
-    def run_ring(self, reply: Reply) -> None:
+    def run_ring(self, reply: Answer) -> None:
         """After SUCCESS to tweet or retweet: run the ring, then send end-tweet."""
-        if not self.show(reply).ok:
+        self.show(reply)
+        if not isinstance(reply, TweetReply):
             return
-        tid, text = int(reply.data["tid"]), str(reply.data["text"])
-        followers = [Peer.from_list(row) for row in reply.data.get("followers", [])]
-        result = self.node.run_tweet(tid, text, followers)
+        tid = reply.tid
+        result = self.node.run_tweet(tid, reply.text, reply.followers)
         self.show(self.request("end-tweet", handle=self.handle, tid=tid,
                                reached=result.reached, skipped=result.skipped))
         if not result.completed:
@@ -685,12 +749,11 @@ class UserShell(cmd.Cmd):
                 self.console.say(f"exit cancelled: {handle} is kept")
                 return False
         reply = self.show(self.request("exit", handle=handle))
-        if not reply.ok:
+        if not isinstance(reply, ExitReply):
             return False
         # Those this process set up, and those an earlier process of the handle may have.
         followers = {peer.key: peer for peer in self.node.rings()[0]}
-        for row in reply.data.get("followers", []):
-            peer = Peer.from_list(row)
+        for peer in reply.followers:
             followers.setdefault(peer.key, peer)
         followers = list(followers.values())
         silent = self.node.teardown(followers)
@@ -706,17 +769,18 @@ class UserShell(cmd.Cmd):
     def do_online(self, arg: str) -> bool:
         """online — who is online now; those you follow are marked"""
         reply = self.show(self.request("online"))
-        for name, followed in reply.data.get("online", []):
-            self.console.say(f"  {as_typed(name)}{'  (following)' if followed else ''}")
+        if isinstance(reply, OnlineReply):
+            for name, followed in reply.online:
+                self.console.say(f"  {as_typed(name)}{'  (following)' if followed else ''}")
         return False
 
     def _handle_list(self, cmd_name: str, arg: str) -> bool:
         words = arg.split()
         if len(words) > 1:
             return self.usage(f"{cmd_name} [@handle]")
-        reply = self.show(self.request(cmd_name, **({"handle": words[0]} if words else {})))
-        if reply.ok:
-            self.console.say("  " + as_typed(" ".join(reply.data.get("handles", []))))
+        reply, handles = self.list_pages(cmd_name, **({"handle": words[0]} if words else {}))
+        if isinstance(reply, ListReply):
+            self.console.say("  " + as_typed(" ".join(handles)))
         return False
 
     def do_followers(self, arg: str) -> bool:
@@ -727,10 +791,10 @@ class UserShell(cmd.Cmd):
         """following [@handle] — whom you (or @handle) follow"""
         return self._handle_list("following", arg)
 
-    def show_tweets(self, reply: Reply) -> None:
-        for tid, author, created, text, _retweet_of in reply.data.get("tweets", []):
-            self.console.say(f"  #{tid} {clock_time(created)} {as_typed(author)}: "
-                             f"{as_typed(text)}")
+    def show_tweets(self, tweets: list[Tweet]) -> None:
+        for tweet in tweets:
+            self.console.say(f"  #{tweet.id} {clock_time(tweet.created)} "
+                             f"{as_typed(tweet.author)}: {as_typed(tweet.text)}")
 
     def do_feed(self, arg: str) -> bool:
         """feed [n] — your feed: the newest n tweets (default 20)
@@ -738,21 +802,23 @@ class UserShell(cmd.Cmd):
         if arg.strip() and not (arg.strip().isdecimal() and arg.strip().isascii()):
             return self.usage("feed [n]")
         args = {"count": int(arg)} if arg.strip() else {}
-        self.show_tweets(self.show(self.request("feed", **args)))
+        self.show_tweets(self.list_pages("feed", args.get("count", limits.FEED_DEFAULT),
+                                         **args)[1])
         return False
 
     def do_search(self, arg: str) -> bool:
         """search #tag — the tweets carrying #tag, newest first"""
         if len(arg.split()) != 1:
             return self.usage("search #tag")
-        self.show_tweets(self.show(self.request("search", tag=arg.strip())))
+        self.show_tweets(self.list_pages("search", limits.FEED_MAX, tag=arg.strip())[1])
         return False
 
     def do_trending(self, arg: str) -> bool:
         """trending — the five most used hashtags, with their counts"""
         reply = self.show(self.request("trending"))
-        for tag, uses in reply.data.get("tags", []):
-            self.console.say(f"  {as_typed(tag)} {uses}")
+        if isinstance(reply, TrendingReply):
+            for tag, uses in reply.tags:
+                self.console.say(f"  {as_typed(tag)} {uses}")
         return False
 
     def do_say(self, arg: str) -> bool:
@@ -774,9 +840,9 @@ class UserShell(cmd.Cmd):
             return self.usage("message @handle text")
         text = typed_text(rest)
         reply = self.show(self.text_request("message", "message", text, to=to))
-        if not reply.ok or "peer" not in reply.data:
-            return False
-        peer, message_id = Peer.from_list(reply.data["peer"]), int(reply.data["message_id"])
+        if not isinstance(reply, MessageReply) or reply.peer is None:
+            return False                # failed, or kept by the tracker: @handle is offline
+        peer, message_id = reply.peer, reply.message_id
         if self.node.send_direct(peer, message_id, text):
             self.console.say(f"message #{message_id} delivered to {peer.handle}")
         else:
@@ -799,32 +865,26 @@ class UserShell(cmd.Cmd):
             self.node.unblock(arg.strip())
         return False
 
-    def on_push(self, push: Push) -> None:
-        """A notice from the tracker, shown above the prompt; network text always escaped."""
-        data = {key: as_typed(str(value)) for key, value in push.data.items()}
-        if push.kind == "presence":
-            if push.data.get("online") and "peer" in push.data:
-                self.node.know(Peer.from_list(push.data["peer"]))
-            state = "is online" if push.data.get("online") else "went offline"
-            self.console.notice(f"[notice] {data.get('handle')} {state}")
-        elif push.kind == "offline":
-            self.console.notice(f"[notice] the tracker took {self.handle} offline: "
-                             f"{data.get('reason')}")
-            self.leave_rings()
-        elif push.kind == "followed":
-            self.console.notice(f"[notice] you were followed by {data.get('by')}")
-        elif push.kind == "say":
-            self.console.notice(f"[say] {data.get('sender')}: {data.get('text')}")
-        elif push.kind == "message":        # kept or relayed by the tracker: shown once
-            self.node.message_from_tracker(str(push.data["sender"]), int(push.data["id"]),
-                                           str(push.data["text"]), push.data.get("created", 0))
-        elif push.kind == "tweet":          # relayed by the tracker: the ring missed us
-            self.node.tweet_from_tracker(str(push.data["author"]), int(push.data["tid"]),
-                                         str(push.data["text"]))
-        elif push.kind == "peer":           # a handle about to send us a direct message
-            self.node.know(Peer.from_list(push.data["peer"]))
-        else:
-            self.console.trace(f"unknown notice {as_typed(push.kind)}")
+    def on_push(self, push: Notice) -> None:
+        """A notice from the tracker (on the link's reader thread), shown above the prompt;
+        network text always escaped."""
+        if isinstance(push, PresencePush):
+            if push.online and push.peer is not None:
+                self.node.know(push.peer)
+            state = "is online" if push.online else "went offline"
+            self.console.notice(f"[notice] {push.handle} {state}")
+        elif isinstance(push, FollowedPush):
+            self.console.notice(f"[notice] you were followed by {push.by}")
+        elif isinstance(push, SayPush):
+            self.console.notice(f"[say] {push.sender}: {as_typed(push.text)}")
+        elif isinstance(push, MessagePush):     # kept or relayed by the tracker: shown once
+            self.node.message_from_tracker(push.sender, push.id, push.text, push.created)
+        elif isinstance(push, TweetPush):       # relayed by the tracker: the ring missed us
+            self.node.tweet_from_tracker(push.author, push.tid, push.text)
+        elif isinstance(push, PeerPush):        # a handle about to send us a direct message
+            self.node.know(push.peer)
+        else:                                   # a welcome again: nothing to say
+            self.console.trace(f"unexpected notice {push.kind}")
 
     def do_rings(self, arg: str) -> bool:
         """rings — the rings you are in, with your neighbours"""
@@ -879,14 +939,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="user.py", description="A Tweeter user: shell, tracker session and ring peer.",
         epilog="example: python3 user.py 127.0.0.1 13000, then: register @alice")
     parser.add_argument("tracker_ip", nargs="?", default="127.0.0.1")
-    parser.add_argument("tracker_port", nargs="?", type=int, default=limits.DEFAULT_TRACKER_PORT)
+    parser.add_argument("tracker_port", nargs="?", type=cli.port(),
+                        default=limits.DEFAULT_TRACKER_PORT)
     parser.add_argument("-q", "--quiet", action="store_true", help="no trace lines")
-    parser.add_argument("--hop-timeout", type=float, default=limits.RTO_MIN,
+    parser.add_argument("--hop-timeout", type=cli.seconds, default=limits.RTO_MIN,
                         help="the least seconds before a datagram is sent again (resends "
                              "follow the measured round trip, doubled at each one)")
-    parser.add_argument("--give-up", type=float, default=limits.GIVE_UP,
+    parser.add_argument("--give-up", type=cli.seconds, default=limits.GIVE_UP,
                         help="seconds without an answer before a peer is given up")
-    parser.add_argument("--heartbeat", type=float, default=limits.HEARTBEAT_INTERVAL,
+    parser.add_argument("--heartbeat", type=cli.seconds, default=limits.HEARTBEAT_INTERVAL,
                         help="seconds between heartbeats to the tracker while logged in")
     parser.add_argument("--trace-file", metavar="PATH",
                         help="append a JSON record of every message in and out (SPEC §7)")
@@ -900,8 +961,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"{args.source!r} is not an IPv4 address")
     if check_ipv4(args.tracker_ip):
         parser.error(f"{args.tracker_ip!r} is not an IPv4 address")
-    if not 1 <= args.tracker_port <= 65535:
-        parser.error(f"{args.tracker_port} is not a port (1-65535)")
     return args
 
 
@@ -910,11 +969,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.trace_file:
         return run(args, TraceWriter(None, "user"))
     try:
-        trace_stream = open(args.trace_file, "a", encoding="utf-8")  # noqa: SIM115 (with below)
-    except OSError as error:
-        print(f"user.py: cannot write the trace file {args.trace_file}: {error.strerror}",
-              file=sys.stderr)
-        return 1
+        trace_stream = open_trace_file(args.trace_file)
+    except TraceFileError as error:
+        return error.report("user.py")
     with trace_stream:
         return run(args, TraceWriter(trace_stream, "user"))
 

@@ -36,8 +36,10 @@ import unicodedata
 from collections.abc import Callable
 from typing import TextIO
 
-from adapters.output import OutputQueue, Summariser
-from protocol.trace import TraceRecord, TraceWriter
+from adapters.output import FloodLines, OutputQueue
+from adapters.trace_file import TraceWriter
+from protocol.trace import TraceRecord
+from protocol.validate import is_handle
 
 KEPT_RECORDS = 2000         # at most this many records of the last command kept, for `diagram`
 
@@ -72,7 +74,7 @@ class CommandTrace(TraceWriter):
     something (at most ``KEPT_RECORDS``): the ``diagram`` command draws those."""
 
     def __init__(self, writer: TraceWriter, keep: bool) -> None:
-        super().__init__(writer.stream, writer.owner)
+        super().__init__(writer.stream, writer.owner, writer.clock)
         self.keep = keep
         self._kept: list[TraceRecord] = []
         self.last: list[TraceRecord] = []       # the last command's records, once another began
@@ -80,11 +82,19 @@ class CommandTrace(TraceWriter):
 
     def record(self, direction: str, src: str, dst: str, kind: str, summary: str = "") -> None:
         if self.keep:
-            entry = TraceRecord(time.time(), self.owner, direction, src, dst, kind, summary)
+            entry = TraceRecord(self.clock(), self.owner, direction, src, dst, kind, summary)
             with self._kept_lock:
                 if len(self._kept) < KEPT_RECORDS:
                     self._kept.append(entry)
         super().record(direction, src, dst, kind, summary)
+
+    def name_lifeline(self, handle: str) -> None:
+        """This user is ``handle`` now: records name it so from here on.  The first time, an
+        ``alias`` record tells ``protocol.diagram`` that the lifeline the tracker knew by this
+        connection's address is this handle."""
+        if not is_handle(self.owner):
+            self.record("send", self.owner, handle, "alias")
+        self.rename(handle)
 
     def command_started(self) -> None:
         """What was kept so far becomes the last command's, unless nothing was."""
@@ -230,8 +240,17 @@ class Console:
         self._screen_lock = threading.Condition()
         self._held: list[str] | None = None     # notices kept back while a command runs
         self._lock = threading.Lock()
-        self._summaries = Summariser()
         self.output = OutputQueue(self._draw, name="console")
+        self._floods = FloodLines(self.output.put)
+
+    def show_lines_to(self, reader: Callable[[str], None]) -> None:
+        """Let ``reader`` see every line said from now on (the shell learns words to complete
+        from them); it is called on the thread that says the line."""
+        self.on_line = reader
+
+    def highlight(self, handle: str | None) -> None:
+        """Colour ``handle`` as this user's own in the lines to come (None: nobody's)."""
+        self.own_handle = handle
 
     # ---- saying ----------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -272,17 +291,11 @@ class Console:
         if kind is None:
             self.output.put(f"[trace] {text}")
             return
-        with self._lock:
-            lines = self._summaries.line(kind, f"[trace] {text}", time.monotonic())
-        for line in lines:
-            self.output.put(line)
+        self._floods.line(kind, f"[trace] {text}")
 
     def tick(self) -> None:
         """Say the summaries of periods that are over (called now and then)."""
-        with self._lock:
-            lines = self._summaries.pending(time.monotonic())
-        for line in lines:
-            self.output.put(line)
+        self._floods.tick()
 
     def notice(self, text: str) -> None:
         """A line from the tracker that is no answer: shown now, or after the running command's

@@ -18,6 +18,7 @@ notice is a trace record, so the file stays readable by ``protocol.diagram``.
 :class:`Summariser` keeps a flood of lines of one kind (datagrams dropped from one address,
 connections refused to one address) from becoming a flood on the terminal: the first line of a
 kind in each period is shown, the rest are counted and said in one line when the period is over.
+:class:`FloodLines` is the same for many threads, in front of an output.
 
 Frames to the tracker's connections go through one :class:`SendQueue` per connection, bounded in
 bytes, and the tracker's one :class:`Sender` thread::
@@ -134,7 +135,7 @@ class OutputQueue:
 class TraceFile:
     """A trace file behind an :class:`OutputQueue`: recording never waits for the disk.
 
-    Hand it to ``protocol.trace.TraceWriter`` as its stream.  ``write`` takes whole lines from
+    Hand it to ``adapters.trace_file.TraceWriter`` as its stream.  ``write`` takes whole lines from
     any thread; the writer thread writes them in order and flushes the file whenever it has
     caught up, so ``flush`` has nothing to wait for.  Records dropped because the file could not
     keep up are counted, and said in the file by a record of kind ``dropped``.
@@ -206,6 +207,31 @@ class Summariser:
         return f"{last} (and {count - 1} more like it)" if count > 1 else last
 
 
+class FloodLines:
+    """A :class:`Summariser` for many threads: each line goes to ``emit`` now, or is counted and
+    said later in a summary; ``tick`` (call it now and then) says the counts of periods that
+    are over.  The monotonic clock is read here, and ``emit`` is called outside the lock."""
+
+    def __init__(self, emit: Callable[[str], None], period: float = SUMMARY_PERIOD,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._emit, self._clock = emit, clock
+        self._summaries = Summariser(period)
+        self._lock = threading.Lock()
+
+    def line(self, kind: str, text: str) -> None:
+        """``text``, one of the lines of ``kind`` that may come in floods."""
+        with self._lock:
+            lines = self._summaries.line(kind, text, self._clock())
+        for line in lines:
+            self._emit(line)
+
+    def tick(self) -> None:
+        with self._lock:
+            lines = self._summaries.pending(self._clock())
+        for line in lines:
+            self._emit(line)
+
+
 # ---- frames to sockets ------------------------------------------------------------------------
 class SendQueue:
     """The frames waiting for one connection: at most ``limit`` bytes of them.
@@ -235,6 +261,7 @@ class SendQueue:
         self.deadline = 0.0                 # when a closing queue gives up its last bytes
         self._released = False              # the Sender will not touch the socket again
         self.released = threading.Event()   # ... and has dropped it from its selector
+        self._on_empty: Callable[[], None] | None = None    # when_empty's callback, waiting
 
     @property
     def waiting(self) -> int:
@@ -265,6 +292,18 @@ class SendQueue:
             return False
         self.sender.notify(self)
         return True
+
+    def when_empty(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once every frame put so far has been sent: now, on this thread,
+        if none waits; else on the thread that sends the last of them (the ``Sender``), so it
+        must not wait for anything.  Never, if the queue is dropped or closed first.  One
+        callback at a time: a second replaces the first."""
+        with self._lock:
+            if self._frames or self.closing or self.exceeded or self._broken:
+                if not (self.closing or self.exceeded or self._broken):
+                    self._on_empty = callback
+                return
+        callback()
 
     def put_last(self, frame: bytes) -> None:
         """The connection's last frame (why it closes): taken once, whatever the limit."""
@@ -301,7 +340,13 @@ class SendQueue:
                 self._waiting = 0
             if self.closing and not self._frames:
                 self._released = True
-            return not self._frames
+            done = not self._frames
+            emptied = None
+            if done and not (self.closing or self.exceeded or self._broken):
+                emptied, self._on_empty = self._on_empty, None
+        if emptied is not None:                 # told outside the lock: it may put again
+            emptied()
+        return done
 
     def _send_what_fits(self) -> None:
         """Send without waiting until the socket's buffer is full (the lock is held)."""

@@ -289,10 +289,12 @@ class PeerNode:
                            peer.receive(role, data, sender[:2], now))
 
     def _carry_out(self, out: list, events: list[Event]) -> None:
-        # What is sent is traced before it is sent: its answer, which another thread may
-        # take at once, must never be recorded before it.
-        sent = [e for e in events if isinstance(e, Traced) and e.direction == "send"]
-        for event in sent:
+        # Every trace record is written before anything is sent, in the peer's own order: a
+        # datagram's answer, which another thread may take at once, must never be recorded
+        # before it, nor what was sent before what was received that caused it (the diagram
+        # orders messages by what each process had received when it sent them).
+        traced = [e for e in events if isinstance(e, Traced)]
+        for event in traced:
             self._show(event)
         for datagram in out:
             sock = self.sockets.get(datagram.port)
@@ -304,7 +306,7 @@ class PeerNode:
                 self.console.trace(f"send to {datagram.address[0]}:{datagram.address[1]} "
                                    f"failed: {error}")
         for event in events:
-            if not (isinstance(event, Traced) and event.direction == "send"):
+            if not isinstance(event, Traced):
                 self._show(event)
 
     def _show(self, event: Event) -> None:

@@ -169,11 +169,13 @@ class SqliteStore:
         blocks = self._rows(
             "SELECT a.handle, b.handle FROM blocks k JOIN accounts a ON a.key = k.blocker "
             "JOIN accounts b ON b.key = k.blocked")
-        tag_uses = self._rows(
-            "SELECT a.handle, h.tag, count(*) FROM hashtags h JOIN tweets t ON t.id = h.tweet_id "
-            "JOIN accounts a ON a.key = t.author GROUP BY t.author, h.tag")
+        tag_uses = self._rows("SELECT tag, count(*) FROM hashtags GROUP BY tag")
+        kept = self._rows(
+            "SELECT s.handle, r.handle, count(*) FROM messages m JOIN accounts s "
+            "ON s.key = m.sender JOIN accounts r ON r.key = m.recipient WHERE m.delivered = 0 "
+            "GROUP BY m.sender, m.recipient")
         return Snapshot(accounts, follows, blocks, tag_uses, self._latest_tweet_id,
-                        self._latest_message_id)
+                        self._latest_message_id, kept)
 
     # ---- changes: recorded now, applied by the next commit or read ----------------------------
     def _sql(self, sql: str, *args: object) -> None:
@@ -254,11 +256,12 @@ class SqliteStore:
                              "ON a.key = t.author WHERE t.id = ?", tweet_id)
         return found[0] if found else None
 
-    def feed(self, handle: str, count: int) -> list[Tweet]:
+    def feed(self, handle: str, count: int, before: int | None = None) -> list[Tweet]:
         key = handle_key(handle)
         return self._tweets(f"SELECT {TWEET_COLUMNS} FROM tweets t JOIN accounts a "
                             f"ON a.key = t.author WHERE t.author IN {self._FEED_AUTHORS} "
-                            "ORDER BY t.id DESC LIMIT ?", key, key, count)
+                            "AND t.id < ? ORDER BY t.id DESC LIMIT ?", key, key,
+                            _id_bound(before), count)
 
     def feed_count_after(self, handle: str, tweet_id: int) -> int:
         key = handle_key(handle)
@@ -266,18 +269,34 @@ class SqliteStore:
                           "AND id > ?", key, key, tweet_id)
         return int(rows[0][0])
 
-    def search(self, tag: str, count: int) -> list[Tweet]:
+    def search(self, tag: str, count: int, before: int | None = None) -> list[Tweet]:
         return self._tweets(f"SELECT {TWEET_COLUMNS} FROM hashtags h JOIN tweets t "
                             "ON t.id = h.tweet_id JOIN accounts a ON a.key = t.author "
-                            "WHERE h.tag = ? ORDER BY t.id DESC LIMIT ?", tag.lower(), count)
+                            "WHERE h.tag = ? AND h.tweet_id < ? ORDER BY h.tweet_id DESC "
+                            "LIMIT ?", tag.lower(), _id_bound(before), count)
 
-    def _messages(self, where: str, *args: object) -> list[Message]:
+    def tag_uses(self, author: str) -> list[tuple[str, int]]:
+        return [(str(tag), int(uses)) for tag, uses in self._rows(
+            "SELECT h.tag, count(*) FROM tweets t JOIN hashtags h ON h.tweet_id = t.id "
+            "WHERE t.author = ? GROUP BY h.tag", handle_key(author))]
+
+    def _messages(self, where: str, *args: object, limit: int = -1) -> list[Message]:
         return [Message(*row[:5], delivered=bool(row[5])) for row in self._rows(
-            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_JOINS} WHERE {where} ORDER BY m.id", *args)]
+            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_JOINS} WHERE {where} ORDER BY m.id "
+            "LIMIT ?", *args, limit)]
 
     def message(self, message_id: int) -> Message | None:
         found = self._messages("m.id = ?", message_id)
         return found[0] if found else None
 
-    def undelivered(self, recipient: str) -> list[Message]:
-        return self._messages("m.recipient = ? AND m.delivered = 0", handle_key(recipient))
+    def undelivered(self, recipient: str, after: int = 0, upto: int | None = None,
+                    count: int | None = None) -> list[Message]:
+        # A range of the messages_waiting index: (recipient, delivered, id).
+        return self._messages("m.recipient = ? AND m.delivered = 0 AND m.id > ? AND m.id <= ?",
+                              handle_key(recipient), after, _id_bound(upto),
+                              limit=-1 if count is None else count)
+
+
+def _id_bound(bound: int | None) -> int:
+    """An id bound for SQL: none given is above every id (SQLite's integers are 64-bit)."""
+    return 2**63 - 1 if bound is None else bound

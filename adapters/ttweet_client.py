@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from protocol.ipv4 import is_ipv4_address
+from protocol.address import is_ipv4_address, parse_port
 from protocol.limits import TTWEET_IO_TIMEOUT
 from protocol.session_log import CLIENT, ERROR, GENERAL, report_line
 from protocol.text import escape_for_terminal
@@ -29,14 +29,13 @@ from protocol.ttweet import (
     decode_reply,
     encode_request,
     message_length_problem,
-    parse_port,
 )
 
 TYPE_CHECKING = False     # typing itself costs milliseconds of start-up; checkers know this name
 if TYPE_CHECKING:
     import argparse
 
-    from protocol.trace import TraceWriter
+    from adapters.trace_file import TraceWriter
 
 RECV_SIZE = 4096
 
@@ -65,8 +64,8 @@ class ClientLog:
 
     def report(self, category: str, text: str) -> None:
         try:
-            os.write(self._fd, report_line(CLIENT, category, text).encode("utf-8",
-                                                                          "backslashreplace"))
+            line = report_line(CLIENT, category, text, time.time())
+            os.write(self._fd, line.encode("utf-8", "backslashreplace"))
         except OSError as error:
             print(f"ttweetcl.py: cannot write the log: {error.strerror}", file=sys.stderr)
 
@@ -90,7 +89,7 @@ def exchange(ip: str, port: int, request: bytes, timeout: float,
             raise ServerNotFound(error.strerror or str(error)) from None
         if records is not None:
             local = connection.getsockname()
-            records.owner = f"ttweetcl {local[0]}:{local[1]}"   # as the server names it
+            records.rename(f"ttweetcl {local[0]}:{local[1]}")   # as the server names it
             records.send("ttweetsrv", request.split(b" ", 1)[0].decode("ascii", "replace"),
                          request[:80].decode("utf-8", "replace"))
         connection.sendall(request)
@@ -240,13 +239,13 @@ def main(argv: list[str] | None = None) -> int:
 
     records = None
     if args.trace_file:
-        from protocol.trace import TraceWriter  # only when asked: start-up time counts
-        try:
-            records = TraceWriter(open(args.trace_file, "a", encoding="utf-8"),  # noqa: SIM115
-                                  "ttweetcl")     # closed when the process ends
-        except OSError as error:
-            return fail(f"error: cannot write the trace file {args.trace_file}.",
-                        error.strerror or str(error), EXIT_USAGE)
+        # Imported only when asked: start-up time counts.
+        from adapters.trace_file import TraceFileError, TraceWriter, open_trace_file
+        try:    # closed when the process ends
+            records = TraceWriter(open_trace_file(args.trace_file), "ttweetcl")
+        except TraceFileError as error:
+            log.report(ERROR, str(error))
+            return error.report("ttweetcl.py")
     try:
         reply = exchange(ip, port, encode_request(request), TTWEET_IO_TIMEOUT, records)
     except ServerNotFound as error:

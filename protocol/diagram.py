@@ -50,7 +50,6 @@ import ast
 import bisect
 import json
 import re
-import sys
 import unicodedata
 from collections import defaultdict, deque
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -873,6 +872,6 @@ def _arrow(m: Message, x_of: Mapping[str, int], row: _Row, g: Glyphs) -> _Row:
 if __name__ == "__main__":
     # The command line (files, arguments, the terminal's width) is I/O, so it lives outside
     # this I/O-free package, in tools/diagram_cli.py; this guard only keeps SPEC §7's
-    # ``python3 -m protocol.diagram TRACE...`` working.
+    # ``python3 -m protocol.diagram TRACE...`` working (tests/test_layering.py allows it).
     from tools.diagram_cli import main
-    sys.exit(main())
+    raise SystemExit(main())

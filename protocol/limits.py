@@ -1,7 +1,10 @@
 """Every limit and timeout of the product, in one place.
 
+    limits ──> the core's defaults (TrackerCore, RingPeer, codecs: sizes a frame may have)
+           ──> each program's command line (defaults of its flags: -h shows them)
+
 Programs read these as defaults and may override them from their command line; tests shrink the
-timeouts so that fault scenarios run quickly.
+timeouts so that fault scenarios run quickly.  PROTOCOL.md §8 lists them for people.
 """
 
 # --- tracker wire ---------------------------------------------------------------------------
@@ -20,11 +23,25 @@ TAG_MAX = 50                    # characters of a hashtag after the '#'
 FEED_DEFAULT = 20               # tweets in `feed` when no count is given
 FEED_MAX = 200                  # the most tweets one `feed` or `search` returns
 TRENDING_COUNT = 5              # hashtags in `trending`
+LIST_PAGE_MAX = 1000            # handles in one page of `query-handles`, `followers`, `following`
+
+# --- kept direct messages (not yet confirmed by their recipient) ------------------------------
+KEPT_PER_RECIPIENT = 1000       # messages waiting for one recipient, whoever the senders
+KEPT_PER_SENDER = 100           # messages of one sender waiting for their recipients
+KEPT_PAGE = 100                 # kept messages pushed at once after a login; then the next page
 
 # --- accounts -------------------------------------------------------------------------------
 PASSWORD_MAX = 256              # characters in a password
-LOGIN_FAILURES = 5              # failed logins per handle ...
-LOGIN_WINDOW = 60.0             # ... in this many seconds before THROTTLED
+# A failed login of a handle from an address makes the next login of that handle from that
+# address wait LOGIN_BACKOFF seconds, doubled at each further failure up to LOGIN_BACKOFF_MAX;
+# the failures of a pair are forgotten LOGIN_FORGET seconds after its last one.
+LOGIN_BACKOFF = 1.0
+LOGIN_BACKOFF_MAX = 300.0
+LOGIN_FORGET = 3600.0
+# Per address (SPEC §6): this many at once, then this many an hour (a token bucket).
+FAILED_LOGINS_PER_ADDRESS = 32
+REGISTRATIONS_PER_ADDRESS = 32
+ADDRESS_PERIOD = 3600.0         # seconds in which an address earns its budget back
 
 # --- peer datagrams -------------------------------------------------------------------------
 DATAGRAM_MAX = 2048             # bytes in one UDP datagram between peers
@@ -47,7 +64,7 @@ TTWEET_DRAIN_MAX = 65536        # bytes the server reads and discards after refu
 TTWEET_DRAIN_TIMEOUT = 1.0      # seconds it waits for them, so the refusal is not lost to a reset
 
 # --- sessions -------------------------------------------------------------------------------
-SESSION_MAX = 4096              # connections at once before SERVER_FULL
+SESSION_MAX = 4096              # connections at once before SERVER_FULL (tracker.py's cap)
 REGISTER_TIMEOUT = 10.0         # seconds a connection may stay without registering or logging in
 IDLE_TIMEOUT = 90.0             # seconds a logged-in session may be silent before it goes offline
 HEARTBEAT_INTERVAL = 30.0       # seconds between user.py's heartbeats while logged in

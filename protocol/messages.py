@@ -102,6 +102,9 @@ WHOLE = {"wire": Codec(_same, _checked(_is_count, "a whole number from 0 to 2**5
 NUMBER = {"wire": Codec(_same, _checked(_is_number, "a number"))}
 FLAG = {"wire": Codec(_same, _checked(lambda v: isinstance(v, bool), "true or false"))}
 HANDLE = {"wire": Codec(_same, _checked(is_handle, "a handle"))}
+MAYBE_HANDLE = {"wire": Codec(_same, _checked(is_handle, "a handle"), optional=True)}
+MAYBE_WHOLE = {"wire": Codec(_same, _checked(_is_count, "a whole number from 0 to 2**53"),
+                             optional=True)}
 HANDLES = {"wire": Codec(list, _list_of(_checked(is_handle, "a handle")))}
 MAYBE_PEER = {"wire": Codec(lambda p: p.as_list(), Peer.from_list, optional=True)}
 PEER = {"wire": Codec(lambda p: p.as_list(), Peer.from_list)}
@@ -208,12 +211,17 @@ class LoginReply(Answer):
     handle: str = field(metadata=HANDLE)            # as registered
     new: int = field(metadata=WHOLE)                # tweets in the feed it has not had
     blocked: tuple[str, ...] = field(metadata=HANDLES)  # its peer refuses their messages
+    kept: int = field(metadata=WHOLE)               # messages waiting: pushed in pages next
 
 
 @dataclass(frozen=True, kw_only=True)
 class QueryHandlesReply(Answer):
+    """One page of every handle: ``count`` is how many there are in all, ``handles`` this
+    page, and ``next``, when more follow, the ``after`` that asks for the next page."""
+
     count: int = field(metadata=WHOLE)
     handles: tuple[str, ...] = field(metadata=HANDLES)
+    next: str | None = field(default=None, metadata=MAYBE_HANDLE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,13 +231,15 @@ class FollowReply(Answer):
 
 @dataclass(frozen=True, kw_only=True)
 class ListReply(Answer):
-    """followers and following: whose list, and the handles in it.  Your own ``following``
-    also carries ``peers``: the tuples (with their keys) of the handles in it that are online."""
+    """followers and following: whose list, and one page of the handles in it (``count`` in
+    all; ``next``, when more follow, asks for the next page).  Your own ``following`` also
+    carries ``peers``: the tuples (with their keys) of the page's handles that are online."""
 
     handle: str = field(metadata=HANDLE)
     count: int = field(metadata=WHOLE)
     handles: tuple[str, ...] = field(metadata=HANDLES)
     peers: tuple[Peer, ...] | None = field(default=None, metadata=MAYBE_PEERS)
+    next: str | None = field(default=None, metadata=MAYBE_HANDLE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,10 +272,12 @@ class OnlineReply(Answer):
 
 @dataclass(frozen=True, kw_only=True)
 class TweetsReply(Answer):
-    """feed and search: tweets, newest first."""
+    """feed and search: a page of tweets, newest first; ``next``, when older ones follow,
+    is the ``before`` that asks for them."""
 
     count: int = field(metadata=WHOLE)
     tweets: tuple[Tweet, ...] = field(metadata=TWEETS)
+    next: int | None = field(default=None, metadata=MAYBE_WHOLE)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,10 +12,15 @@ header line, set off by a blank line when the log already has something in it::
 
     ==== 2026-11-21 05:40:01.100 new session: ttweet server on port 13000 ====
 
-The programs append each line with one ``os.write`` to a file opened with ``O_APPEND``: the
-kernel then places every line whole at the end, so concurrent writers never tear a line.
-"""
+How a report becomes a line::
 
+    (side, category, text, when) ──report_line──> "<local time> [side] [CATEGORY] text\n"
+
+The time is given (this module reads no clock).  The programs (``ttweetsrv.py``,
+``adapters/ttweet_client.py``) append each line with one ``os.write`` to a file opened with
+``O_APPEND``: the kernel then places every line whole at the end, so concurrent writers never
+tear a line.
+"""
 
 import time
 
@@ -33,17 +38,18 @@ def timestamp(when: float) -> str:
     """``when`` (seconds since the epoch) as local ``YYYY-MM-DD HH:MM:SS.mmm``."""
     whole = int(when)
     millis = min(int((when - whole) * 1000), 999)
+    # A conversion to local time, not a reading of the clock: ``time`` is a light import, and
+    # ttweetcl.py's start-up is benchmarked (``datetime`` would cost it milliseconds).
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(whole)) + f".{millis:03d}"
 
 
-def report_line(side: str, category: str, text: str, when: float | None = None) -> str:
-    """One log line, newline included."""
-    stamp = timestamp(time.time() if when is None else when)
-    return f"{stamp} [{side}] [{category}] {escape_for_terminal(text)}\n"
+def report_line(side: str, category: str, text: str, when: float) -> str:
+    """One log line of ``side`` at ``when`` (seconds since the epoch), newline included."""
+    return f"{timestamp(when)} [{side}] [{category}] {escape_for_terminal(text)}\n"
 
 
-def session_header(text: str, when: float | None = None, after_earlier: bool = False) -> str:
+def session_header(text: str, when: float, after_earlier: bool = False) -> str:
     """The line that opens a session section; ``after_earlier`` puts a blank line before it."""
-    stamp = timestamp(time.time() if when is None else when)
+    stamp = timestamp(when)
     blank = "\n" if after_earlier else ""
     return f"{blank}==== {stamp} new session: {escape_for_terminal(text)} ====\n"

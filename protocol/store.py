@@ -17,7 +17,11 @@ handle free? is @a following @b already? which id does the next tweet get?), cha
 and hands the store the same change, which the store only has to record.  Reads of the graph —
 ``handles``, ``followers``, ``is_blocked``, ``trending`` and the like — never touch the store;
 tweets and messages (``feed``, ``search``, ``tweet``, ``undelivered``) are read from it, with
-indexed, bounded queries.
+indexed, bounded queries.  Whatever the core may ask under its lock costs a look-up, a
+bisection or a bounded query, whatever the size of the store: handles and follower lists are
+kept sorted (``SortedKeys``) and read a page at a time, hashtags are kept in ranking order as
+they are used (``TagCounts``), and the messages waiting for each account are counted as they
+come and go (the quotas of ``message``).
 
 :class:`Store` is the durable log.  A change is durable once ``commit()`` has returned:
 ``changes`` counts the changes recorded so far and ``committed`` those made durable, so the
@@ -30,11 +34,11 @@ the reference store in dictionaries; ``tests/test_store.py`` runs one contract a
 
 from __future__ import annotations
 
-import heapq
+import bisect
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from protocol.validate import handle_key, hashtags
 
@@ -71,9 +75,10 @@ class Snapshot:
     accounts: list[tuple[str, str, int]] = field(default_factory=list)  # handle, hash, seen
     follows: list[tuple[str, str]] = field(default_factory=list)        # follower, followee
     blocks: list[tuple[str, str]] = field(default_factory=list)         # blocker, blocked
-    tag_uses: list[tuple[str, str, int]] = field(default_factory=list)  # author, tag, uses
+    tag_uses: list[tuple[str, int]] = field(default_factory=list)       # tag, uses
     latest_tweet_id: int = 0        # ids are never reused: the next is one more
     latest_message_id: int = 0
+    kept: list[tuple[str, str, int]] = field(default_factory=list)  # sender, recipient, waiting
 
 
 class Store(Protocol):
@@ -105,14 +110,20 @@ class Store(Protocol):
         """Record a direct message, not yet delivered; return its id."""
     def set_delivered(self, message_id: int, delivered: bool = True) -> None: ...
     def tweet(self, tweet_id: int) -> Tweet | None: ...
-    def feed(self, handle: str, count: int) -> list[Tweet]:
-        """The newest tweets by ``handle`` and the handles it follows, newest first."""
+    def feed(self, handle: str, count: int, before: int | None = None) -> list[Tweet]:
+        """The newest ``count`` tweets by ``handle`` and the handles it follows (with ids
+        below ``before`` when given), newest first."""
     def feed_count_after(self, handle: str, tweet_id: int) -> int: ...
-    def search(self, tag: str, count: int) -> list[Tweet]:
-        """The newest tweets carrying ``#tag`` (lower case, no '#'), newest first."""
+    def search(self, tag: str, count: int, before: int | None = None) -> list[Tweet]:
+        """The newest ``count`` tweets carrying ``#tag`` (lower case, no '#'; ids below
+        ``before`` when given), newest first."""
+    def tag_uses(self, author: str) -> list[tuple[str, int]]:
+        """The hashtags of ``author``'s tweets, with how often each was used."""
     def message(self, message_id: int) -> Message | None: ...
-    def undelivered(self, recipient: str) -> list[Message]:
-        """The messages ``recipient`` has not confirmed yet, oldest first."""
+    def undelivered(self, recipient: str, after: int = 0, upto: int | None = None,
+                    count: int | None = None) -> list[Message]:
+        """The messages ``recipient`` has not confirmed yet, oldest first: those with ids
+        over ``after`` (and at most ``upto``), at most ``count`` of them."""
 
 
 def by_name(handles: Iterable[str]) -> list[str]:
@@ -144,13 +155,15 @@ class MemoryStore:
         def name(key: str) -> str:
             return str(self._accounts[key]["handle"])
 
-        uses = Counter((handle_key(t.author), tag) for t in self._tweets.values()
-                       for tag in hashtags(t.text))
+        uses = Counter(tag for t in self._tweets.values() for tag in hashtags(t.text))
+        kept = Counter((handle_key(m.sender), handle_key(m.recipient))
+                       for m in self._messages.values() if not m.delivered)
         return Snapshot([(a["handle"], a["hash"], a["seen"]) for a in self._accounts.values()],
                         [(name(a), name(b)) for a, b in self._follows],
                         [(name(a), name(b)) for a, b in self._blocks],
-                        [(name(a), tag, n) for (a, tag), n in uses.items()],
-                        self._latest_tweet_id, self._latest_message_id)
+                        list(uses.items()),
+                        self._latest_tweet_id, self._latest_message_id,
+                        [(name(a), name(b), n) for (a, b), n in kept.items()])
 
     def create(self, handle: str, password_hash: str, when: float) -> None:
         self.changes += 1
@@ -226,9 +239,10 @@ class MemoryStore:
         key = handle_key(handle)
         return {key, *(followee for follower, followee in self._follows if follower == key)}
 
-    def feed(self, handle: str, count: int) -> list[Tweet]:
+    def feed(self, handle: str, count: int, before: int | None = None) -> list[Tweet]:
         authors = self._feed_authors(handle)
-        mine = [t for t in self._tweets.values() if handle_key(t.author) in authors]
+        mine = [t for t in self._tweets.values() if handle_key(t.author) in authors
+                and (before is None or t.id < before)]
         return sorted(mine, key=lambda t: -t.id)[:count]
 
     def feed_count_after(self, handle: str, tweet_id: int) -> int:
@@ -236,36 +250,161 @@ class MemoryStore:
         return sum(1 for t in self._tweets.values()
                    if t.id > tweet_id and handle_key(t.author) in authors)
 
-    def search(self, tag: str, count: int) -> list[Tweet]:
-        found = [t for t in self._tweets.values() if tag.lower() in hashtags(t.text)]
+    def search(self, tag: str, count: int, before: int | None = None) -> list[Tweet]:
+        found = [t for t in self._tweets.values() if tag.lower() in hashtags(t.text)
+                 and (before is None or t.id < before)]
         return sorted(found, key=lambda t: -t.id)[:count]
+
+    def tag_uses(self, author: str) -> list[tuple[str, int]]:
+        key = handle_key(author)
+        return list(Counter(tag for t in self._tweets.values() if handle_key(t.author) == key
+                            for tag in hashtags(t.text)).items())
 
     def message(self, message_id: int) -> Message | None:
         return self._messages.get(message_id)
 
-    def undelivered(self, recipient: str) -> list[Message]:
+    def undelivered(self, recipient: str, after: int = 0, upto: int | None = None,
+                    count: int | None = None) -> list[Message]:
         key = handle_key(recipient)
-        return sorted((m for m in self._messages.values()
-                       if not m.delivered and handle_key(m.recipient) == key),
-                      key=lambda m: m.id)
+        found = sorted((m for m in self._messages.values()
+                        if not m.delivered and handle_key(m.recipient) == key
+                        and m.id > after and (upto is None or m.id <= upto)),
+                       key=lambda m: m.id)
+        return found if count is None else found[:count]
 
 
-@dataclass
+class SortedKeys:
+    """Handle keys in the product's order, with pages: a sorted list, searched by bisection.
+
+    A key is the lower-case handle, so sorting keys is sorting handles alphabetically,
+    case-insensitively.  Membership and pages cost a bisection; adding and removing move the
+    tail of the list (a block copy), never a sort.
+    """
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: Iterable[str] = ()) -> None:
+        self._keys = sorted(set(keys))
+
+    def add(self, key: str) -> bool:
+        """False if ``key`` is there already."""
+        at = bisect.bisect_left(self._keys, key)
+        if at < len(self._keys) and self._keys[at] == key:
+            return False
+        self._keys.insert(at, key)
+        return True
+
+    def discard(self, key: str) -> bool:
+        """False if ``key`` was not there."""
+        at = bisect.bisect_left(self._keys, key)
+        if at < len(self._keys) and self._keys[at] == key:
+            del self._keys[at]
+            return True
+        return False
+
+    def __contains__(self, key: object) -> bool:
+        at = bisect.bisect_left(self._keys, key)  # type: ignore[call-overload]
+        return at < len(self._keys) and self._keys[at] == key
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def page(self, after: str | None, limit: int) -> tuple[list[str], bool]:
+        """Up to ``limit`` keys that come after the handle ``after`` (from the first when
+        None), and whether more follow them."""
+        start = 0 if after is None else bisect.bisect_right(self._keys, handle_key(after))
+        return self._keys[start:start + limit], start + limit < len(self._keys)
+
+
+class TagCounts:
+    """How often each hashtag was used, kept in ranking order as the counts change.
+
+    Tags are grouped by their number of uses (``_by_uses``: uses -> the tags, alphabetical) and
+    the distinct numbers are kept sorted (``_levels``), so ``top`` reads the few tags it needs
+    from the top levels and never looks at the others; a use moves one tag up a level.  There
+    are few levels: n distinct counts need at least 1 + 2 + … + n uses in all.
+    """
+
+    def __init__(self, uses: Counter[str] | None = None) -> None:
+        self._uses: dict[str, int] = {tag: n for tag, n in (uses or {}).items() if n > 0}
+        self._by_uses: dict[int, list[str]] = {}
+        for tag, n in self._uses.items():
+            self._by_uses.setdefault(n, []).append(tag)
+        for tags in self._by_uses.values():
+            tags.sort()
+        self._levels = sorted(self._by_uses)
+
+    def change(self, tag: str, delta: int) -> None:
+        """``tag`` was used ``delta`` more times (fewer when negative; never below none)."""
+        old = self._uses.get(tag, 0)
+        new = max(0, old + delta)
+        if new == old:
+            return
+        if old:
+            tags = self._by_uses[old]
+            del tags[bisect.bisect_left(tags, tag)]
+            if not tags:
+                del self._by_uses[old]
+                del self._levels[bisect.bisect_left(self._levels, old)]
+        if new:
+            self._uses[tag] = new
+            tags = self._by_uses.get(new)
+            if tags is None:
+                tags = self._by_uses[new] = []
+                bisect.insort(self._levels, new)
+            bisect.insort(tags, tag)
+        else:
+            del self._uses[tag]
+
+    def top(self, count: int) -> list[tuple[str, int]]:
+        """The ``count`` most used tags, most used first, then alphabetical."""
+        found: list[tuple[str, int]] = []
+        for uses in reversed(self._levels):
+            for tag in self._by_uses[uses][:count - len(found)]:
+                found.append((tag, uses))
+            if len(found) >= count:
+                break
+        return found
+
+    def __len__(self) -> int:
+        return len(self._uses)
+
+
+class Page(NamedTuple):
+    """One page of a list of handles: the names, how many the whole list holds, and whether
+    more follow this page."""
+
+    names: list[str]
+    total: int
+    more: bool
+
+
+@dataclass(slots=True)          # a hundred thousand of them: no __dict__ each
 class _Account:
     handle: str                     # as first registered
     password_hash: str
     last_seen: int                  # newest tweet id the account is known to have
-    followers: set[str] = field(default_factory=set)    # handle keys
-    following: set[str] = field(default_factory=set)
+    followers: SortedKeys = field(default_factory=SortedKeys)   # handle keys
+    following: SortedKeys = field(default_factory=SortedKeys)
     blocked: set[str] = field(default_factory=set)      # keys of the handles it blocked
-    tags: Counter[str] = field(default_factory=Counter)  # hashtag uses in its tweets
+    blockers: set[str] = field(default_factory=set)     # keys of the handles that blocked it
+    # Direct messages not yet confirmed: kept for it (by sender key), and its own (by recipient)
+    kept_for: Counter[str] = field(default_factory=Counter)
+    kept_from: Counter[str] = field(default_factory=Counter)
+    kept_for_total: int = 0
+    kept_from_total: int = 0
 
 
 class ReadModel:
     """The tracker's state as the core sees it: the graph in memory, the rest in ``store``.
 
     Each change is decided here (the return values say whether it applied, and which id it
-    got) and recorded in the store, which trusts nothing else changes it meanwhile.
+    got) and recorded in the store, which trusts nothing else changes it meanwhile.  Every
+    read and change the core makes costs a dictionary look-up, a bisection or a bounded,
+    indexed query: none walks every account, tag or message (those are ``load``'s, once).
     """
 
     def __init__(self, store: Store) -> None:
@@ -274,22 +413,29 @@ class ReadModel:
         self._accounts: dict[str, _Account] = {}
         for handle, password_hash, seen in snapshot.accounts:
             self._accounts[handle_key(handle)] = _Account(handle, password_hash, seen)
+        followers: dict[str, list[str]] = {}
+        following: dict[str, list[str]] = {}
         for follower, followee in snapshot.follows:
-            self._accounts[handle_key(followee)].followers.add(handle_key(follower))
-            self._accounts[handle_key(follower)].following.add(handle_key(followee))
+            followers.setdefault(handle_key(followee), []).append(handle_key(follower))
+            following.setdefault(handle_key(follower), []).append(handle_key(followee))
+        for key, keys in followers.items():         # sorted once, not inserted one by one
+            self._accounts[key].followers = SortedKeys(keys)
+        for key, keys in following.items():
+            self._accounts[key].following = SortedKeys(keys)
         for blocker, blocked in snapshot.blocks:
             self._accounts[handle_key(blocker)].blocked.add(handle_key(blocked))
-        self._tags: Counter[str] = Counter()
-        for author, tag, uses in snapshot.tag_uses:
-            self._accounts[handle_key(author)].tags[tag] += uses
-            self._tags[tag] += uses
+            self._accounts[handle_key(blocked)].blockers.add(handle_key(blocker))
+        self._tags = TagCounts(Counter(dict(snapshot.tag_uses)))
+        for sender, recipient, count in snapshot.kept:
+            self._count_kept(handle_key(sender), handle_key(recipient), count)
         self._latest_tweet_id = snapshot.latest_tweet_id
         self._latest_message_id = snapshot.latest_message_id
-        self._handles: list[str] | None = None      # sorted, made again after a change
+        self._handles = SortedKeys(self._accounts)
 
     # ---- accounts ----------------------------------------------------------------------------
     def _names(self, keys: Iterable[str]) -> list[str]:
-        return by_name(self._accounts[key].handle for key in keys)
+        """The handles of ``keys``, in the order given (a SortedKeys is in the product's)."""
+        return [self._accounts[key].handle for key in keys]
 
     def find(self, handle: str) -> str | None:
         """The handle as first registered, or None."""
@@ -301,7 +447,7 @@ class ReadModel:
         if handle_key(handle) in self._accounts:
             return False
         self._accounts[handle_key(handle)] = _Account(handle, password_hash, 0)
-        self._handles = None
+        self._handles.add(handle_key(handle))
         self.store.create(handle, password_hash, when)
         return True
 
@@ -310,6 +456,9 @@ class ReadModel:
         return account.password_hash if account else None
 
     def delete(self, handle: str) -> None:
+        """The account and everything of it: follows and blocks both ways, its hashtag uses
+        (read from the store: its own tweets), the messages kept for it and its own (the work
+        is the account's own size)."""
         account = self._accounts.pop(handle_key(handle), None)
         if account is None:
             return
@@ -318,17 +467,32 @@ class ReadModel:
             self._accounts[other].following.discard(key)
         for other in account.following:
             self._accounts[other].followers.discard(key)
-        for other in self._accounts.values():
-            other.blocked.discard(key)
-        self._tags -= account.tags
-        self._handles = None
+        for other in account.blockers:
+            self._accounts[other].blocked.discard(key)
+        for other in account.blocked:
+            self._accounts[other].blockers.discard(key)
+        for sender, count in account.kept_for.items():
+            if sender != key:
+                self._accounts[sender].kept_from.pop(key, None)
+                self._accounts[sender].kept_from_total -= count
+        for recipient, count in account.kept_from.items():
+            if recipient != key:
+                self._accounts[recipient].kept_for.pop(key, None)
+                self._accounts[recipient].kept_for_total -= count
+        for tag, uses in self.store.tag_uses(handle):  # an indexed read of its own tweets
+            self._tags.change(tag, -uses)
+        self._handles.discard(key)
         self.store.delete(handle)
 
     def handles(self) -> list[str]:
-        """Every handle, in the product's order (the same list until one is added or gone)."""
-        if self._handles is None:
-            self._handles = by_name(account.handle for account in self._accounts.values())
-        return self._handles
+        """Every handle, in the product's order (every account: for tests and tools; the
+        tracker answers with ``handles_page``)."""
+        return self._names(self._handles)
+
+    def handles_page(self, after: str | None, limit: int) -> Page:
+        """Up to ``limit`` handles after ``after``, in the product's order."""
+        keys, more = self._handles.page(after, limit)
+        return Page(self._names(keys), len(self._handles), more)
 
     def last_seen(self, handle: str) -> int:
         return self._accounts[handle_key(handle)].last_seen
@@ -341,9 +505,8 @@ class ReadModel:
     def follow(self, follower: str, followee: str) -> bool:
         """False if ``follower`` follows ``followee`` already."""
         who, whom = handle_key(follower), handle_key(followee)
-        if who in self._accounts[whom].followers:
+        if not self._accounts[whom].followers.add(who):
             return False
-        self._accounts[whom].followers.add(who)
         self._accounts[who].following.add(whom)
         self.store.follow(follower, followee)
         return True
@@ -351,14 +514,18 @@ class ReadModel:
     def unfollow(self, follower: str, followee: str) -> bool:
         """False if ``follower`` does not follow ``followee``."""
         who, whom = handle_key(follower), handle_key(followee)
-        if who not in self._accounts[whom].followers:
+        if not self._accounts[whom].followers.discard(who):
             return False
-        self._accounts[whom].followers.discard(who)
         self._accounts[who].following.discard(whom)
         self.store.unfollow(follower, followee)
         return True
 
+    def is_following(self, follower: str, followee: str) -> bool:
+        account = self._accounts.get(handle_key(followee))
+        return account is not None and handle_key(follower) in account.followers
+
     def followers(self, handle: str) -> list[str]:
+        """All of them, in the product's order (a tweet hands out each online one)."""
         account = self._accounts.get(handle_key(handle))
         return self._names(account.followers) if account else []
 
@@ -366,12 +533,25 @@ class ReadModel:
         account = self._accounts.get(handle_key(handle))
         return self._names(account.following) if account else []
 
+    def followers_page(self, handle: str, after: str | None, limit: int) -> Page:
+        account = self._accounts.get(handle_key(handle))
+        return self._page(account.followers if account else SortedKeys(), after, limit)
+
+    def following_page(self, handle: str, after: str | None, limit: int) -> Page:
+        account = self._accounts.get(handle_key(handle))
+        return self._page(account.following if account else SortedKeys(), after, limit)
+
+    def _page(self, keys: SortedKeys, after: str | None, limit: int) -> Page:
+        page, more = keys.page(after, limit)
+        return Page(self._names(page), len(keys), more)
+
     def block(self, blocker: str, blocked: str) -> bool:
         """Record the block and end ``blocked``'s following of ``blocker``; False if known."""
         who, whom = handle_key(blocker), handle_key(blocked)
         if whom in self._accounts[who].blocked:
             return False
         self._accounts[who].blocked.add(whom)
+        self._accounts[whom].blockers.add(who)
         self._accounts[who].followers.discard(whom)
         self._accounts[whom].following.discard(who)
         self.store.block(blocker, blocked)
@@ -383,6 +563,7 @@ class ReadModel:
         if whom not in self._accounts[who].blocked:
             return False
         self._accounts[who].blocked.discard(whom)
+        self._accounts[whom].blockers.discard(who)
         self.store.unblock(blocker, blocked)
         return True
 
@@ -393,7 +574,7 @@ class ReadModel:
     def blocked_by(self, blocker: str) -> list[str]:
         """The handles ``blocker`` has blocked, in the product's order."""
         account = self._accounts.get(handle_key(blocker))
-        return self._names(account.blocked) if account else []
+        return self._names(sorted(account.blocked)) if account else []
 
     # ---- tweets ------------------------------------------------------------------------------
     def add_tweet(self, author: str, text: str, when: float, retweet_of: int | None = None,
@@ -405,9 +586,8 @@ class ReadModel:
         tweet_id = self._latest_tweet_id
         for handle in seen_by:
             self._accounts[handle_key(handle)].last_seen = tweet_id
-        tags = hashtags(text)
-        self._accounts[handle_key(author)].tags.update(tags)
-        self._tags.update(tags)
+        for tag in hashtags(text):
+            self._tags.change(tag, 1)
         self.store.add_tweet(author, text, when, retweet_of, seen_by, tweet_id)
         return tweet_id
 
@@ -416,32 +596,64 @@ class ReadModel:
 
     def trending(self, count: int) -> list[tuple[str, int]]:
         """The ``count`` most used hashtags (most used first, then alphabetical)."""
-        return heapq.nsmallest(count, ((tag, uses) for tag, uses in self._tags.items() if uses),
-                               key=lambda item: (-item[1], item[0]))
+        return self._tags.top(count)
 
     def tweet(self, tweet_id: int) -> Tweet | None:
         return self.store.tweet(tweet_id)
 
-    def feed(self, handle: str, count: int) -> list[Tweet]:
-        return self.store.feed(handle, count)
+    def feed(self, handle: str, count: int, before: int | None = None) -> list[Tweet]:
+        return self.store.feed(handle, count, before)
 
     def feed_count_after(self, handle: str, tweet_id: int) -> int:
         return self.store.feed_count_after(handle, tweet_id)
 
-    def search(self, tag: str, count: int) -> list[Tweet]:
-        return self.store.search(tag, count)
+    def search(self, tag: str, count: int, before: int | None = None) -> list[Tweet]:
+        return self.store.search(tag, count, before)
 
     # ---- direct messages ---------------------------------------------------------------------
+    def _count_kept(self, sender: str, recipient: str, count: int) -> None:
+        """``count`` more (or fewer) messages of ``sender`` kept for ``recipient`` (keys)."""
+        to, by = self._accounts[recipient], self._accounts[sender]
+        to.kept_for[sender] += count
+        to.kept_for_total += count
+        by.kept_from[recipient] += count
+        by.kept_from_total += count
+        if not to.kept_for[sender]:
+            del to.kept_for[sender]
+            del by.kept_from[recipient]
+
+    def kept_for(self, handle: str) -> int:
+        """Messages kept for ``handle``: sent to it and not yet confirmed."""
+        account = self._accounts.get(handle_key(handle))
+        return account.kept_for_total if account else 0
+
+    def kept_from(self, handle: str) -> int:
+        """Messages ``handle`` sent that their recipients have not confirmed yet."""
+        account = self._accounts.get(handle_key(handle))
+        return account.kept_from_total if account else 0
+
     def add_message(self, sender: str, recipient: str, text: str, when: float) -> int:
         """Store a direct message, not yet delivered; return its id."""
         self._latest_message_id += 1
+        self._count_kept(handle_key(sender), handle_key(recipient), 1)
         return self.store.add_message(sender, recipient, text, when, self._latest_message_id)
+
+    def latest_message_id(self) -> int:
+        return self._latest_message_id
 
     def message(self, message_id: int) -> Message | None:
         return self.store.message(message_id)
 
     def set_delivered(self, message_id: int, delivered: bool = True) -> None:
+        message = self.store.message(message_id)
+        if message is None or message.delivered == delivered:
+            return
+        self._count_kept(handle_key(message.sender), handle_key(message.recipient),
+                         -1 if delivered else 1)
         self.store.set_delivered(message_id, delivered)
 
-    def undelivered(self, recipient: str) -> list[Message]:
-        return self.store.undelivered(recipient)
+    def undelivered(self, recipient: str, after: int = 0, upto: int | None = None,
+                    count: int | None = None) -> list[Message]:
+        """The messages kept for ``recipient`` with ids after ``after`` (up to ``upto``),
+        oldest first, at most ``count`` of them."""
+        return self.store.undelivered(recipient, after, upto, count)

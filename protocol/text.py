@@ -1,4 +1,13 @@
-"""Showing text that came from the network without letting it drive the terminal."""
+"""Showing text that came from the network without letting it drive the terminal.
+
+    text from a peer or the tracker ──escape_for_terminal──> one line, every control visible
+                                     (session logs, trace records, diagram labels)
+    text people typed and read back ──as_typed──> as typed, only controls written out
+                                     (tweets, says, messages on the console)
+
+No text that arrived over the network is printed without going through one of the two: an
+escape sequence in a tweet must show as ``\\x1b[2J``, never clear someone's screen.
+"""
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 

@@ -11,12 +11,16 @@ Every program takes ``--trace-file PATH`` and writes, for each message::
 ``push:<kind>``, a datagram kind).  ``protocol.diagram`` merges such files into a time-space
 diagram.
 
-How a record travels: the program calls ``TraceWriter.send``/``recv``; the writer escapes what
-came from the network (control characters, bidi overrides, lone surrogates: the same escapes as
-the console, ``protocol.text.escape_for_terminal``), makes the JSON line and hands it, whole, to
-the stream its program gave it.  This module opens no file and starts no thread: a program whose
-threads must never wait for the disk hands it an ``adapters.output.TraceFile`` (a bounded queue
-in front of one writer thread).
+How a record is made and read::
+
+    (when, who, direction, from, to, kind, summary) ──trace_line──> one escaped JSON line
+                                      adapters.trace_file.TraceWriter appends it to the file
+    a line of a trace file ──TraceRecord.from_json──> a TraceRecord (protocol.diagram reads them)
+
+``trace_line`` escapes what came from the network (control characters, bidi overrides, lone
+surrogates: the same escapes as the console, ``protocol.text.escape_for_terminal``), so a trace
+file is safe to ``cat``.  This module reads no clock and writes nothing: the time is given, and
+``adapters.trace_file.TraceWriter`` stamps each record and hands its line to the file.
 
 ``shown_frame`` is what a trace may show of a tracker frame: its text with every password
 replaced by ``***`` (SPEC §4: the tracker never logs a password).
@@ -26,9 +30,8 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from protocol.text import escape_for_terminal
 
@@ -67,38 +70,12 @@ class TraceRecord:
         return record
 
 
-class LineStream(Protocol):
-    """Where a ``TraceWriter`` puts its lines: one ``write`` call per whole line."""
-
-    def write(self, text: str, /) -> Any: ...
-    def flush(self) -> Any: ...
-
-
-class TraceWriter:
-    """Writes records for one program (``owner``) to a stream, one whole line per ``write``.
-
-    With ``stream`` None nothing is written (and callers may skip the work of a summary).
-    Several threads may record at once when the stream takes whole lines from any thread, as
-    ``adapters.output.TraceFile`` does.
-    """
-
-    def __init__(self, stream: LineStream | None, owner: str) -> None:
-        self.stream, self.owner = stream, owner
-
-    def record(self, direction: str, src: str, dst: str, kind: str, summary: str = "") -> None:
-        if self.stream is None:
-            return
-        line = TraceRecord(time.time(), self.owner, direction, escape_for_terminal(src),
-                           escape_for_terminal(dst), escape_for_terminal(kind),
-                           escape_for_terminal(summary)).to_json()
-        self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def send(self, dst: str, kind: str, summary: str = "") -> None:
-        self.record("send", self.owner, dst, kind, summary)
-
-    def recv(self, src: str, kind: str, summary: str = "") -> None:
-        self.record("recv", src, self.owner, kind, summary)
+def trace_line(when: float, owner: str, direction: str, src: str, dst: str, kind: str,
+               summary: str = "") -> str:
+    """The JSON line (without its newline) of one record written by ``owner`` at ``when``;
+    every name and the summary escaped for the terminal."""
+    return TraceRecord(when, owner, direction, escape_for_terminal(src), escape_for_terminal(dst),
+                       escape_for_terminal(kind), escape_for_terminal(summary)).to_json()
 
 
 # ---- what a trace may show of a frame ---------------------------------------------------------

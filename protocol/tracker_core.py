@@ -8,7 +8,9 @@ How data flows::
       │ disconnect(session, now)           the connection is gone
       │ expire(session, now)               the FAILURE that closes a timed-out connection
       │ tick(now)                          about once a second: ends stale tweets, says BUSY
-      └ take_outbox()  ──> [(session, Answer | Notice), …]   in the order decided: send them
+      │ take_outbox()  ──> [(session, Answer | Notice), …]   in the order decided: send them
+      │ take_paging()  ──> [session, …]    sessions just pushed a page of kept messages, with
+      └ next_page(session, now)            more to come: ask for the next once it has left
 
 The core never blocks, never sleeps and owns no I/O.  Every reply and every push leaves through
 the outbox, the replies it decides later too: an ``exit`` that has to wait for a running tweet is
@@ -27,6 +29,15 @@ core is not thread-safe: its caller serialises the calls (``tracker.py`` holds o
 makes the "exactly one wins" rules — two registrations of one handle, two tweets of one author —
 plain).  Password hashing takes tens of milliseconds, so ``register`` and ``login`` stop half way
 and hand their caller the hashing to do outside that lock (``protocol.accounts``).
+
+Nothing here walks a whole table under that lock: lists are answered a page at a time
+(``query-handles``, ``followers``, ``following``, ``feed``, ``search``: PROTOCOL.md §1.2), the
+messages kept for a login are pushed a page at a time, each page once the one before has left
+(``next_page``), and ``trending`` reads counts kept in order as hashtags are used.  Abuse is
+bounded per address (``protocol.accounts``): registrations, failed logins (and a growing wait
+per address and handle, so that guesses from one address never lock the owner out from
+another), and messages kept for one recipient or from one sender (``MAILBOX_FULL``,
+``TOO_MANY_UNREAD``).
 """
 
 from __future__ import annotations
@@ -38,11 +49,13 @@ from typing import Any
 
 from protocol import limits
 from protocol.accounts import (
+    AddressBudget,
     CheckPassword,
     HashPassword,
     LoginThrottle,
     PasswordHasher,
     check_password,
+    wait_text,
 )
 from protocol.flood import TokenBucket
 from protocol.messages import (
@@ -72,7 +85,7 @@ from protocol.messages import (
     WelcomePush,
 )
 from protocol.ring import Peer
-from protocol.store import MemoryStore, Message, ReadModel, Store, Tweet, by_name
+from protocol.store import MemoryStore, Message, Page, ReadModel, Store, Tweet, by_name
 from protocol.validate import (
     check_count,
     check_handle,
@@ -93,6 +106,9 @@ ACTOR_ARGUMENT = {"follow": "follower", "drop": "follower", "tweet": "handle",
 ANONYMOUS_COMMANDS = {"auth", "register", "login", "query-handles", "online"}
 # Housekeeping that user.py sends by itself: never refused by flood control.
 UNTHROTTLED_COMMANDS = {"heartbeat", "end-tweet", "exit-complete", "logout"}
+# ... and so is a receipt that confirms a message kept for the session (a login may be pushed a
+# thousand, each confirmed by one): only a receipt that confirms nothing costs a command.
+RECEIPT = "message-received"
 
 Outgoing = tuple["Session", Answer | Notice]
 
@@ -132,6 +148,7 @@ class PasswordWork:
     ports: tuple[int, int, int]
     key: str
     re: int = 0                     # the request's id, filled in by `execute`
+    known: bool = True              # login: the handle had an account (else a decoy is checked)
 
     def run(self) -> str | bool:
         return self.job.run()
@@ -164,6 +181,15 @@ class _PendingExit:
     deadline: float                 # BUSY after this
 
 
+@dataclass
+class _KeptPages:
+    """The messages kept for a login that are still to be pushed: ids over ``after``, up to
+    ``upto`` (the newest when it logged in: later ones came while it was online)."""
+
+    after: int
+    upto: int
+
+
 @dataclass(kw_only=True)
 class TrackerCore:
     wall_clock: Callable[[], float]     # seconds since the epoch, for `created` stamps
@@ -171,9 +197,12 @@ class TrackerCore:
     log: Callable[[str], None] = lambda line: None
     tweet_timeout: float = limits.TWEET_TIMEOUT
     exit_wait: float = limits.EXIT_WAIT_TIMEOUT
-    session_max: int = limits.SESSION_MAX
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    register_limit: int = limits.REGISTRATIONS_PER_ADDRESS  # at once, then as many an hour
+    kept_per_recipient: int = limits.KEPT_PER_RECIPIENT
+    kept_per_sender: int = limits.KEPT_PER_SENDER
+    kept_page: int = limits.KEPT_PAGE
     server_password: str | None = None
     register_timeout: float = limits.REGISTER_TIMEOUT
     idle_timeout: float = limits.IDLE_TIMEOUT
@@ -187,6 +216,10 @@ class TrackerCore:
         self._running: dict[str, RunningTweet] = {}
         self._exits: dict[str, _PendingExit] = {}
         self._outbox: list[Outgoing] = []
+        self.registrations = AddressBudget(self.register_limit)
+        self._decoy = self.hasher.decoy()       # what a login of an unknown handle checks
+        self._kept_pages: dict[Session, _KeptPages] = {}
+        self._paging: list[Session] = []        # pushed a page, more to come (take_paging)
 
     # ---- entry points ------------------------------------------------------------------------
     def execute(self, session: Session, request: Request, now: float) -> PasswordWork | None:
@@ -216,7 +249,7 @@ class TrackerCore:
             assert isinstance(result, str)
             reply = self._finish_register(session, work, result)
         else:
-            reply = self._finish_login(session, work, result is True)
+            reply = self._finish_login(session, work, result is True, now)
         self._answer(session, work.re, reply, mark)
 
     def disconnect(self, session: Session, now: float) -> None:
@@ -266,8 +299,11 @@ class TrackerCore:
                        f"nothing received for {self.idle_timeout:g}s: you are offline")
 
     def tick(self, now: float) -> None:
-        """Time passes: end tweets past ``tweet_timeout``, answer exits past ``exit_wait``."""
+        """Time passes: end tweets past ``tweet_timeout``, answer exits past ``exit_wait``,
+        forget the throttling of addresses that went quiet."""
         self._expire_tweets(now)
+        self.throttle.prune(now)
+        self.registrations.prune(now)
         for key, pending in list(self._exits.items()):
             if now >= pending.deadline:
                 del self._exits[key]
@@ -275,6 +311,19 @@ class TrackerCore:
                 session.exiting = False         # back to normal: it may act, and exit later
                 self._answer_later(session, failure(
                     "BUSY", f"a tweet involving {session.handle} is still running; try again"))
+
+    def next_page(self, session: Session, now: float) -> None:
+        """The last page of kept messages pushed to ``session`` has left: push the next one
+        (nothing if none is left, or the session went offline meanwhile)."""
+        self._push_kept_page(session)
+
+    def take_paging(self) -> list[Session]:
+        """The sessions pushed a page of kept messages since the last call that have more to
+        come: the caller calls ``next_page`` for each once that page has been sent."""
+        if not self._paging:
+            return []
+        paging, self._paging = self._paging, []
+        return paging
 
     def take_outbox(self) -> list[Outgoing]:
         """The replies and pushes decided since the last call, in order, for the caller to
@@ -296,9 +345,9 @@ class TrackerCore:
     def _gate(self, session: Session, request: Request, now: float) -> Failure | None:
         if session.bucket is None:
             session.bucket = TokenBucket(now, self.flood_burst, self.flood_rate)
-        if request.cmd not in UNTHROTTLED_COMMANDS and not session.bucket.take(now):
-            return failure("THROTTLED", f"at most {self.flood_burst} commands at once and "
-                                        f"{self.flood_rate:g} a second; slow down")
+        if request.cmd not in UNTHROTTLED_COMMANDS and request.cmd != RECEIPT \
+                and not session.bucket.take(now):
+            return self._throttled()
         if not session.admitted and self.server_password is not None:
             return self._admit(session, request)
         if request.cmd not in ANONYMOUS_COMMANDS and session.handle is None:
@@ -314,6 +363,10 @@ class TrackerCore:
         if request.cmd in ("register", "login") and session.handle is not None:
             return failure("ALREADY_LOGGED_IN", f"this session is already {session.handle}")
         return None
+
+    def _throttled(self) -> Failure:
+        return failure("THROTTLED", f"at most {self.flood_burst} commands at once and "
+                                    f"{self.flood_rate:g} a second; slow down")
 
     def _admit(self, session: Session, request: Request) -> Failure | None:
         """Before anything else, a session must give the server password (SPEC §4)."""
@@ -380,10 +433,6 @@ class TrackerCore:
         entry = self._online.get(handle_key(handle))
         return entry.peer if entry is not None and not entry.lost else None
 
-    def _live_sessions(self) -> int:
-        """Handles online in a connected session (lost ones do not count toward the cap)."""
-        return sum(1 for entry in self._online.values() if not entry.lost)
-
     def _go_online(self, session: Session, peer: Peer) -> None:
         session.handle = peer.handle
         self._online[handle_key(peer.handle)] = _Online(session, peer)
@@ -391,6 +440,7 @@ class TrackerCore:
     def _go_offline(self, session: Session, now: float, still_listed: bool = False) -> None:
         """The session stops acting for its handle; its running tweet, if any, ends."""
         assert session.handle is not None
+        self._kept_pages.pop(session, None)
         key = handle_key(session.handle)
         if key in self._running:
             why = "its author's connection closed" if still_listed else "its author logged out"
@@ -480,9 +530,35 @@ class TrackerCore:
                          followers=followers)
 
     @staticmethod
-    def _tweets(what: str, tweets: list[Tweet]) -> TweetsReply:
-        return TweetsReply(message=f"{len(tweets)} {what}", count=len(tweets),
-                           tweets=tuple(tweets))
+    def _tweets(what: str, tweets: list[Tweet], count: int) -> TweetsReply:
+        """A page of ``count`` tweets out of ``tweets``, read one over, to know whether older
+        ones follow."""
+        page = tweets[:count]
+        return TweetsReply(message=f"{len(page)} {what}", count=len(page), tweets=tuple(page),
+                           next=page[-1].id if len(tweets) > count else None)
+
+    @staticmethod
+    def _check_page(after: object, limit: object) -> Failure | None:
+        """The page fields of a list of handles: ``after`` a handle, ``limit`` a count."""
+        problem = (after is not None and check_handle(after)) \
+            or check_count(limit, limits.LIST_PAGE_MAX)
+        return failure(*problem) if problem else None
+
+    def _push_kept_page(self, session: Session) -> None:
+        """Push the next page of the messages kept for the session's login (PROTOCOL.md §1.5):
+        an indexed read of at most ``kept_page`` of them."""
+        pages = self._kept_pages.get(session)
+        if pages is None or session.handle is None:
+            return
+        messages = self.model.undelivered(session.handle, pages.after, pages.upto,
+                                          self.kept_page)
+        for message in messages:                # until its message-received
+            self._outbox.append((session, self._message_push(message)))
+        if len(messages) < self.kept_page:
+            del self._kept_pages[session]
+        else:
+            pages.after = messages[-1].id
+            self._paging.append(session)
 
     # ---- accounts: register and login stop half way for the password hash -------------------
     @staticmethod
@@ -510,6 +586,11 @@ class TrackerCore:
         existing = self.model.find(handle)      # a cheap early answer, before the hash
         if existing:
             return failure("DUPLICATE_HANDLE", f"{existing} is already registered")
+        if not self.registrations.take(session.address, now):     # each costs a hash
+            wait = wait_text(self.registrations.wait(session.address, now))
+            return failure("THROTTLED", f"{session.address} registered {self.register_limit} "
+                                        f"handles lately, the most one address may; try again "
+                                        f"in {wait}")
         return PasswordWork(HashPassword(password, self.hasher), handle, ip,
                             (ports[0], ports[1], ports[2]), key)
 
@@ -517,8 +598,6 @@ class TrackerCore:
         handle, ip, ports = work.handle, work.ip, work.ports
         if session.handle is not None:
             return failure("ALREADY_LOGGED_IN", f"this session is already {session.handle}")
-        if self._live_sessions() >= self.session_max:
-            return failure("SERVER_FULL", f"the tracker has {self.session_max} users online")
         if not self.model.create(handle, digest, self.wall_clock()):
             return failure("DUPLICATE_HANDLE", f"{self.model.find(handle)} is already registered")
         self.model.set_last_seen(handle, self.model.latest_tweet_id())
@@ -531,44 +610,61 @@ class TrackerCore:
         refused = self._check_peer(session, handle, ip, ports, key)
         if refused:
             return refused
-        name = self.model.find(handle)
-        if not name:
-            return failure("UNKNOWN_HANDLE", f"{handle} is not registered")
-        if self.throttle.blocked(handle_key(name), now):
-            return failure("THROTTLED", f"too many failed logins for {name}; wait a minute")
+        problem = check_password(password)
+        if problem:
+            return failure(*problem)
+        why = self.throttle.refused(session.address, handle_key(handle), now)
+        if why:
+            return failure("THROTTLED", why)
         # Counted as failed until proven right: parallel guesses cannot outrun the count.
-        self.throttle.failed(handle_key(name), now)
-        stored = self.model.password_hash(name) or ""
-        given = password if isinstance(password, str) else ""
-        return PasswordWork(CheckPassword(given, stored), handle, ip,
-                            (ports[0], ports[1], ports[2]), key)
+        self.throttle.attempt(session.address, handle_key(handle), now)
+        # An unknown handle costs the hash a wrong password costs: the same work, the same
+        # time, and a failed login all the same.
+        stored = self.model.password_hash(handle)
+        return PasswordWork(CheckPassword(password, stored or self._decoy), handle, ip,
+                            (ports[0], ports[1], ports[2]), key, known=stored is not None)
 
-    def _finish_login(self, session: Session, work: PasswordWork, good: bool) -> Answer:
+    def _finish_login(self, session: Session, work: PasswordWork, good: bool,
+                      now: float) -> Answer:
         handle, ip, ports = work.handle, work.ip, work.ports
-        name = self.model.find(handle) or handle
+        assert isinstance(work.job, CheckPassword)
+        if not (work.known and good):
+            self.throttle.failed(session.address, now)
+        if not work.known:
+            return failure("UNKNOWN_HANDLE", f"{handle} is not registered")
         if not good:
+            name = self.model.find(handle) or handle
             return failure("WRONG_PASSWORD", f"wrong password for {name}")
+        # The right password for the account it was checked against: no failed login,
+        # whatever else stops this one (ALREADY_ONLINE included).
+        self.throttle.succeeded(session.address, handle_key(handle), now)
+        name = self.model.find(handle)
+        if name is None:                        # deleted while the hash was checked
+            return failure("UNKNOWN_HANDLE", f"{handle} is not registered")
+        if self.model.password_hash(name) != work.job.stored:
+            # Deleted and registered again while the hash was checked: this account's own
+            # password has not been checked, and the old one must not let anyone in.
+            return failure("ACCOUNT_CHANGED", f"{name} was deleted and registered again while "
+                                              "the password was checked; log in again")
         if session.handle is not None:
             return failure("ALREADY_LOGGED_IN", f"this session is already {session.handle}")
         entry = self._online.get(handle_key(name))
         if entry and not entry.lost:
             return failure("ALREADY_ONLINE", f"{name} is online in another session")
-        if self.model.find(name) is None:       # deleted while the hash was checked
-            return failure("UNKNOWN_HANDLE", f"{handle} is not registered")
-        if entry is None and self._live_sessions() >= self.session_max:
-            return failure("SERVER_FULL", f"the tracker has {self.session_max} users online")
-        self.throttle.succeeded(handle_key(name))
         # Tweets of its feed it has not had: newer than the last one it got while online
         # (PROTOCOL.md §1.8).  Once told, they are no longer new.
         new = self.model.feed_count_after(name, self.model.last_seen(name))
         self.model.set_last_seen(name, self.model.latest_tweet_id())
         self._go_online(session, Peer(name, ip, *ports, work.key))
         self._announce(name, online=True)
-        for message in self.model.undelivered(name):    # until its message-received
-            self._outbox.append((session, self._message_push(message)))
+        kept = self.model.kept_for(name)
+        if kept:        # pushed after the reply, a page at a time (PROTOCOL.md §1.5)
+            self._kept_pages[session] = _KeptPages(0, self.model.latest_message_id())
+            self._push_kept_page(session)
         return LoginReply(message=f"{name} logged in at {ip} ports {ports[0]} {ports[1]} "
                                   f"{ports[2]}; {new} new tweets since the last session",
-                          handle=name, new=new, blocked=tuple(self.model.blocked_by(name)))
+                          handle=name, new=new, blocked=tuple(self.model.blocked_by(name)),
+                          kept=kept)
 
     def _cmd_logout(self, session: Session, now: float) -> Answer:
         me = self._me(session)
@@ -577,10 +673,15 @@ class TrackerCore:
         return Done(message=f"{me} logged out; everything is kept")
 
     # ---- the course's commands ---------------------------------------------------------------
-    def _cmd_query_handles(self, session: Session, now: float) -> Answer:
-        handles = self.model.handles()
-        return QueryHandlesReply(message=f"{len(handles)} handles", count=len(handles),
-                                 handles=tuple(handles))
+    def _cmd_query_handles(self, session: Session, now: float, after: str | None = None,
+                           limit: int = limits.LIST_PAGE_MAX) -> Answer:
+        refused = self._check_page(after, limit)
+        if refused:
+            return refused
+        page = self.model.handles_page(after, limit)
+        return QueryHandlesReply(message=f"{page.total} handles", count=page.total,
+                                 handles=tuple(page.names),
+                                 next=page.names[-1] if page.more else None)
 
     def _cmd_follow(self, session: Session, now: float, follower: str, followee: str) -> Answer:
         target = self._known(followee)
@@ -658,26 +759,35 @@ class TrackerCore:
 
     # ---- the social commands -----------------------------------------------------------------
     def _cmd_online(self, session: Session, now: float) -> Answer:
-        following = ({handle_key(h) for h in self.model.following(session.handle)}
-                     if session.handle else set())
+        me = session.handle
         names = by_name(e.peer.handle for e in self._online.values() if not e.lost)
         return OnlineReply(message=f"{len(names)} online", count=len(names),
-                           online=tuple((name, handle_key(name) in following) for name in names))
+                           online=tuple((name, me is not None
+                                         and self.model.is_following(me, name))
+                                        for name in names))
 
-    def _lists(self, session: Session, handle: str | None,
-               read: Callable[[str], list[str]], what: str) -> ListReply | Failure:
+    def _lists(self, session: Session, handle: str | None, after: str | None, limit: int,
+               read: Callable[[str, str | None, int], Page], what: str) -> ListReply | Failure:
         name = self._known(handle) if handle is not None else self._me(session)
         if isinstance(name, Failure):
             return name
-        handles = read(name)
-        return ListReply(message=f"{name} has {len(handles)} {what}", handle=name,
-                         count=len(handles), handles=tuple(handles))
+        refused = self._check_page(after, limit)
+        if refused:
+            return refused
+        page = read(name, after, limit)
+        return ListReply(message=f"{name} has {page.total} {what}", handle=name,
+                         count=page.total, handles=tuple(page.names),
+                         next=page.names[-1] if page.more else None)
 
-    def _cmd_followers(self, session: Session, now: float, handle: str | None = None) -> Answer:
-        return self._lists(session, handle, self.model.followers, "followers")
+    def _cmd_followers(self, session: Session, now: float, handle: str | None = None,
+                       after: str | None = None, limit: int = limits.LIST_PAGE_MAX) -> Answer:
+        return self._lists(session, handle, after, limit, self.model.followers_page,
+                           "followers")
 
-    def _cmd_following(self, session: Session, now: float, handle: str | None = None) -> Answer:
-        reply = self._lists(session, handle, self.model.following, "followed")
+    def _cmd_following(self, session: Session, now: float, handle: str | None = None,
+                       after: str | None = None, limit: int = limits.LIST_PAGE_MAX) -> Answer:
+        reply = self._lists(session, handle, after, limit, self.model.following_page,
+                            "followed")
         if isinstance(reply, Failure) or handle_key(reply.handle) != handle_key(self._me(session)):
             return reply
         # Your own list carries the keys of the authors you follow that are online, so your
@@ -685,11 +795,13 @@ class TrackerCore:
         peers = tuple(peer for name in reply.handles if (peer := self._live_peer(name)))
         return replace(reply, peers=peers)
 
-    def _cmd_feed(self, session: Session, now: float, count: int = limits.FEED_DEFAULT) -> Answer:
+    def _cmd_feed(self, session: Session, now: float, count: int = limits.FEED_DEFAULT,
+                  before: int | None = None) -> Answer:
         problem = check_count(count)
         if problem:
             return failure(*problem)
-        return self._tweets("tweets in the feed", self.model.feed(self._me(session), count))
+        return self._tweets("tweets in the feed",
+                            self.model.feed(self._me(session), count + 1, before), count)
 
     def _cmd_retweet(self, session: Session, now: float, tid: int) -> Answer:
         original = self.model.tweet(tid)
@@ -705,11 +817,13 @@ class TrackerCore:
                                        f"a ring carries at most {limits.RING_TEXT_MAX}")
         return self._start_tweet(self._me(session), text, now, retweet_of=original.id)
 
-    def _cmd_search(self, session: Session, now: float, tag: str) -> Answer:
-        problem = check_tag(tag)
+    def _cmd_search(self, session: Session, now: float, tag: str, count: int = limits.FEED_MAX,
+                    before: int | None = None) -> Answer:
+        problem = check_tag(tag) or check_count(count)
         if problem:
             return failure(*problem)
-        return self._tweets(f"tweets with {tag}", self.model.search(tag[1:], limits.FEED_MAX))
+        return self._tweets(f"tweets with {tag}", self.model.search(tag[1:], count + 1, before),
+                            count)
 
     def _cmd_trending(self, session: Session, now: float) -> Answer:
         top = self.model.trending(limits.TRENDING_COUNT)
@@ -747,6 +861,16 @@ class TrackerCore:
         me = self._me(session)
         if self.model.is_blocked(target, me):
             return failure("BLOCKED", f"{target} has blocked {me}")
+        # Kept until confirmed, so bounded (SPEC §6): per recipient, whoever the senders, and
+        # per sender, so that one sender alone cannot fill anyone's mailbox.
+        if self.model.kept_for(target) >= self.kept_per_recipient:
+            return failure("MAILBOX_FULL", f"{target} has {self.model.kept_for(target)} "
+                                           "messages waiting to be read, the most the tracker "
+                                           "keeps for anyone; try again once it has read some")
+        if self.model.kept_from(me) >= self.kept_per_sender:
+            return failure("TOO_MANY_UNREAD", f"{self.model.kept_from(me)} messages of {me} "
+                                              "wait to be read, the most the tracker keeps from "
+                                              "anyone; try again once they are read")
         message_id = self.model.add_message(me, target, text, self.wall_clock())
         peer, sender = self._live_peer(target), self._live_peer(me)
         if peer is None:
@@ -761,7 +885,12 @@ class TrackerCore:
         """The recipient's receipt: the message is delivered, and no longer kept."""
         me = self._me(session)
         message = self.model.message(message_id)
-        if message is None or handle_key(message.recipient) != handle_key(me):
+        mine = message is not None and handle_key(message.recipient) == handle_key(me)
+        confirms = mine and message is not None and not message.delivered
+        assert session.bucket is not None               # made by _gate
+        if not confirms and not session.bucket.take(now):   # confirms nothing: a command
+            return self._throttled()
+        if message is None or not mine:
             return failure("UNKNOWN_MESSAGE", f"{me} was sent no message #{message_id}")
         if not message.delivered:
             self.model.set_delivered(message_id)

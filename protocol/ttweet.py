@@ -113,14 +113,6 @@ def message_length_problem(message: str) -> str | None:
     return None
 
 
-def parse_port(text: str) -> int | None:
-    """The TCP port ``text`` names (1–65535), or ``None`` when it names none."""
-    if not (text.isascii() and text.isdigit()) or len(text) > 5:
-        return None
-    port = int(text)
-    return port if 1 <= port <= 65535 else None
-
-
 # --- encoding -----------------------------------------------------------------------------------
 def _frame(header_fields: list[str], body: bytes) -> bytes:
     return " ".join([*header_fields, str(len(body))]).encode("ascii") + b"\n" + body

@@ -1,7 +1,12 @@
 """Validation of the values users type and peers send: handles, addresses, ports, texts.
 
+    a value from a request or a command line ──check_*──> None (good)
+                                                         or (code, sentence): the FAILURE
+
 Each ``check_*`` function returns ``None`` when the value is good, or a ``(code, sentence)`` pair
-that the tracker sends back as its ``FAILURE`` reason.  They never raise on bad input.
+that the tracker sends back as its ``FAILURE`` reason (and ``user.py`` prints before sending
+anything).  They never raise on bad input.  Addresses and ports as typed are read by
+``protocol.address``.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import ipaddress
 import re
 
 from protocol import limits
-from protocol.ipv4 import is_ipv4_address
+from protocol.address import is_ipv4_address
 from protocol.text import has_control_characters
 
 _HANDLE = re.compile(rf"@[A-Za-z]{{1,{limits.HANDLE_MAX}}}")

@@ -3,14 +3,18 @@
 ``Proc`` (the project's one process driver, ``tools/driver.py``) wraps one program.  A reader
 thread collects every line it prints (stderr merged into stdout); ``expect`` waits, with a
 timeout, for the next line matching a pattern, and fails the test (an ``AssertionError``) with
-the program's output when none comes.  Nothing here sleeps to wait for something: every wait is
-on output, a socket or a process, and each has a timeout.
+the program's output when none comes.  ``RawClient`` is a tracker session spoken by hand (the
+project's one raw wire client, ``tools/wire_client.py``); ``RawPeer`` a ring peer spoken by hand.
+Nothing here sleeps to wait for something: every wait is on output, a socket or a process, and
+each has a timeout.
+
+    test ──Tweeter.tracker()/user()──> Proc ──stdin──> tracker.py / user.py ──stdout──> expect()
+         ──Tweeter.client()──> RawClient ──TCP──> tracker.py
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import socket
@@ -33,12 +37,17 @@ from tools.driver import ROOT as ROOT
 from tools.driver import SAMPLE_KEY as SAMPLE_KEY
 from tools.driver import TIMEOUT as DEFAULT_TIMEOUT
 from tools.driver import free_port as free_port
+from tools.wire_client import WireClient
 
 # Peer timeouts shrunk for tests so that a dead peer is given up on quickly.
 FAST_PEER_ARGS = ["--hop-timeout", "0.1", "--give-up", "0.5"]
 # For a test that opens hundreds of connections from 127.0.0.1, many at once: the tracker's
 # per-address limits (SPEC §6) raised out of its way.
 MANY_CONNECTIONS = ["--max-per-address", "1000", "--connect-burst", "1000"]
+# Every user of a test registers from 127.0.0.1, as a whole site behind one address would: a
+# test tracker lets that address register as many handles as the test needs (tests of the
+# limit itself give their own value).
+LOCAL_SITE = ["--registrations-per-address", "100000"]
 
 
 def terminal_env(home: Path, colour: bool = False) -> dict[str, str]:
@@ -139,75 +148,13 @@ class User(Proc):
                            r" in [\d.]+ ms(?:; skipped (?P<skipped>.*))?$")
 
 
-class RawClient:
-    """A bare TCP session with the tracker that speaks the wire protocol directly.
-
-    ``read`` returns the next reply; pushes that arrive meanwhile are kept in ``pushes`` (the
-    first is always the tracker's ``welcome``).  ``source`` is the local address to connect from
-    (any of 127.0.0.0/8 works on Linux: another "host" for the per-address limits);
-    ``receive_buffer`` shrinks the socket's receive buffer (a reader that stops reading then
-    fills it quickly); with ``welcome`` False the first frame is left for ``read`` (a refused
-    connection gets a FAILURE instead).
-    """
-
-    def __init__(self, port: int, source: str = "127.0.0.1", receive_buffer: int | None = None,
-                 welcome: bool = True) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if receive_buffer is not None:      # before connecting: the window is agreed then
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-        self.sock.settimeout(DEFAULT_TIMEOUT)
-        self.sock.bind((source, 0))
-        self.sock.connect(("127.0.0.1", port))
-        self.reader = self.sock.makefile("rb")
-        self.next_id = 1
-        self.pushes: list[dict] = []
-        if welcome:
-            self.welcome = self.read_push()
-            assert self.welcome["push"] == "welcome", self.welcome
-
-    def send_raw(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _frame(self) -> dict:
-        line = self.reader.readline()
-        assert line, "the tracker closed the connection"
-        return json.loads(line)
-
-    def next_frame(self) -> dict:
-        """The next frame, reply or push, whichever it is."""
-        return self._frame()
-
-    def read(self) -> dict:
-        """The next reply; pushes on the way are kept in ``pushes``."""
-        while "push" in (frame := self._frame()):
-            self.pushes.append(frame)
-        return frame
-
-    def read_push(self) -> dict:
-        """The next push (one already received first)."""
-        if self.pushes:
-            return self.pushes.pop(0)
-        frame = self._frame()
-        assert "push" in frame, f"a reply where a push was expected: {frame}"
-        return frame
+class RawClient(WireClient):
+    """A bare TCP session with the tracker (``tools/wire_client.py``) whose ``register`` uses
+    the test password of the handle unless given one."""
 
     def register(self, handle: str, ports: list[int], password: str | None = None,
                  key: str = SAMPLE_KEY, ip: str = "127.0.0.1") -> dict:
-        return self.call("register", handle=handle, ip=ip, ports=ports, key=key,
-                         password=password or password_of(handle))
-
-    def call(self, cmd: str, **args: object) -> dict:
-        self.send_raw((json.dumps({"id": self.next_id, "cmd": cmd, **args}) + "\n").encode())
-        self.next_id += 1
-        return self.read()
-
-    def closed_by_peer(self) -> bool:
-        """True once the tracker has closed its side (reads EOF within the timeout)."""
-        return self.reader.readline() == b""
-
-    def close(self) -> None:
-        self.reader.close()     # the file object holds the socket open until it is closed too
-        self.sock.close()
+        return super().register(handle, ports, password or password_of(handle), key, ip)
 
 
 class Tweeter:
@@ -222,7 +169,9 @@ class Tweeter:
     def tracker(self, *extra: str) -> Proc:
         """Start a tracker on a free port (a throw-away database unless ``--db`` is given)."""
         db = [] if "--db" in extra else ["--db", ":memory:"]
-        self.tracker_proc = self.cluster.start(["tracker.py", "0", *db, *extra], "tracker")
+        site = [] if LOCAL_SITE[0] in extra else LOCAL_SITE
+        self.tracker_proc = self.cluster.start(["tracker.py", "0", *db, *site, *extra],
+                                               "tracker")
         self.port = int(self.tracker_proc.expect(r"listening on [\d.]+:(\d+)").group(1))
         return self.tracker_proc
 

@@ -36,10 +36,26 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from protocol import auth, datagrams
+from protocol import auth, datagrams, limits
 from protocol.accounts import PasswordHasher
 from protocol.auth import SessionKeys
 from protocol.datagrams import Ack, DatagramError, DirectMsg, TweetMsg
+from protocol.messages import (
+    Answer,
+    FollowReply,
+    ListReply,
+    LoginReply,
+    MessagePush,
+    MessageReply,
+    Notice,
+    PeerPush,
+    PresencePush,
+    RegisterReply,
+    TweetPush,
+    TweetReply,
+    answer_from_wire,
+    notice_from_wire,
+)
 from protocol.peer import (
     DirectEnded,
     MessageShown,
@@ -54,7 +70,7 @@ from protocol.ring import FollowerRing, Peer
 from protocol.store import MemoryStore
 from protocol.tracker_core import Session, TrackerCore
 from protocol.validate import handle_key
-from protocol.wire import Push, Reply, Request, decode_server_frame, encode_object
+from protocol.wire import Request, encode_object, load_object
 
 Address = tuple[str, int]
 LINK_DELAY = (0.0005, 0.003)        # seconds a tracker frame takes, one way (in order)
@@ -122,7 +138,8 @@ class Process:
         self.id = next(sim.process_ids)
         self.session = Session(f"{host}:{next(sim.tcp_ports)}", host, sim.now)
         self.request_ids = itertools.count(1)
-        self.replies: dict[int, Callable[[Reply], None]] = {}   # request id -> what to do
+        # request id -> the command, and what to do with its reply
+        self.replies: dict[int, tuple[str, Callable[[Answer], None]]] = {}
         self.alive = True
         self.peer: RingPeer | None = None
         self.me: Peer | None = None
@@ -135,7 +152,7 @@ class Process:
         self.timer_token: object = None
         self.keys: SessionKeys | None = None
         self.shown_ids = Shown()        # kept across this process's logins, as user.py does
-        self.early: list[Push] = []
+        self.early: list[Notice] = []
         self.shown: dict[tuple[str, int], int] = defaultdict(int)
         self.messages_shown: dict[tuple[str, int], int] = defaultdict(int)
 
@@ -156,7 +173,7 @@ class Process:
         self.waiting = None
         self.sim.schedule(0.0, self._next)
 
-    def request(self, cmd: str, then: Callable[[Reply], None] | None = None,
+    def request(self, cmd: str, then: Callable[[Answer], None] | None = None,
                 **args: Any) -> None:
         self.sim.link_request(self, cmd, args, then)
 
@@ -168,34 +185,36 @@ class Process:
         self.ports = ports or self.sim.new_ports(self.host)
         keys = self.keys = self.sim.keys_for(self.handle)
 
-        def joined(reply: Reply) -> None:
-            if not reply.ok:
+        def joined(reply: Answer) -> None:
+            if not isinstance(reply, RegisterReply | LoginReply):
                 self._done()
                 return
             self.me = Peer(self.handle, self.host, *self.ports, keys.public)
             self.sim.changes[self.handle].append(self.sim.now)
             self.sim.note(f"{self.handle} {verb}s at {self.host} ports {self.ports} "
                           f"(process {self.id})")
-            blocked = list(reply.data.get("blocked", []))
+            blocked = list(reply.blocked) if isinstance(reply, LoginReply) else []
             if verb == "login":
-                self.request("following", then=lambda r: self._start(r.data, blocked))
+                self.request("following", then=lambda r: self._start(
+                    r if isinstance(r, ListReply) else None, blocked))
             else:
-                self._start({}, blocked)
+                self._start(None, blocked)
 
         self.request(verb, then=joined, handle=self.handle, ip=self.host,
                      ports=list(self.ports), password="pw", key=keys.public)
 
-    def _start(self, following: dict[str, Any], blocked: list[str]) -> None:
+    def _start(self, following: ListReply | None, blocked: list[str]) -> None:
         """As user.py does after its login: a ring peer that knows whom it follows."""
         assert self.me is not None
         self.peer = RingPeer(self.me, self.keys, self.sim.peer_config,
                              seq_start=self.sim.rng.randrange(1, 2**31), own_ring=self.own_ring,
                              shown=self.shown_ids)
         self.own_ring = self.peer.own_ring
-        for author in following.get("handles", []):
-            self.peer.follow(author)
-        for row in following.get("peers", []):
-            self.peer.know(Peer.from_list(row))
+        if following is not None:       # a login: whom it follows, and who of them is online
+            for author in following.handles:
+                self.peer.follow(author)
+            for peer in following.peers or ():
+                self.peer.know(peer)
         for handle in blocked:
             self.peer.block(handle)
         early, self.early = self.early, []
@@ -209,7 +228,7 @@ class Process:
             self._done()
             return
 
-        def gone(reply: Reply) -> None:
+        def gone(reply: Answer) -> None:
             if reply.ok:
                 self.leave()
             self._done()
@@ -230,14 +249,14 @@ class Process:
             self._done()
             return
 
-        def followed(reply: Reply) -> None:
+        def followed(reply: Answer) -> None:
             self.sim.changes[self.handle].append(self.sim.now)
             self.sim.note(f"{self.handle} {name} {target}: {reply.status}")
             if reply.ok and self.peer is not None:
                 if name == "follow":
                     self.peer.follow(target)
-                    if "peer" in reply.data:
-                        self.peer.know(Peer.from_list(reply.data["peer"]))
+                    if isinstance(reply, FollowReply) and reply.peer is not None:
+                        self.peer.know(reply.peer)
                 else:
                     self.peer.unfollow(target)
                 self.sim.pump(self)
@@ -254,12 +273,11 @@ class Process:
         else:
             self.request("retweet", then=self._run_round, tid=retweet_of)
 
-    def _run_round(self, reply: Reply) -> None:
-        if not reply.ok or self.peer is None:
+    def _run_round(self, reply: Answer) -> None:
+        if not isinstance(reply, TweetReply) or self.peer is None:
             self._done()
             return
-        tid, text = int(reply.data["tid"]), str(reply.data["text"])
-        followers = [Peer.from_list(row) for row in reply.data["followers"]]
+        tid, text, followers = reply.tid, reply.text, list(reply.followers)
         self.sim.tweets[tid] = TweetRecord(tid, self.handle, text, self.id, self.sim.now,
                                            followers)
         self.sim.note(f"{self.handle} tweet #{tid} to "
@@ -283,14 +301,13 @@ class Process:
             self._done()
             return
 
-        def asked(reply: Reply) -> None:
-            if not reply.ok or "peer" not in reply.data or self.peer is None:
+        def asked(reply: Answer) -> None:
+            if not isinstance(reply, MessageReply) or reply.peer is None or self.peer is None:
                 self._done()
                 return
-            self.sim.messages[int(reply.data["message_id"])] = (self.handle, target, text)
-            self.waiting = ("message", int(reply.data["message_id"]))
-            self.peer.send_direct(Peer.from_list(reply.data["peer"]),
-                                  int(reply.data["message_id"]), text, self.sim.now)
+            self.sim.messages[reply.message_id] = (self.handle, target, text)
+            self.waiting = ("message", reply.message_id)
+            self.peer.send_direct(reply.peer, reply.message_id, text, self.sim.now)
             self.sim.pump(self)
 
         self.request("message", then=asked, to=target, text=text)
@@ -303,30 +320,27 @@ class Process:
                          message_id=event.message_id)
 
     # ---- the tracker's pushes ------------------------------------------------------------------
-    def on_frame(self, frame: Reply | Push) -> None:
-        if isinstance(frame, Push):
-            self.on_push(frame)
-        elif frame.re is not None and frame.re in self.replies:
-            self.replies.pop(frame.re)(frame)
+    def on_frame(self, frame: dict[str, Any]) -> None:
+        """A frame from the tracker, read as user.py's link reads it (protocol.messages)."""
+        if "push" in frame:
+            self.on_push(notice_from_wire(frame))
+        elif frame.get("re") in self.replies:
+            cmd, then = self.replies.pop(frame["re"])
+            then(answer_from_wire(cmd, frame))
 
-    def on_push(self, push: Push) -> None:
+    def on_push(self, push: Notice) -> None:
         """What user.py does with a push (PROTOCOL.md §1.4)."""
         if self.peer is None:
-            if push.kind in ("tweet", "message") and self.me is not None:
+            if isinstance(push, TweetPush | MessagePush) and self.me is not None:
                 self.early.append(push)         # the peer starts in a moment
             return
-        if push.kind in ("presence", "peer") and "peer" in push.data:
-            self.peer.know(Peer.from_list(push.data["peer"]))
-        elif push.kind == "offline":
-            self.sim.note(f"{self.handle} was taken offline by the tracker")
-            self.leave()
-        elif push.kind == "tweet":
-            self.sim.note(f"{self.handle} gets tweet #{push.data['tid']} from the tracker")
-            self.peer.tweet_from_tracker(str(push.data["author"]), int(push.data["tid"]),
-                                         str(push.data["text"]))
-        elif push.kind == "message":
-            self.peer.message_from_tracker(str(push.data["sender"]), int(push.data["id"]),
-                                           str(push.data["text"]), push.data.get("created", 0))
+        if isinstance(push, PresencePush | PeerPush) and push.peer is not None:
+            self.peer.know(push.peer)
+        elif isinstance(push, TweetPush):
+            self.sim.note(f"{self.handle} gets tweet #{push.tid} from the tracker")
+            self.peer.tweet_from_tracker(push.author, push.tid, push.text)
+        elif isinstance(push, MessagePush):
+            self.peer.message_from_tracker(push.sender, push.id, push.text, push.created)
 
 
 @dataclass(order=True)
@@ -349,7 +363,7 @@ class Simulation:
         self._order = itertools.count()
         self.core = TrackerCore(wall_clock=lambda: 1.7e9 + self.now, store=MemoryStore(),
                                 hasher=CHEAP_HASH, register_timeout=1e9, idle_timeout=1e9,
-                                flood_burst=10**9, flood_rate=1e9)
+                                flood_burst=10**9, flood_rate=1e9, register_limit=10**9)
         self.peer_config = PeerConfig(trace=False)
         self.tcp_ports = itertools.count(40000)
         self.process_ids = itertools.count(1)
@@ -393,10 +407,10 @@ class Simulation:
         return at - self.now
 
     def link_request(self, process: Process, cmd: str, args: dict[str, Any],
-                     then: Callable[[Reply], None] | None) -> None:
+                     then: Callable[[Answer], None] | None) -> None:
         request_id = next(process.request_ids)
         if then is not None:
-            process.replies[request_id] = then
+            process.replies[request_id] = (cmd, then)
 
         def arrive() -> None:
             if process.session.closing:
@@ -417,12 +431,21 @@ class Simulation:
         self.schedule(self._link_delay(process), arrive)
 
     def deliver_outbox(self) -> None:
-        """What the core decided goes to each session's process, as the bytes user.py reads."""
-        for session, message in self.core.take_outbox():
-            target = next((p for p in self.processes if p.session is session and p.alive), None)
-            if target is not None:
-                frame = decode_server_frame(encode_object(message.to_wire()))
-                self._to_process(target, lambda t=target, f=frame: t.on_frame(f))
+        """What the core decided goes to each session's process, as the bytes user.py reads.
+        A page of kept messages is sent at once here: the next one is asked for at once."""
+        while True:
+            for session, message in self.core.take_outbox():
+                target = next((p for p in self.processes if p.session is session and p.alive),
+                              None)
+                if target is not None:
+                    frame = load_object(encode_object(message.to_wire()),
+                                        limits.SERVER_FRAME_MAX)
+                    self._to_process(target, lambda t=target, f=frame: t.on_frame(f))
+            paging = self.core.take_paging()
+            if not paging:
+                return
+            for session in paging:
+                self.core.next_page(session, self.now)
 
     def tick(self) -> None:
         """The tracker's reaper: time passes for the core once a second."""

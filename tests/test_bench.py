@@ -14,7 +14,9 @@ ROWS = ["tracker requests/s, 1 session", "tracker requests/s, 10 sessions",
         "whole tweet, 3 followers (median)",
         "whole tweet, 5 followers (median)", "registrations/s, 30 sessions",
         "tracker RSS, 30 sessions online", "feed median, 2,000 tweets",
-        "ttweetcl.py -d wall time", "heartbeat, 3 non-reading + 10 chatty sessions (worst)"]
+        "ttweetcl.py -d wall time", "heartbeat, 3 non-reading + 10 chatty sessions (worst)",
+        "trending, 20,000 hashtag rows", "query handles first page, 2,000 accounts",
+        "login reply, 500 kept messages", "login to the last kept message, 500"]
 
 
 def test_bench_quick_prints_every_figure_beside_its_baseline() -> None:

@@ -494,8 +494,10 @@ def test_the_text_diagram_of_a_real_run_shows_each_message_once_in_order(
     net = Tweeter(cluster)
     net.tracker("-q", "--trace-file", str(files["tracker"]))
     users = {}
-    for handle in ("@a", "@b", "@c"):     # a generous hop timeout: no resends on a busy machine
-        users[handle] = net.user(handle, "-q", "--hop-timeout", "2",
+    # A generous hop timeout and give-up (the tests' default gives up after half a second):
+    # no resends and nobody skipped on a busy machine.
+    for handle in ("@a", "@b", "@c"):
+        users[handle] = net.user(handle, "-q", "--hop-timeout", "2", "--give-up", "10",
                                  "--trace-file", str(files[handle]))
         users[handle].register(handle)
     users["@b"].ok("follow @b @a")

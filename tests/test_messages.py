@@ -27,6 +27,7 @@ from protocol.messages import (
     MessageReply,
     PeerPush,
     PresencePush,
+    QueryHandlesReply,
     TweetPush,
     TweetReply,
     TweetsReply,
@@ -54,16 +55,21 @@ EXAMPLES = [
     Done(re=1, message="ok"),
     Failure(re=2, code="UNKNOWN_HANDLE", message="@zed is not registered"),
     Failure(re=None, code="BAD_FRAME", message="a frame is one JSON object"),
-    LoginReply(re=3, message="in", handle="@Bob", new=2, blocked=("@eve",)),
+    LoginReply(re=3, message="in", handle="@Bob", new=2, blocked=("@eve",), kept=10),
     EndTweetReply(re=4, message="ended", reached=2, skipped=("@c",), relayed=("@c",)),
     FollowReply(re=4, message="follows", peer=PEER),
     ListReply(re=4, message="list", handle="@a", count=1, handles=("@bob",), peers=(PEER,)),
     ListReply(re=4, message="list", handle="@a", count=1, handles=("@bob",)),
+    ListReply(re=4, message="page", handle="@a", count=9, handles=("@bob",), next="@bob"),
+    QueryHandlesReply(re=4, message="page", count=9, handles=("@a", "@b"), next="@b"),
+    QueryHandlesReply(re=4, message="all", count=0, handles=()),
     TweetPush(author="@a", tid=7, text="hi", created=1.7e9),
     PeerPush(peer=PEER),
     TweetReply(re=4, message="go", tid=7, text="hi", count=1, followers=(PEER,)),
     TweetsReply(re=5, message="1 tweet", count=1,
                 tweets=(Tweet(7, "@a", "hi #x", 1.7e9, None),)),
+    TweetsReply(re=5, message="a page", count=1,
+                tweets=(Tweet(7, "@a", "hi #x", 1.7e9, None),), next=7),
     MessageReply(re=6, message="kept", message_id=3, to="@bob"),
     MessageReply(re=6, message="go", message_id=3, to="@bob", peer=PEER),
     PresencePush(handle="@bob", online=True, peer=PEER),
@@ -92,10 +98,10 @@ def test_the_wire_form_is_the_documented_one() -> None:
 
 def test_the_untyped_envelope_reads_the_same_bytes() -> None:
     # user.py still reads envelopes (wire.decode_server_frame) until it moves to the classes.
-    reply = LoginReply(re=3, message="in", handle="@Bob", new=2, blocked=())
+    reply = LoginReply(re=3, message="in", handle="@Bob", new=2, blocked=(), kept=0)
     envelope = decode_server_frame(encode_object(reply.to_wire()))
     assert (envelope.re, envelope.status, envelope.data) == (
-        3, "SUCCESS", {"handle": "@Bob", "new": 2, "blocked": []})
+        3, "SUCCESS", {"handle": "@Bob", "new": 2, "blocked": [], "kept": 0})
 
 
 def test_every_command_has_a_reply_class_and_every_push_a_kind() -> None:
@@ -131,6 +137,12 @@ def test_a_failure_reads_as_a_failure_whatever_the_command() -> None:
     ("query-handles", {"re": "1", "status": "SUCCESS", "message": "m", "count": 0,
                        "handles": []}),
     ("query-handles", {"re": 1, "status": "SUCCESS", "count": 0, "handles": []}),
+    ("query-handles", {"re": 1, "status": "SUCCESS", "message": "m", "count": 3,
+                       "handles": ["@a"], "next": 1}),                     # next: a handle
+    ("search", {"re": 1, "status": "SUCCESS", "message": "m", "count": 0, "tweets": [],
+                "next": "@a"}),                                            # next: an id
+    ("login", {"re": 1, "status": "SUCCESS", "message": "in", "handle": "@a", "new": 1,
+               "blocked": []}),                                            # no kept
     ("query-handles", {"re": 1, "status": "MAYBE", "message": "m", "count": 0,
                        "handles": []}),
     ("heartbeat", {"re": 1, "status": "FAILURE", "message": "m"}),              # no code
@@ -173,7 +185,8 @@ JSONISH = st.recursive(
 @settings(max_examples=150, deadline=None)
 @given(cmd=st.sampled_from(sorted(COMMANDS)), obj=st.dictionaries(
     st.sampled_from(["re", "status", "message", "code", "handle", "handles", "count", "tid",
-                     "text", "followers", "tweets", "peer", "new", "reached", "skipped"]),
+                     "text", "followers", "tweets", "peer", "new", "reached", "skipped",
+                     "next", "kept"]),
     JSONISH, max_size=8))
 def test_reading_any_reply_raises_nothing_but_protocol_error(cmd: str,
                                                               obj: dict[str, Any]) -> None:

@@ -14,8 +14,9 @@ import threading
 
 import pytest
 
-from adapters.output import OutputQueue, Sender, SendQueue, Summariser, TraceFile
-from protocol.trace import TraceRecord, TraceWriter
+from adapters.output import FloodLines, OutputQueue, Sender, SendQueue, Summariser, TraceFile
+from adapters.trace_file import TraceWriter
+from protocol.trace import TraceRecord
 
 WAIT = 15.0
 
@@ -92,18 +93,6 @@ def test_recording_to_a_trace_file_nobody_drains_never_waits() -> None:
     assert kept + dropped == 5000 and dropped > 0 and notes < 10
     stream.close()
     reader.close()
-
-
-def test_trace_records_escape_what_came_from_the_network() -> None:
-    stream = io.StringIO()
-    TraceWriter(stream, "tracker").recv("127.0.0.1:1", "say",
-                                        'say "a\x9bb\u202ec\u2066d\x1b[2Je\ud800"')
-    line = stream.getvalue()
-    record = TraceRecord.from_json(line)
-    assert record.summary == 'say "a\\x9bb\\u202ec\\u2066d\\x1b[2Je\\ud800"'
-    assert not any(0x80 <= ord(ch) < 0xA0 or 0x202A <= ord(ch) <= 0x202E
-                   or 0x2066 <= ord(ch) <= 0x2069 or ch == "\x1b" for ch in line)
-    line.encode("utf-8")            # no lone surrogate reaches the file
 
 
 # ---- Summariser -------------------------------------------------------------------------------
@@ -234,3 +223,43 @@ def test_a_peer_that_went_away_ends_the_queue_without_an_error(sender: Sender) -
     run_in_thread(lambda: queue.close(linger=WAIT))
     assert queue.released.is_set()
     ours.close()
+
+
+def test_flood_lines_from_many_threads_say_each_kind_once_a_period() -> None:
+    said: list[str] = []
+    now = [0.0]
+    floods = FloodLines(said.append, period=1.0, clock=lambda: now[0])
+    threads = [threading.Thread(target=floods.line, args=("drop 10.0.0.1", f"drop {n}"))
+               for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert len(said) == 1 and said[0].startswith("drop ")
+    now[0] = 1.5
+    floods.tick()                           # the period is over: the rest is counted
+    assert len(said) == 2 and said[1].endswith("(and 18 more like it)")
+
+
+def test_when_empty_is_told_once_everything_put_has_left(sender: Sender) -> None:
+    ours, theirs = small_pair()
+    queue = SendQueue(ours, sender, limit=1 << 20)
+    told: list[str] = []
+    queue.when_empty(lambda: told.append("at once"))     # nothing waits: now, on this thread
+    assert told == ["at once"]
+    for _ in range(100):
+        queue.put(b"w" * 1000 + b"\n")
+    assert queue.waiting > 0
+    emptied = threading.Event()
+    queue.when_empty(lambda: (told.append("later"), emptied.set()))
+    assert told == ["at once"]                           # not while bytes wait
+    received = 0
+    theirs.settimeout(WAIT)
+    while received < 100 * 1001:                         # the reader reads: the queue empties
+        received += len(theirs.recv(65536))
+    assert emptied.wait(WAIT) and told == ["at once", "later"]
+    queue.close(linger=WAIT)
+    queue.when_empty(lambda: told.append("closed"))      # a closed queue never tells
+    assert told == ["at once", "later"]
+    ours.close()
+    theirs.close()

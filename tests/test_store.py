@@ -4,13 +4,15 @@ holds, and reads the graph without it; SqliteStore's changes are durable at the 
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from adapters.sqlite_store import SqliteStore
-from protocol.store import MemoryStore, ReadModel, Store, by_name
+from protocol.store import MemoryStore, ReadModel, SortedKeys, Store, TagCounts, by_name
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -161,6 +163,78 @@ def test_by_name() -> None:
     assert by_name(["@b", "@C", "@a", "@Ab"]) == ["@a", "@Ab", "@b", "@C"]
 
 
+def test_handles_and_follows_are_read_in_pages(model: ReadModel) -> None:
+    for handle in ("@amy", "@Dan", "@bob", "@Cat", "@eve"):
+        model.create(handle, "h", 1.0)
+        if handle != "@amy":
+            model.follow(handle, "@amy")
+            model.follow("@amy", handle)
+    assert model.handles_page(None, 2) == (["@amy", "@bob"], 5, True)
+    assert model.handles_page("@BOB", 2) == (["@Cat", "@Dan"], 5, True)
+    assert model.handles_page("@dan", 2) == (["@eve"], 5, False)
+    assert model.handles_page("@zed", 2) == ([], 5, False)
+    assert model.followers_page("@amy", "@c", 2) == (["@Cat", "@Dan"], 4, True)
+    assert model.following_page("@AMY", "@dan", 9) == (["@eve"], 4, False)
+    assert model.followers_page("@nobody", None, 9) == ([], 0, False)
+    assert model.is_following("@eve", "@amy") and not model.is_following("@amy", "@amy")
+    model.delete("@Cat")
+    assert model.handles_page(None, 9).names == ["@amy", "@bob", "@Dan", "@eve"]
+    assert model.followers("@amy") == ["@bob", "@Dan", "@eve"]
+
+
+def test_sorted_keys() -> None:
+    keys = SortedKeys(["@c", "@a", "@c"])
+    assert list(keys) == ["@a", "@c"] and len(keys) == 2
+    assert keys.add("@b") and not keys.add("@b") and "@b" in keys and "@d" not in keys
+    assert keys.discard("@a") and not keys.discard("@a")
+    assert keys.page(None, 1) == (["@b"], True) and keys.page("@B", 5) == (["@c"], False)
+
+
+def test_trending_is_kept_in_order_as_tags_are_used_and_forgotten() -> None:
+    counts = TagCounts(Counter({"b": 2, "a": 2, "c": 1, "gone": 0}))
+    assert counts.top(5) == [("a", 2), ("b", 2), ("c", 1)] and len(counts) == 3
+    counts.change("c", 2)
+    counts.change("d", 1)
+    assert counts.top(2) == [("c", 3), ("a", 2)]
+    counts.change("c", -3)
+    counts.change("a", -5)                                  # never below none
+    assert counts.top(5) == [("b", 2), ("d", 1)] and len(counts) == 2
+    assert TagCounts().top(5) == []
+
+
+def test_trending_matches_a_full_count_whatever_the_uses() -> None:
+    rng = random.Random(5)
+    counts, reference = TagCounts(), Counter[str]()
+    for _ in range(3000):
+        tag, delta = f"t{rng.randrange(60)}", rng.choice([1, 1, 1, 2, -1, -3])
+        delta = max(delta, -reference[tag])
+        counts.change(tag, delta)
+        reference[tag] += delta
+        expected = sorted(((t, n) for t, n in reference.items() if n), key=lambda i: (-i[1], i[0]))
+        assert counts.top(5) == expected[:5]
+
+
+def test_messages_are_read_a_page_at_a_time(model: ReadModel) -> None:
+    for handle in ("@a", "@b", "@c"):
+        model.create(handle, "h", 1.0)
+    ids = [model.add_message("@a" if n % 2 else "@c", "@b", f"m{n}", float(n))
+           for n in range(7)]
+    assert (model.kept_for("@b"), model.kept_from("@a"), model.kept_from("@c")) == (7, 3, 4)
+    assert [m.id for m in model.undelivered("@b", count=3)] == ids[:3]
+    assert [m.id for m in model.undelivered("@b", ids[2], count=3)] == ids[3:6]
+    assert [m.id for m in model.undelivered("@b", ids[2], ids[4])] == ids[3:5]
+    model.set_delivered(ids[3])
+    model.set_delivered(ids[3])                             # once is enough
+    assert [m.id for m in model.undelivered("@b", ids[2], count=3)] == [ids[4], ids[5], ids[6]]
+    assert (model.kept_for("@b"), model.kept_from("@a")) == (6, 2)
+    model.set_delivered(ids[3], delivered=False)
+    assert model.kept_for("@b") == 7
+    model.delete("@a")
+    assert (model.kept_for("@b"), model.kept_from("@c")) == (4, 4)
+    model.delete("@b")
+    assert model.kept_from("@c") == 0 and model.kept_for("@b") == 0
+
+
 # ---- the read model starts from the store and reads the graph without it -------------------------
 
 def fill(model: ReadModel) -> None:
@@ -189,6 +263,7 @@ def test_a_new_read_model_starts_from_what_the_store_holds(durable: Store) -> No
     assert again.trending(5) == [("a", 2), ("b", 1)]
     assert again.add_tweet("@cy", "next", 4.0) == 3
     assert again.add_message("@cy", "@ann", "next", 4.0) == 2
+    assert (again.kept_for("@ann"), again.kept_from("@bob"), again.kept_from("@cy")) == (2, 1, 1)
 
 
 def test_the_graph_is_read_without_the_database(tmp_path: Path) -> None:

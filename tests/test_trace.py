@@ -1,9 +1,9 @@
-"""Trace files (SPEC §7): the record format, and what every program writes with --trace-file."""
+"""protocol/trace.py (SPEC §7): the record format, what a trace shows of a frame, and what every
+program writes with --trace-file."""
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import subprocess
 from pathlib import Path
@@ -13,24 +13,19 @@ from conftest import PYTHON, ROOT, Cluster, Tweeter, free_port
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.trace import TraceError, TraceRecord, TraceWriter, shown_frame
+from protocol.trace import TraceError, TraceRecord, shown_frame, trace_line
 
 
 def records(path: Path) -> list[TraceRecord]:
     return [TraceRecord.from_json(line) for line in path.read_text("utf-8").splitlines()]
 
 
-def test_record_round_trip_and_writer() -> None:
-    stream = io.StringIO()
-    writer = TraceWriter(stream, "@a")
-    writer.send("@b", "tweet", "tweet ring=@a")
-    writer.recv("tracker", "SUCCESS", "ok")
-    sent, received = (TraceRecord.from_json(line) for line in stream.getvalue().splitlines())
-    assert (sent.at, sent.dir, sent.src, sent.dst, sent.kind) == ("@a", "send", "@a", "@b",
-                                                                   "tweet")
-    assert (received.dir, received.src, received.dst) == ("recv", "tracker", "@a")
-    assert TraceRecord.from_json(sent.to_json()) == sent
-    TraceWriter(None, "nobody").send("x", "y")           # no file: nothing happens
+def test_a_line_is_an_escaped_record_of_its_time() -> None:
+    line = trace_line(1.5, "@a", "send", "@a", "@b\x1b[2J", "tweet", "tweet ring=@a")
+    record = TraceRecord.from_json(line)
+    assert record == TraceRecord(1.5, "@a", "send", "@a", "@b\\x1b[2J", "tweet", "tweet ring=@a")
+    assert TraceRecord.from_json(record.to_json()) == record
+    assert "\n" not in line
 
 
 @settings(max_examples=300, deadline=None)

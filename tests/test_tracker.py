@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 
 from conftest import (
-    DEFAULT_TIMEOUT,
     MANY_CONNECTIONS,
     PYTHON,
     ROOT,
@@ -259,18 +257,6 @@ def test_exit_waits_for_a_running_tweet_while_the_connection_is_served(net: Twee
     assert follower.call("exit-complete", handle="@bob")["status"] == "SUCCESS"
 
 
-class RawClientFrom(RawClient):
-    """A raw session whose TCP socket uses ``source`` as its own address (bound before it
-    connects): another host, as far as the tracker can tell."""
-
-    def __init__(self, port: int, source: str) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=DEFAULT_TIMEOUT,
-                                             source_address=(source, 0))
-        self.reader = self.sock.makefile("rb")
-        self.next_id, self.pushes = 1, []
-        self.welcome = self.read_push()
-
-
 def test_a_peer_address_must_be_the_sessions_own(net: Tweeter) -> None:
     here = net.client()                                 # comes from 127.0.0.1
     reply = here.call("register", handle="@alice", ip="127.0.0.2", ports=PORTS,
@@ -283,7 +269,7 @@ def test_a_peer_address_must_be_the_sessions_own(net: Tweeter) -> None:
                          password="pw")["code"] == "BAD_ADDRESS"
     assert here.call("register", handle="@alice", ip="127.0.0.1", ports=[5, 5, 6],
                      key=SAMPLE_KEY, password="pw")["code"] == "REPEATED_PORTS"
-    there = RawClientFrom(net.port, "127.0.0.2")
+    there = RawClient(net.port, source="127.0.0.2")   # another host, to the tracker
     try:
         reply = there.call("register", handle="@alice", ip="127.0.0.2", ports=PORTS,
                            key=SAMPLE_KEY, password="pw")

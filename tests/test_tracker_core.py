@@ -15,7 +15,7 @@ from conftest import SAMPLE_KEY
 
 from protocol import datagrams, limits
 from protocol.accounts import LoginThrottle, PasswordHasher
-from protocol.messages import Answer, Failure, Notice
+from protocol.messages import Answer, Failure, MessagePush, Notice
 from protocol.store import MemoryStore
 from protocol.tracker_core import PasswordWork, Session, TrackerCore
 from protocol.validate import check_text
@@ -286,42 +286,14 @@ def test_duplicate_handle_is_case_insensitive_and_shown_as_first_registered() ->
     assert net.core.online_handles() == ["@Alice"]
 
 
-def test_server_full() -> None:
-    net = Net(session_max=2)
-    alice, _bob = net.join("@alice"), net.join("@bob")
-    carol = net.session("carol")
-    failed(net.register(carol, "@carol"), "SERVER_FULL")
-    assert carol.handle is None
-    assert net.handles() == ["@alice", "@bob"]
-    # the others are still served, and a place frees up when someone exits or logs out
-    assert net.ok(alice, "exit", handle="@alice")
-    assert net.ok(alice, "exit-complete", handle="@alice")
-    assert net.ok(carol, "register", handle="@carol", ip="127.0.0.1", ports=net.ports(),
-                  key=SAMPLE_KEY, password=PASSWORD)
-    assert net.handles() == ["@bob", "@carol"]
-    failed(net.login(net.session("bob again"), "@bob"), "ALREADY_ONLINE")
-
-
-def test_login_when_full() -> None:
-    net = Net(session_max=2)
-    alice, _bob = net.join("@alice"), net.join("@bob")
-    assert net.ok(alice, "logout")
-    net.join("@carol")
-    failed(net.login(net.session("alice again"), "@alice"), "SERVER_FULL")
-
-
-def test_closed_connections_do_not_count_against_the_session_limit() -> None:
-    # SPEC §6: "at most 4096 sessions; past that FAILURE SERVER_FULL".  A connection that closed
-    # is no session any more (`online` does not list it either); if its listing (marked lost)
-    # keeps counting, a tracker with no connection left refuses every registration until the
-    # lost handles log in again or some ring skips them - which never happens to a handle that
-    # follows nobody.
-    net = Net(session_max=2)
-    alice, bob = net.join("@alice"), net.join("@bob")
-    net.core.disconnect(alice, net.now)
-    net.core.disconnect(bob, net.now)
-    assert net.ok(net.session("observer"), "online").count == 0     # type: ignore[attr-defined]
-    assert net.register(net.session("carol"), "@carol").ok         # type: ignore[union-attr]
+def test_the_core_has_no_cap_on_sessions_of_its_own() -> None:
+    # SPEC §6's "at most 4096 sessions" is the connection cap of tracker.py (--max-sessions,
+    # SERVER_FULL before the welcome).  A second count in the core only disagreed with it: a
+    # tracker run with --max-sessions 10000 still refused the 4097th login.
+    net = Net(register_limit=10**6)
+    for number in range(limits.SESSION_MAX + 1):
+        net.join("@u" + "".join(chr(97 + (number // 26**k) % 26) for k in range(3)))
+    assert len(net.core.online_handles()) == limits.SESSION_MAX + 1
 
 
 def test_registering_one_handle_at_once_exactly_one_wins() -> None:
@@ -347,23 +319,6 @@ def test_registering_one_handle_at_once_exactly_one_wins() -> None:
     assert [s.handle for s in sessions] == ["@racer", None, None, None]
 
 
-def test_server_full_holds_while_registrations_hash() -> None:
-    net = Net(session_max=2)
-    sessions = [net.session(f"s{i}") for i in range(4)]
-    started = [net.start(session, "register", handle="@u" + "x" * (i + 1), ip="127.0.0.1",
-                         ports=net.ports(), key=SAMPLE_KEY, password=PASSWORD)
-               for i, session in enumerate(sessions)]
-    codes = []
-    for session, (re, work) in zip(sessions, started, strict=True):
-        assert work is not None
-        net.finish(session, work)
-        reply = net.reply(session, re)
-        assert reply is not None
-        codes.append("ok" if reply.ok else reply.code)      # type: ignore[attr-defined]
-    assert codes == ["ok", "ok", "SERVER_FULL", "SERVER_FULL"]
-    assert len(net.handles()) == 2
-
-
 # ---- query handles ---------------------------------------------------------------------------
 
 def test_query_handles_is_alphabetical_case_insensitively() -> None:
@@ -377,7 +332,43 @@ def test_query_handles_is_alphabetical_case_insensitively() -> None:
 
 def test_query_handles_when_none() -> None:
     reply: Any = Net().ok(Session("observer", "127.0.0.1", 0.0), "query-handles")
-    assert (reply.count, reply.handles) == (0, ())
+    assert (reply.count, reply.handles, reply.next) == (0, (), None)
+
+
+def pages(net: Net, session: Session, cmd: str, **args: Any) -> list[Any]:
+    """Every page of a list, following ``next`` as ``after``."""
+    replies = [net.ok(session, cmd, **args)]
+    while replies[-1].next is not None:                     # type: ignore[attr-defined]
+        replies.append(net.ok(session, cmd, **args, after=replies[-1].next))  # type: ignore
+    return replies
+
+
+def test_query_handles_comes_in_pages() -> None:
+    net = Net()
+    for handle in ("@bob", "@Carl", "@anna", "@Alice", "@dave"):
+        net.join(handle)
+    observer = net.session("observer")
+    replies = pages(net, observer, "query-handles", limit=2)
+    assert [r.handles for r in replies] == [("@Alice", "@anna"), ("@bob", "@Carl"), ("@dave",)]
+    assert [r.count for r in replies] == [5, 5, 5] and replies[-1].next is None
+    # `after` is a place in the order, registered or not (a handle may go between pages)
+    reply: Any = net.ok(observer, "query-handles", after="@BETTY", limit=1000)
+    assert (reply.handles, reply.next) == (("@bob", "@Carl", "@dave"), None)
+    assert net.ok(observer, "query-handles", after="@zz").handles == ()  # type: ignore
+    assert len(net.ok(observer, "query-handles").handles) == 5          # type: ignore
+    for args, code in [({"limit": 0}, "BAD_COUNT"), ({"limit": limits.LIST_PAGE_MAX + 1},
+                       "BAD_COUNT"), ({"after": "bob"}, "BAD_HANDLE")]:
+        failed(net.call(observer, "query-handles", **args), code)
+
+
+def test_a_long_list_of_handles_is_answered_a_page_at_a_time() -> None:
+    net = Net(register_limit=10**6)
+    handles = ["@u" + "".join(chr(97 + (n // 26**k) % 26) for k in (2, 1, 0)) for n in range(2500)]
+    for handle in handles:
+        net.join(handle)
+    replies = pages(net, net.session("observer"), "query-handles")
+    assert [len(r.handles) for r in replies] == [1000, 1000, 500]
+    assert [h for r in replies for h in r.handles] == handles
 
 
 # ---- follow and drop -------------------------------------------------------------------------
@@ -930,33 +921,162 @@ def test_login_validation(handle: str, ip: str, ports: list[int], code: str) -> 
     assert session.handle is None
 
 
-def test_wrong_password_then_throttled() -> None:
-    net = Net(throttle=LoginThrottle(limit=3, window=60.0))
-    alice = net.join("@alice")
-    assert net.ok(alice, "logout")
-    session = net.session("guess")
-    for _ in range(3):
-        failed(net.login(session, "@alice", password="wrong"), "WRONG_PASSWORD")
-    failed(net.login(session, "@alice"), "THROTTLED")         # even the right one, for now
-    assert session.handle is None
-    net.now += 61.0
-    assert net.login(session, "@alice").ok                   # type: ignore[union-attr]
+def login_code(net: Net, session: Session, handle: str, password: str = PASSWORD) -> str:
+    reply = net.login(session, handle, password=password)
+    assert reply is not None
+    return "ok" if reply.ok else reply.code                 # type: ignore[attr-defined]
+
+
+def test_failed_logins_wait_longer_each_time_per_address_and_handle() -> None:
+    net = Net(throttle=LoginThrottle(backoff=1.0, backoff_max=4.0))
+    assert net.ok(net.join("@alice"), "logout")
+    guess = net.session("guess", "127.0.0.2")
+    assert login_code(net, guess, "@alice", "wrong") == "WRONG_PASSWORD"
+    reply = net.login(guess, "@alice")                       # even the right one, for now
+    failed(reply, "THROTTLED")
+    assert reply is not None and "try again in 1 s" in reply.message
+    waits = []
+    for _ in range(4):                                       # 1 s, then 2, 4, and 4 at most
+        waited = 0.0
+        while login_code(net, guess, "@alice", "wrong") == "THROTTLED":
+            net.now += 0.25
+            waited += 0.25
+        waits.append(waited)
+    assert waits == [1.0, 2.0, 4.0, 4.0]
+    net.now += 4.0
+    assert login_code(net, guess, "@alice") == "ok"          # a success starts afresh
+    assert net.ok(guess, "logout")
+    assert login_code(net, guess, "@alice", "wrong") == "WRONG_PASSWORD"
+    net.now += 1.0
+    assert login_code(net, guess, "@alice") == "ok"
+
+
+def test_guesses_from_one_address_never_lock_the_owner_out_from_another() -> None:
+    # SPEC §6: throttling per (address, handle).  Five guesses from anyone used to make the
+    # owner's right password THROTTLED for a minute.
+    net = Net()
+    owner = net.join("@owner")
+    assert net.ok(owner, "logout")
+    attacker = net.session("attacker", "127.0.0.2")
+    codes = []
+    for _ in range(40):                 # a guess whenever it may, for as long as it likes
+        codes.append(login_code(net, attacker, "@owner", "guess"))
+        assert login_code(net, owner, "@owner") == "ok"
+        assert net.ok(owner, "logout")
+        net.now += 2.0
+    assert "WRONG_PASSWORD" in codes and "THROTTLED" in codes
+    assert attacker.handle is None
 
 
 def test_parallel_wrong_logins_cannot_outrun_the_throttle() -> None:
-    # Every guess is counted as failed before its hash is checked: thirty guesses that all
-    # start before any is checked still give at most five tries.
-    net = Net(throttle=LoginThrottle(limit=5))
+    # Every guess is counted as failed before its hash is checked: thirty guesses from one
+    # address that all start before any is checked give one try.
+    net = Net()
     assert net.ok(net.join("@a"), "logout")
-    guesses = [net.session(f"guess{i}") for i in range(30)]
-    started = [net.start(session, "login", handle="@a", ip="127.0.0.1", ports=[1, 2, 3],
+    guesses = [net.session(f"guess{i}", "127.0.0.2") for i in range(30)]
+    started = [net.start(session, "login", handle="@a", ip="127.0.0.2", ports=[1, 2, 3],
                          key=SAMPLE_KEY, password="wrong") for session in guesses]
     for session, (_re, work) in zip(guesses, started, strict=True):
         if work is not None:
             net.finish(session, work)
     codes = [net.reply(session, re).code  # type: ignore[union-attr]
              for session, (re, _work) in zip(guesses, started, strict=True)]
-    assert codes.count("WRONG_PASSWORD") == 5 and codes.count("THROTTLED") == 25
+    assert codes.count("WRONG_PASSWORD") == 1 and codes.count("THROTTLED") == 29
+
+
+def test_each_address_has_a_budget_of_failed_logins() -> None:
+    net = Net(throttle=LoginThrottle(per_address=3))
+    for handle in ("@a", "@b", "@c", "@d"):
+        assert net.ok(net.join(handle), "logout")
+    assert login_code(net, net.session("ok", "127.0.0.2"), "@a") == "ok"   # costs nothing
+    guesser = net.session("guesser", "127.0.0.2")
+    assert [login_code(net, guesser, h, "x") for h in ("@b", "@c", "@nobody")] == \
+        ["WRONG_PASSWORD", "WRONG_PASSWORD", "UNKNOWN_HANDLE"]
+    reply = net.login(guesser, "@d")                         # another handle, the same address
+    failed(reply, "THROTTLED")
+    assert reply is not None and "from 127.0.0.2" in reply.message
+    elsewhere = net.session("elsewhere", "127.0.0.3")
+    assert login_code(net, elsewhere, "@d") == "ok"
+    assert net.ok(elsewhere, "logout")
+    net.now += 3600 / 3                                     # a third of an hour: one more
+    assert login_code(net, guesser, "@d") == "ok"
+
+
+def test_an_unknown_handle_costs_a_hash_and_counts_as_a_failed_login() -> None:
+    # The same work as a wrong password, so that the time taken does not depend on whether
+    # the handle exists; and no free probing.
+    net = Net()
+    assert net.ok(net.join("@alice"), "logout")
+    session = net.session("probe", "127.0.0.2")
+    works = []
+    for handle in ("@nobody", "@alice"):
+        _re, work = net.start(session, "login", handle=handle, ip="127.0.0.2",
+                              ports=net.ports(), key=SAMPLE_KEY, password="wrong")
+        assert work is not None
+        works.append(work.job)
+        net.finish(session, work)
+    unknown, known = works
+    assert unknown.stored.split("$")[:4] == known.stored.split("$")[:4]  # type: ignore
+    assert unknown.run() is False
+    failed(net.login(session, "@nobody"), "THROTTLED")
+
+
+def test_a_right_password_that_finds_the_handle_online_is_no_failure() -> None:
+    net = Net()
+    net.join("@alice")
+    second = net.session("second")
+    for _ in range(3):                  # told again and again, never THROTTLED
+        failed(net.login(second, "@alice"), "ALREADY_ONLINE")
+
+
+def test_login_checks_the_hash_of_the_account_it_logs_in() -> None:
+    # The hash is checked outside the core; meanwhile the account may be deleted and the
+    # handle registered again with another password, which the old one must not open.
+    net = Net()
+    alice = net.join("@alice")
+    for then in ("deleted", "registered again"):
+        late = net.session(f"late, {then}", "127.0.0.2")
+        re, work = net.start(late, "login", handle="@alice", ip="127.0.0.2", ports=net.ports(),
+                             key=SAMPLE_KEY, password=PASSWORD)
+        assert work is not None
+        assert net.ok(alice, "exit", handle="@alice")
+        assert net.ok(alice, "exit-complete", handle="@alice")
+        if then == "registered again":
+            alice = net.session("new alice")
+            assert net.register(alice, "@alice", password="another").ok  # type: ignore
+        net.finish(late, work)
+        failed(net.reply(late, re), "UNKNOWN_HANDLE" if then == "deleted" else "ACCOUNT_CHANGED")
+        assert late.handle is None
+        if then == "deleted":
+            alice = net.join("@alice")
+    assert net.ok(alice, "logout")
+    assert login_code(net, net.session("old"), "@alice", PASSWORD) == "WRONG_PASSWORD"
+    assert login_code(net, net.session("new"), "@alice", "another") == "THROTTLED"
+
+
+def test_each_address_has_a_budget_of_registrations() -> None:
+    net = Net(register_limit=2)
+    outsider = "127.0.0.2"
+    assert [net.register(net.session(h, outsider), h).ok  # type: ignore[union-attr]
+            for h in ("@a", "@b")] == [True, True]
+    reply = net.register(net.session("@c", outsider), "@c")
+    failed(reply, "THROTTLED")
+    assert reply is not None and "try again in 30 min" in reply.message
+    net.join("@d")                                           # another address: its own budget
+    net.now += 3600 / 2
+    assert net.register(net.session("@c", outsider), "@c").ok    # type: ignore[union-attr]
+    failed(net.register(net.session("@dup", outsider), "@a"), "DUPLICATE_HANDLE")  # free
+
+
+@pytest.mark.parametrize("cmd", ["register", "login"])
+def test_a_password_utf8_cannot_encode_is_bad(cmd: str) -> None:
+    net = Net()
+    assert net.ok(net.join("@odd"), "logout")
+    session = net.session("surrogate")
+    re, work = net.start(session, cmd, handle="@odd" if cmd == "login" else "@new",
+                         ip="127.0.0.1", ports=net.ports(), key=SAMPLE_KEY, password="\ud800")
+    assert work is None                                     # refused before any hash
+    failed(net.reply(session, re), "BAD_PASSWORD")
 
 
 def test_already_online_and_a_lost_handle_may_log_in_again() -> None:
@@ -972,9 +1092,11 @@ def test_already_online_and_a_lost_handle_may_log_in_again() -> None:
 def test_logging_in_one_handle_at_once_exactly_one_wins() -> None:
     net = Net()
     assert net.ok(net.join("@racer"), "logout")
-    sessions = [net.session(f"s{i}") for i in range(4)]     # five starts would be THROTTLED
-    started = [net.start(session, "login", handle="@racer", ip="127.0.0.1", ports=net.ports(),
-                         key=SAMPLE_KEY, password=PASSWORD) for session in sessions]
+    # From four addresses: from one, the second attempt would wait for the first's result.
+    sessions = [net.session(f"s{i}", f"127.0.0.{i + 1}") for i in range(4)]
+    started = [net.start(session, "login", handle="@racer", ip=session.address,
+                         ports=net.ports(), key=SAMPLE_KEY, password=PASSWORD)
+               for session in sessions]
     replies = []
     for session, (re, work) in zip(sessions, started, strict=True):
         assert work is not None
@@ -1041,6 +1163,29 @@ def test_flood_control_throttles_but_never_housekeeping() -> None:
     assert net.ok(alice, "heartbeat")
     net.now += 1.0
     assert net.ok(alice, "online")
+
+
+def test_receipts_of_kept_messages_are_never_throttled_other_receipts_are() -> None:
+    # A login may be pushed a thousand kept messages, each confirmed by its own receipt.
+    net = Net(flood_burst=3, flood_rate=1.0)
+    alice, bob = net.join("@alice"), net.join("@bob")
+    assert net.ok(bob, "logout")
+    net.now += 10.0
+    for n in range(3):
+        assert net.ok(alice, "message", to="@bob", text=f"{n}")
+    again = net.session("bob again")
+    net.now += 10.0
+    assert net.login(again, "@bob").ok                      # type: ignore[union-attr]
+    kept = [notice.id for notice in net.pushed(again)       # type: ignore[attr-defined]
+            if isinstance(notice, MessagePush)]
+    assert net.ok(again, "online") and net.ok(again, "online")
+    failed(net.call(again, "online"), "THROTTLED")          # its commands are spent ...
+    for message_id in kept:                                 # ... its receipts go through
+        assert net.ok(again, "message-received", message_id=message_id)
+    failed(net.call(again, "message-received", message_id=kept[0]), "THROTTLED")  # again
+    failed(net.call(again, "message-received", message_id=999), "THROTTLED")
+    net.now += 1.0
+    failed(net.call(again, "message-received", message_id=999), "UNKNOWN_MESSAGE")
 
 
 def test_the_server_password_comes_first() -> None:
@@ -1110,6 +1255,26 @@ def test_followers_and_following() -> None:
     assert net.ok(alice, "following").handles == ("@carol",)    # type: ignore[attr-defined]
     failed(net.call(alice, "followers", handle="@nobody"), "UNKNOWN_HANDLE")
     failed(net.call(alice, "following", handle="nobody"), "BAD_HANDLE")
+
+
+def test_followers_and_following_come_in_pages() -> None:
+    net = Net()
+    star = net.join("@star")
+    fans = [net.join(handle) for handle in ("@eve", "@Bob", "@dan", "@amy", "@Cat")]
+    for fan in fans:
+        net.follow(fan, "@star")
+        net.follow(star, fan.handle)                    # type: ignore[arg-type]
+    followers = pages(net, star, "followers", limit=2)
+    assert [r.handles for r in followers] == [("@amy", "@Bob"), ("@Cat", "@dan"), ("@eve",)]
+    assert {r.count for r in followers} == {5}
+    following = pages(net, fans[0], "following", handle="@STAR", limit=3)
+    assert [r.handles for r in following] == [("@amy", "@Bob", "@Cat"), ("@dan", "@eve")]
+    # your own list: the keys of the page's handles that are online
+    mine = pages(net, star, "following", limit=3)
+    assert [[peer.handle for peer in r.peers] for r in mine] == [["@amy", "@Bob", "@Cat"],
+                                                                 ["@dan", "@eve"]]
+    failed(net.call(star, "followers", limit=0), "BAD_COUNT")
+    failed(net.call(star, "following", after="@"), "BAD_HANDLE")
 
 
 # ---- feed, retweet, search, trending ---------------------------------------------------------
@@ -1195,6 +1360,24 @@ def test_search_and_trending() -> None:
     assert net.ok(bob, "trending").tags == (("#python", 2), ("#tests", 1))  # type: ignore
 
 
+def test_feed_and_search_come_in_pages_newest_first() -> None:
+    net = Net()
+    alice = net.join("@alice")
+    ids = [tweet_and_end(net, alice, f"number {n} #count") for n in range(7)]
+    for cmd, args in (("feed", {}), ("search", {"tag": "#count"})):
+        replies = [net.ok(alice, cmd, **args, count=3)]
+        while replies[-1].next is not None:                 # type: ignore[attr-defined]
+            replies.append(net.ok(alice, cmd, **args, count=3,
+                                  before=replies[-1].next))  # type: ignore[attr-defined]
+        assert [[t.id for t in r.tweets] for r in replies] == \
+            [ids[6:3:-1], ids[3:0:-1], ids[:1]], cmd
+        assert [r.count for r in replies] == [3, 3, 1]
+    exact: Any = net.ok(alice, "feed", count=7)
+    assert (len(exact.tweets), exact.next) == (7, None)     # no more: no next
+    assert net.ok(alice, "search", tag="#count").count == 7  # type: ignore[attr-defined]
+    failed(net.call(alice, "search", tag="#count", count=0), "BAD_COUNT")
+
+
 # ---- say and direct messages -----------------------------------------------------------------
 
 def test_say_reaches_everyone_else_online_under_the_real_sender() -> None:
@@ -1223,6 +1406,77 @@ def test_direct_messages_blocks_and_unblocks() -> None:
     failed(net.call(alice, "follow", follower="@alice", followee="@bob"), "BLOCKED")
     assert net.ok(bob, "logout")
     assert net.login(net.session("bob again"), "@bob").blocked == ("@alice",)  # type: ignore
+
+
+def test_kept_messages_are_bounded_per_recipient_and_per_sender() -> None:
+    net = Net(kept_per_recipient=5, kept_per_sender=3)
+    bob = net.join("@bob")
+    senders = [net.join(handle) for handle in ("@a", "@b", "@c")]
+    assert net.ok(bob, "logout")
+    for sender in senders[:2]:
+        for n in range(3):
+            reply = net.call(sender, "message", to="@bob", text=f"{n}")
+            if sender is senders[1] and n == 2:             # 5 kept for @bob: no more
+                failed(reply, "MAILBOX_FULL")
+            else:
+                assert reply is not None and reply.ok, reply
+    failed(net.call(senders[0], "message", to="@c", text="x"), "TOO_MANY_UNREAD")
+    failed(net.call(senders[2], "message", to="@bob", text="x"), "MAILBOX_FULL")
+    assert net.ok(senders[2], "message", to="@a", text="another recipient")
+    # Confirmed messages are no longer kept: room again, for the recipient and the sender
+    again = net.session("bob again")
+    assert net.login(again, "@bob").kept == 5               # type: ignore[union-attr]
+    kept = [notice for notice in net.pushed(again) if isinstance(notice, MessagePush)]
+    assert len(kept) == 5
+    assert net.ok(again, "message-received", message_id=kept[0].id)
+    assert net.ok(senders[0], "message", to="@bob", text="room again")
+    failed(net.call(senders[0], "message", to="@c", text="3 of mine wait"), "TOO_MANY_UNREAD")
+    # and a deleted account's kept messages are counted out with it
+    assert net.ok(senders[1], "exit", handle="@b")
+    assert net.ok(senders[1], "exit-complete", handle="@b")
+    assert net.ok(senders[2], "message", to="@bob", text="two were @b's")
+
+
+def test_kept_messages_are_pushed_a_page_at_a_time_after_the_login_reply() -> None:
+    net = Net(kept_page=4, kept_per_recipient=100, kept_per_sender=100)
+    alice, bob = net.join("@alice"), net.join("@bob")
+    assert net.ok(bob, "logout")
+    sent = [net.ok(alice, "message", to="@bob", text=f"m{n}").message_id  # type: ignore
+            for n in range(10)]
+    again = net.session("bob again")
+    re, work = net.start(again, "login", handle="@bob", ip="127.0.0.1", ports=net.ports(),
+                         key=SAMPLE_KEY, password=PASSWORD)
+    assert work is not None
+    net.finish(again, work)
+    out = [message for to, message in net.core.take_outbox() if to is again]
+    assert out[0].re == re and out[0].kept == 10            # type: ignore[union-attr]
+    assert [m.id for m in out[1:]] == sent[:4]              # type: ignore[attr-defined]
+    assert net.core.take_paging() == [again]
+    assert net.core.take_outbox() == []                     # nothing until the page has left
+    assert net.ok(alice, "message", to="@bob", text="while online")    # not kept for the login
+    assert net.ok(again, "message-received", message_id=sent[5])        # confirmed meanwhile
+    net.core.next_page(again, net.now)
+    second = [m.id for _to, m in net.core.take_outbox()]    # type: ignore[attr-defined]
+    assert second == [sent[4], sent[6], sent[7], sent[8]] and net.core.take_paging() == [again]
+    net.core.next_page(again, net.now)
+    assert [m.id for _to, m in net.core.take_outbox()] == [sent[9]]  # type: ignore[attr-defined]
+    assert net.core.take_paging() == []                     # that was the last page
+    net.core.next_page(again, net.now)
+    assert net.core.take_outbox() == []
+
+
+def test_kept_pages_stop_when_the_session_goes_offline() -> None:
+    net = Net(kept_page=2)
+    alice, bob = net.join("@alice"), net.join("@bob")
+    assert net.ok(bob, "logout")
+    for n in range(5):
+        assert net.ok(alice, "message", to="@bob", text=f"m{n}")
+    again = net.session("bob again")
+    assert net.login(again, "@bob").ok                      # type: ignore[union-attr]
+    assert net.core.take_paging() == [again]
+    assert net.ok(again, "logout")
+    net.core.next_page(again, net.now)
+    assert net.core.take_outbox() == []
 
 
 def test_unblock() -> None:

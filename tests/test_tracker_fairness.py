@@ -176,7 +176,7 @@ def test_a_session_past_its_send_queue_is_closed_with_a_reason(cluster: Cluster)
     # What @slow finds when it reads at last: whole frames, then the reason, then the end.
     slow.sock.settimeout(DEFAULT_TIMEOUT)
     frames = []
-    while line := slow.reader.readline():
+    while line := slow.next_line():
         frames.append(json.loads(line))
     assert frames[-1]["code"] == "SENDQ_EXCEEDED" and frames[-1]["re"] is None, frames[-1]
     assert all("push" in frame for frame in frames[:-1])      # "followed", then says
@@ -281,6 +281,45 @@ def test_a_registration_waiting_for_its_hash_is_not_timed_out(cluster: Cluster) 
         assert (reply["re"], reply["status"]) == (1, "SUCCESS"), reply
 
 
+# ---- accounts: throttling nobody can turn against the owner ------------------------------------
+def login_from(client: RawClient, handle: str, password: str) -> dict:
+    ip = client.sock.getsockname()[0]
+    return client.call("login", handle=handle, ip=ip, ports=[61021, 61022, 61023],
+                       key=SAMPLE_KEY, password=password)
+
+
+def test_guesses_from_one_address_do_not_stop_the_owner_from_another(cluster: Cluster) -> None:
+    net = Tweeter(cluster)
+    net.tracker("-q", *NO_FLOOD)            # flood control is per session: not what is tested
+    owner = net.client()
+    assert owner.register("@owner", [61031, 61032, 61033], password="the right one")["status"] \
+        == "SUCCESS"
+    assert owner.call("logout")["status"] == "SUCCESS"
+    attacker = RawClient(net.port, source="127.0.0.2")
+    codes: list[str] = []
+    for _ in range(10):
+        for _ in range(5):                  # guesses as fast as the tracker answers them
+            codes.append(login_from(attacker, "@owner", "a guess")["code"])
+        reply = login_from(owner, "@owner", "the right one")
+        assert reply["status"] == "SUCCESS", reply          # every time
+        assert owner.call("logout")["status"] == "SUCCESS"
+    assert set(codes) == {"WRONG_PASSWORD", "THROTTLED"} and codes[0] == "WRONG_PASSWORD"
+    attacker.close()
+
+
+def test_one_address_registering_at_its_limit_does_not_stop_another(cluster: Cluster) -> None:
+    net = Tweeter(cluster)
+    net.tracker("-q", "--registrations-per-address", "2")
+    busy = [RawClient(net.port, source="127.0.0.2") for _ in range(3)]
+    codes = [client.register(handle, [61041 + 3 * n, 61042 + 3 * n, 61043 + 3 * n],
+                             ip="127.0.0.2").get("code", "ok")
+             for n, (client, handle) in enumerate(zip(busy, ("@ba", "@bb", "@bc"), strict=True))]
+    assert codes == ["ok", "ok", "THROTTLED"]
+    register(net.client(), "@local")        # 127.0.0.1 has a budget of its own
+    for client in busy:
+        client.close()
+
+
 # ---- smaller defects ---------------------------------------------------------------------------
 def test_a_password_that_is_not_text_gets_an_answer(net: Tweeter) -> None:
     client = net.client()
@@ -289,7 +328,7 @@ def test_a_password_that_is_not_text_gets_an_answer(net: Tweeter) -> None:
                                     "ip": "127.0.0.1", "ports": [1, 2, 3], "key": SAMPLE_KEY,
                                     "password": "\ud800"}).encode() + b"\n")
         reply = client.read()
-        assert (reply["re"], reply["status"]) == (client.next_id, "FAILURE"), reply
+        assert (reply["re"], reply["code"]) == (client.next_id, "BAD_PASSWORD"), reply
         client.next_id += 1
     assert client.call("query-handles")["status"] == "SUCCESS"     # the connection lives on
     assert net.tracker_proc is not None

@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 
 import pexpect
-from conftest import DEFAULT_TIMEOUT, FAST_PEER_ARGS, ROOT, Tweeter, password_of, terminal_env
+from conftest import (
+    DEFAULT_TIMEOUT,
+    FAST_PEER_ARGS,
+    ROOT,
+    Cluster,
+    Tweeter,
+    password_of,
+    terminal_env,
+)
 
 
 def test_register_asks_twice_and_refuses_a_mismatch(net: Tweeter) -> None:
@@ -26,7 +34,20 @@ def test_login_with_a_wrong_password_fails_with_a_reason(net: Tweeter) -> None:
     other = net.user("@other")
     other.send("login @alice")
     other.fails("not it", "WRONG_PASSWORD")
+    other.send("login @alice")                   # from here, @alice's next login must wait
+    assert "try again in 1 s" in other.fails(password_of("@alice"), "THROTTLED")
     other.send("login @nobody")
+    other.fails("x", "UNKNOWN_HANDLE")
+
+
+def test_the_right_password_after_the_wait(cluster: Cluster) -> None:
+    net = Tweeter(cluster)
+    net.tracker("--login-backoff", "0.01")      # a wait shorter than the hash that follows
+    net.users("@alice")["@alice"].ok("logout")
+    other = net.user("@other")
+    other.send("login @alice")
+    other.fails("not it", "WRONG_PASSWORD")
+    other.send("login @nobody")                  # a hash, as long as a wrong password's
     other.fails("x", "UNKNOWN_HANDLE")
     other.login("@alice")
 

@@ -1,2 +1,3 @@
-"""Developer tools: the demo, the benchmark, the sample log and the process driver they and
-the tests share (``tools.driver``)."""
+"""Developer tools: the demo, the benchmark, the sample log, the diagram command line, and what
+they and the tests share: the process driver (``tools.driver``) and the raw wire client
+(``tools.wire_client``)."""

@@ -27,10 +27,20 @@ ratio, the target, and whether the target is met:
 5. fairness: the worst heartbeat round trip of a logged-in session while 3 sessions never read
    and 60 others ``say`` 10 times a second each (every say is pushed to every other session),
    against the same heartbeats on the idle tracker just before.
+6. stores: a database filled directly (SQL into ``adapters.sqlite_store``'s schema) with
+   100 000 accounts, 250 000 tweets carrying 1 000 000 hashtag rows, and 10 000 messages kept
+   for @reader.  Median round trips of ``trending`` and of the first page of ``query-handles``
+   against a ``heartbeat`` of the same session; a login of @reader, to its reply and to the
+   last kept message pushed after it (in pages), against a login with none kept; and the worst
+   heartbeat of another session while those pages go out.
 
 Every process runs on 127.0.0.1 with ports the kernel picks; every wait has a timeout.  The clients
-of rows 1 and 3 run inside this process (one selector thread); rings are real processes.  Helper
-roles of this same file (``--role echo-server``, ``--role ring-node``) are the baselines' servers.
+of rows 1 and 3 run inside this process (one selector thread, raw wire sessions of
+``tools.wire_client``); rings are real processes (``tools.driver``).  Helper roles of this same
+file (``--role echo-server``, ``--role ring-node``) are the baselines' servers.
+
+    each section ──starts──> the product and its baseline ──measures both the same way──> a Row
+    the Rows ──print_table──> figure, baseline, ratio, target, met?
 """
 
 from __future__ import annotations
@@ -51,13 +61,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # protocol/, adapters/
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # protocol/, tools/, …
 
-from driver import (  # tools/ on sys.path
+from tools.driver import (
     PYTHON,
     ROOT,
     SAMPLE_KEY,
@@ -66,11 +76,13 @@ from driver import (  # tools/ on sys.path
     free_port,
     start_tracker,
 )
+from tools.wire_client import WireClient, encode, is_reply
 
-# Flood control off: of commands per session, and of connections per address (every client of
-# the benchmark connects from 127.0.0.1).
+# Flood control off: of commands per session, and of connections and registrations per address
+# (every client of the benchmark connects from 127.0.0.1).
 NO_FLOOD = ["--flood-burst", "1000000000", "--flood-rate", "1000000000",
-            "--max-per-address", "1000000", "--connect-burst", "1000000"]
+            "--max-per-address", "1000000", "--connect-burst", "1000000",
+            "--registrations-per-address", "1000000"]
 LONG_IDLE = ["--idle-timeout", "3600", "--register-timeout", "3600"]
 IO_TIMEOUT = 60.0           # seconds any one wait of the benchmark may take
 
@@ -269,34 +281,14 @@ def letters(number: int, width: int = 3) -> str:
     return out
 
 
-def frame(obj: dict) -> bytes:
-    return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
-
-
-class Client:
-    """One raw wire session (or echo connection) driven by ``Selector loops`` below."""
+class Client(WireClient):
+    """One raw wire session (or echo connection) of the benchmark, numbered ``index``, driven
+    by the selector loops below (``received_lines``)."""
 
     def __init__(self, port: int, index: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.index, self.buffer, self.sent = index, b"", 0
+        super().__init__(port, welcome=False, nodelay=True, timeout=IO_TIMEOUT)
+        self.index, self.sent = index, 0
         self.started = 0.0
-
-    def lines(self) -> Iterator[bytes]:
-        """The complete lines received now (pushes included)."""
-        data = self.sock.recv(1 << 16)
-        if not data:
-            raise ConnectionError(f"session {self.index}: the server closed the connection")
-        self.buffer += data
-        *complete, self.buffer = self.buffer.split(b"\n")
-        yield from complete
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def is_reply(line: bytes) -> bool:
-    return not line.startswith(b'{"push"')
 
 
 def await_replies(clients: Sequence[Client], want: Callable[[Client], bool],
@@ -314,7 +306,7 @@ def await_replies(clients: Sequence[Client], want: Callable[[Client], bool],
                 raise Timeout(f"{len(selector.get_map())} sessions got no reply in {timeout:g}s")
             for key, _ in selector.select(remaining):
                 client = key.data
-                for line in client.lines():
+                for line in client.received_lines():
                     if is_reply(line):
                         on_reply(client, line)
                 if not want(client):
@@ -338,7 +330,7 @@ def register_all(port: int, handles: Sequence[str], in_flight: int,
             index, handle = item
             client = Client(port, index)
             udp = [20000 + 3 * index + k for k in range(3)]      # only registered, never bound
-            client.sock.sendall(frame({"id": 1, "cmd": "register", "handle": handle,
+            client.sock.sendall(encode({"id": 1, "cmd": "register", "handle": handle,
                                        "ip": "127.0.0.1", "ports": udp, "key": SAMPLE_KEY,
                                        "password": f"pw-{handle}"}))
             clients.append(client)
@@ -352,7 +344,7 @@ def register_all(port: int, handles: Sequence[str], in_flight: int,
                 raise Timeout(f"registrations still running after {timeout:g}s")
             for key, _ in selector.select(remaining):
                 client = key.data
-                for line in client.lines():
+                for line in client.received_lines():
                     if not is_reply(line):
                         continue
                     if b'"SUCCESS"' not in line:
@@ -403,7 +395,7 @@ def closed_loop(port: int, pid: int, count: int, seconds: float,
                     measuring, cpu_start = True, cpu_seconds(pid)
                 for key, _ in selector.select(min(end, start if not measuring else end) - now):
                     client = key.data
-                    for line in client.lines():
+                    for line in client.received_lines():
                         if not is_reply(line):
                             continue
                         if measuring:
@@ -430,9 +422,9 @@ def load_requests(count: int) -> Callable[[Client], bytes]:
         me, other = load_handle(client.index), load_handle((client.index + 1) % max(count, 2))
         step = client.sent % 3
         if step == 1:
-            return frame({"id": client.sent, "cmd": "query-handles"})
+            return encode({"id": client.sent, "cmd": "query-handles"})
         cmd = "follow" if step == 2 else "drop"
-        return frame({"id": client.sent, "cmd": cmd, "follower": me, "followee": other})
+        return encode({"id": client.sent, "cmd": cmd, "follower": me, "followee": other})
 
     return request
 
@@ -453,7 +445,7 @@ def bench_tracker(sizes: Sizes, workdir: Path) -> list[Row]:
             succeeds."""
             cmd = "login" if registered else "register"
             for client in clients:
-                client.sock.sendall(frame({"id": 0, "cmd": cmd,
+                client.sock.sendall(encode({"id": 0, "cmd": cmd,
                                            "handle": load_handle(client.index),
                                            "ip": "127.0.0.1", "ports": [1, 2, 3],
                                            "key": SAMPLE_KEY, "password": f"pw-{client.index}"}))
@@ -468,7 +460,7 @@ def bench_tracker(sizes: Sizes, workdir: Path) -> list[Row]:
             await_replies(clients, lambda c: c.index not in answered, on_reply)
             registered.append(True)
             for client in clients:
-                client.sock.sendall(frame({"id": 0, "cmd": "drop", "follower":
+                client.sock.sendall(encode({"id": 0, "cmd": "drop", "follower":
                                            load_handle(client.index), "followee":
                                            load_handle((client.index + 1) % max(n, 2))}))
             dropped: set[int] = set()
@@ -735,7 +727,7 @@ def timed_feeds(port: int, count: int) -> list[float]:
     """Round trips of ``feed`` from a logged-in session, one after the other (seconds)."""
     client = Client(port, -1)
     try:
-        client.sock.sendall(frame({"id": 1, "cmd": "login", "handle": "@reader",
+        client.sock.sendall(encode({"id": 1, "cmd": "login", "handle": "@reader",
                                    "ip": "127.0.0.1", "ports": [1, 2, 3], "key": SAMPLE_KEY,
                                    "password": "pw-@reader"}))
         replies: list[bytes] = []
@@ -750,7 +742,7 @@ def timed_feeds(port: int, count: int) -> list[float]:
         times = []
         for number in range(count):
             started = time.perf_counter()
-            client.sock.sendall(frame({"id": number + 2, "cmd": "feed"}))
+            client.sock.sendall(encode({"id": number + 2, "cmd": "feed"}))
             line = next_reply()
             times.append(time.perf_counter() - started)
             if b'"SUCCESS"' not in line or line.count(b'"stored tweet') != 20:
@@ -850,8 +842,8 @@ def heartbeats(client: Client, seconds: float) -> list[float]:
     while time.monotonic() < end:
         client.sent += 1
         started = time.perf_counter()
-        client.sock.sendall(frame({"id": client.sent, "cmd": "heartbeat"}))
-        while not any(is_reply(line) for line in client.lines()):
+        client.sock.sendall(encode({"id": client.sent, "cmd": "heartbeat"}))
+        while not any(is_reply(line) for line in client.received_lines()):
             pass
         times.append(time.perf_counter() - started)
         time.sleep(HEARTBEAT_GAP)       # pacing the probe, not waiting for an event
@@ -872,14 +864,14 @@ def chatter(clients: Sequence[Client], stop: threading.Event, said: list[int]) -
             for client in clients:
                 if client.index not in waiting and due[client.index] <= now:
                     client.sent += 1
-                    client.sock.sendall(frame({"id": client.sent, "cmd": "say", "text": text}))
+                    client.sock.sendall(encode({"id": client.sent, "cmd": "say", "text": text}))
                     waiting.add(client.index)
                     due[client.index] = max(now, due[client.index] + 1 / SAY_RATE)
             pending = [due[c.index] for c in clients if c.index not in waiting]
             timeout = max(0.0, min(pending) - time.monotonic()) if pending else 0.05
             for key, _ in selector.select(min(timeout, 0.05)):
                 client = key.data
-                for line in client.lines():
+                for line in client.received_lines():
                     if is_reply(line):
                         waiting.discard(client.index)
                         said[0] += 1
@@ -946,7 +938,200 @@ def reader_was_closed(client: Client) -> bool:
     return True
 
 
-SECTIONS = ("tracker", "ring", "scale", "ttweet", "fairness")
+# ---- 6. stores ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoreSizes:
+    accounts: int
+    tweets: int             # each carries TAGS_PER_TWEET hashtags
+    tags: int               # distinct hashtags, used as a Zipf law says
+    kept: int               # direct messages kept for @reader
+    probes: int             # round trips measured of each kind
+    logins: int             # logins measured of each kind
+
+
+STORES_FULL = StoreSizes(accounts=100_000, tweets=250_000, tags=20_000, kept=10_000, probes=200,
+                         logins=3)
+STORES_QUICK = StoreSizes(accounts=2_000, tweets=5_000, tags=500, kept=500, probes=30, logins=1)
+TAGS_PER_TWEET = 4
+STORE_PASSWORD = "pw-of-the-store"
+
+
+def fill_store(path: Path, sizes: StoreSizes) -> None:
+    """Accounts, tagged tweets and kept messages, straight into the tracker's schema with SQL
+    in one transaction (the tracker would refuse to keep so many messages for one user)."""
+    from adapters.sqlite_store import SqliteStore
+    from protocol.accounts import PasswordHasher
+
+    store = SqliteStore(str(path))
+    db, now = store.db, time.time()
+    stored = PasswordHasher().hash(STORE_PASSWORD)
+    handles = ["@store" + letters(i, 4) for i in range(sizes.accounts)]
+    rng = random.Random(12)
+    tags = [f"tag{k}" for k in range(sizes.tags)]
+    weights = list(itertools.accumulate(1 / (k + 1) for k in range(sizes.tags)))
+
+    def tweet_tags() -> list[str]:
+        chosen: dict[str, None] = {}
+        while len(chosen) < TAGS_PER_TWEET:
+            chosen.update(dict.fromkeys(rng.choices(tags, cum_weights=weights, k=TAGS_PER_TWEET)))
+        return list(chosen)[:TAGS_PER_TWEET]
+
+    tweets = [(number + 1, rng.choice(handles), tweet_tags()) for number in range(sizes.tweets)]
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO accounts (key, handle, password_hash, created) VALUES (?, ?, ?, ?)",
+                   ((h, h, stored, now)
+                    for h in [*handles, "@reader", "@quiet", "@probe", "@watcher"]))
+    db.executemany("INSERT INTO tweets (id, author, text, created) VALUES (?, ?, ?, ?)",
+                   ((tid, author, f"stored tweet {tid} " + " ".join(f"#{t}" for t in chosen),
+                     now - sizes.tweets + tid) for tid, author, chosen in tweets))
+    db.executemany("INSERT INTO hashtags (tag, tweet_id) VALUES (?, ?)",
+                   ((tag, tid) for tid, _author, chosen in tweets for tag in chosen))
+    db.executemany("INSERT INTO messages (sender, recipient, text, created) VALUES (?, ?, ?, ?)",
+                   ((handles[number % 50], "@reader", f"kept message {number}", now + number)
+                    for number in range(sizes.kept)))
+    db.execute("COMMIT")
+    store.close()
+
+
+def next_reply(client: Client) -> bytes:
+    """The next reply line of ``client`` (pushes are skipped: none is expected)."""
+    while True:
+        line = client.next_line()
+        if not line:
+            raise ConnectionError("the tracker closed the connection")
+        if is_reply(line):
+            return line
+
+
+def round_trip(client: Client, request: dict) -> tuple[float, bytes]:
+    client.sent += 1
+    started = time.perf_counter()
+    client.sock.sendall(encode({"id": client.sent, **request}))
+    line = next_reply(client)
+    return time.perf_counter() - started, line
+
+
+def login_request(handle: str) -> dict:
+    return {"cmd": "login", "handle": handle, "ip": "127.0.0.1", "ports": [1, 2, 3],
+            "key": SAMPLE_KEY, "password": STORE_PASSWORD}
+
+
+def heartbeats_until(client: Client, stop: threading.Event, times: list[float]) -> None:
+    """Heartbeat round trips of ``client``, HEARTBEAT_GAP apart, until ``stop``."""
+    while not stop.wait(HEARTBEAT_GAP):
+        times.append(round_trip(client, {"cmd": "heartbeat"})[0])
+
+
+def timed_login(client: Client, handle: str, kept: int) -> tuple[float, float]:
+    """Seconds from sending a login to its reply, and to the last of the ``kept`` messages
+    pushed after it; then the session logs out again (the messages stay kept: no receipts)."""
+    client.sent += 1
+    started = time.perf_counter()
+    client.sock.sendall(encode({"id": client.sent, **login_request(handle)}))
+    replied, pushed = 0.0, 0
+    while not replied or pushed < kept:
+        line = client.next_line()
+        if not line:
+            raise ConnectionError(f"the tracker closed {handle}'s connection")
+        if is_reply(line):
+            if b'"SUCCESS"' not in line:
+                raise RuntimeError(f"{handle} could not log in: {line[:200]!r}")
+            replied = time.perf_counter() - started
+        elif line.startswith(b'{"push":"message"'):
+            pushed += 1
+    last = time.perf_counter() - started
+    if b'"SUCCESS"' not in round_trip(client, {"cmd": "logout"})[1]:
+        raise RuntimeError(f"{handle} could not log out")
+    return replied, last
+
+
+def bench_stores(quick: bool, workdir: Path) -> list[Row]:
+    """trending, the first page of query-handles and a login with many kept messages on a big
+    store (SPEC §6, §9: nothing walks a whole table under the core's lock)."""
+    from protocol import limits
+
+    sizes = STORES_QUICK if quick else STORES_FULL
+    rows_of_tags = sizes.tweets * TAGS_PER_TWEET
+    say(f"[6] stores: {sizes.accounts:,} accounts, {rows_of_tags:,} hashtag rows "
+        f"({sizes.tags:,} tags), {sizes.kept:,} messages kept for @reader")
+    db = workdir / "stores.db"
+    started = time.perf_counter()
+    fill_store(db, sizes)
+    say(f"    database filled in {time.perf_counter() - started:.1f}s")
+    started = time.perf_counter()
+    tracker, port = start_tracker("-q", "--db", str(db), *LONG_IDLE, *NO_FLOOD,
+                                  timeout=IO_TIMEOUT * 5)
+    loaded = time.perf_counter() - started
+    clients: list[Client] = []
+    try:
+        probe, watcher, reader = clients = [Client(port, i) for i in range(3)]
+        for client, handle in ((probe, "@probe"), (watcher, "@watcher")):
+            line = round_trip(client, login_request(handle))[1]
+            if b'"SUCCESS"' not in line:
+                raise RuntimeError(f"{handle} could not log in: {line[:200]!r}")
+        # probe asks; watcher sends heartbeats while the pages of @reader's login go out
+        beats, trends, pages = [], [], []
+        for _ in range(sizes.probes):               # interleaved: drift hits all alike
+            beats.append(round_trip(probe, {"cmd": "heartbeat"})[0])
+            seconds, line = round_trip(probe, {"cmd": "trending"})
+            trends.append(seconds)
+            seconds, page = round_trip(probe, {"cmd": "query-handles"})
+            pages.append(seconds)
+        if b'"#tag0"' not in line:
+            raise RuntimeError(f"trending did not put #tag0 first: {line[:200]!r}")
+        listed = json.loads(page)
+        if listed.get("count") != sizes.accounts + 4 or len(listed.get("handles", [])) != 1000:
+            raise RuntimeError(f"query-handles did not answer a page: {page[:200]!r}")
+
+        # Both logins while another session sends heartbeats: the same load on each, and the
+        # worst heartbeat says whether the pages held anyone up.
+        quiet_logins, kept_replies, kept_lasts, watched = [], [], [], []
+        stop = threading.Event()
+        watching = threading.Thread(target=heartbeats_until, args=(watcher, stop, watched),
+                                    daemon=True)
+        watching.start()
+        try:
+            for _ in range(sizes.logins):
+                quiet_logins.append(timed_login(reader, "@quiet", 0)[0])
+                replied, last = timed_login(reader, "@reader", sizes.kept)
+                kept_replies.append(replied)
+                kept_lasts.append(last)
+        finally:
+            stop.set()
+            watching.join(IO_TIMEOUT)
+        rss = rss_mib(tracker.pid)
+    finally:
+        for client in clients:
+            client.close()
+        tracker.stop()
+    beat = median(beats) * 1000
+    say(f"    tracker loaded the store in {loaded:.1f}s, RSS {rss:.0f} MiB; heartbeat "
+        f"{beat:.2f} ms, trending {median(trends) * 1000:.2f} ms, query-handles "
+        f"{median(pages) * 1000:.2f} ms; login {median(quiet_logins) * 1000:.1f} ms with none "
+        f"kept, {median(kept_replies) * 1000:.1f} ms with {sizes.kept:,} (last page at "
+        f"{median(kept_lasts) * 1000:.0f} ms)")
+    note = (f"{sizes.probes} round trips of each, interleaved, on one session; the "
+            f"tracker loaded the store in {loaded:.1f}s and held it in {rss:.0f} MiB")
+    return [
+        Row(f"trending, {rows_of_tags:,} hashtag rows", median(trends) * 1000, "ms",
+            "heartbeat", beat, False, 0.0, absolute=5.0,
+            note=f"{sizes.tags:,} distinct tags (Zipf); {note}"),
+        Row(f"query handles first page, {sizes.accounts:,} accounts", median(pages) * 1000,
+            "ms", "heartbeat", beat, False, 0.0, absolute=5.0,
+            note=f"1000 handles a page (about 17 KB); {note}"),
+        Row(f"login reply, {sizes.kept:,} kept messages", median(kept_replies) * 1000, "ms",
+            "login, none kept", median(quiet_logins) * 1000, False, 1.5,
+            note=f"median of {sizes.logins}; the reply comes before any kept message"),
+        Row(f"login to the last kept message, {sizes.kept:,}", median(kept_lasts) * 1000, "ms",
+            "login, none kept", median(quiet_logins) * 1000, False, 0.0, absolute=2000.0,
+            note=f"pushed {limits.KEPT_PAGE} at a time, each page once the last has left; "
+                 f"another session's heartbeats meanwhile ({HEARTBEAT_GAP * 1000:.0f} ms apart): "
+                 f"worst {max(watched, default=0.0) * 1000:.1f} ms, median "
+                 f"{median(watched) * 1000:.2f} ms"),
+    ]
+
+
+SECTIONS = ("tracker", "ring", "scale", "ttweet", "fairness", "stores")
 
 
 # ---- main ----------------------------------------------------------------------------------------
@@ -987,6 +1172,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(bench_ttweet(sizes, workdir))
             if "fairness" in args.only:
                 rows.append(bench_fairness(args.quick, workdir))
+            if "stores" in args.only:
+                rows += bench_stores(args.quick, workdir)
         except (Timeout, RuntimeError, OSError) as error:
             print_table(rows)
             print(f"\nbench FAILED: {error}", file=sys.stderr, flush=True)

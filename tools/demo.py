@@ -9,7 +9,7 @@ A tracker (throw-away database) and five scripted ``user.py`` processes, driven 
 rings of three that intersect in @cal.  Every ``user.py`` command is typed, every tracker command
 is answered once with SUCCESS and once with FAILURE (the few that ``user.py`` never gets wrong, such
 as ``end-tweet``, by a raw wire session), and everyone leaves gracefully.  ``run_scenario`` is the
-course scenario, scripted once: ``tests/test_course_demo.py`` runs it too.
+course scenario, scripted once: ``tests/test_demo_course.py`` runs it too.
 
 How a run becomes the page:
 
@@ -50,11 +50,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # protocol/, tools/
 
+from adapters.trace_file import TraceWriter
 from protocol.diagram import REPLY, Normaliser, Run, aliases, arrow_style, build, mermaid, select
-from protocol.trace import TraceRecord, TraceWriter
+from protocol.trace import TraceRecord
 from protocol.wire import COMMANDS
 from tools.diagram_cli import read_traces
 from tools.driver import PYTHON, SAMPLE_KEY, Proc, Timeout, free_port
+from tools.wire_client import WireSession
 
 TOOLS = Path(__file__).resolve().parent
 DEFAULT_OUT = TOOLS / "demo.md"
@@ -179,31 +181,31 @@ class Hosts:
 
 
 # ---- the raw wire session ----------------------------------------------------------------------
-class RawSession:
+class RawSession(WireSession):
     """A bare TCP session that speaks the wire protocol (PROTOCOL.md §1), through a relay
     process whose output (the tracker's frames) shows in the transcript as ``raw``."""
 
     def __init__(self, demo: Demo) -> None:
+        super().__init__()
         self.demo = demo
         self.proc = demo.start("raw", ["-c", RELAY, demo.tracker_ip, str(demo.port)],
                                host="@raw")
-        self.next_id = 1
-        welcome = self.frame()
+        welcome = self.next_frame()
         if welcome.get("push") != "welcome":
             raise DemoFailed(f"raw: the first frame is not the welcome push: {welcome}")
 
-    def frame(self) -> dict:
-        return json.loads(self.proc.expect(r"^\{", self.demo.timeout).string)
+    def send_raw(self, data: bytes) -> None:
+        self.proc.send(data.decode().removesuffix("\n"))
 
-    def call(self, want: str, cmd: str, **fields: object) -> dict:
-        """Send one request; its reply must be ``want`` (SUCCESS, or FAILURE CODE)."""
-        request = {"id": self.next_id, "cmd": cmd, **fields}
-        self.next_id += 1
-        shown = {k: ("***" if k == "password" else v) for k, v in request.items()}
-        self.demo.typing("raw", json.dumps(shown))
-        self.proc.send(json.dumps(request))
-        while "push" in (reply := self.frame()):
-            pass
+    def next_line(self) -> bytes:
+        return self.proc.expect(r"^\{", self.demo.timeout).string.encode()
+
+    def expect(self, want: str, cmd: str, **fields: object) -> dict:
+        """Send one request, shown in the transcript (its password hidden); its reply must be
+        ``want`` (SUCCESS, or FAILURE CODE)."""
+        shown = {k: ("***" if k == "password" else v) for k, v in fields.items()}
+        self.demo.typing("raw", json.dumps({"id": self.next_id, "cmd": cmd, **shown}))
+        reply = self.call(cmd, **fields)
         got = reply["status"] + (f" {reply['code']}" if reply.get("code") else "")
         if got != want:
             raise DemoFailed(f"raw: {cmd} answered {got}, not {want}")
@@ -286,8 +288,11 @@ class Demo:
         return path
 
     def start_tracker(self) -> None:
+        # A wrong password makes the next login of that handle from that address wait (1 s
+        # by default, PROTOCOL.md §1.7); @dan's right one comes two hashes after his wrong one,
+        # so a wait shorter than a hash keeps the page the same from run to run.
         proc = self.start("tracker", ["tracker.py", "0", "--host", self.tracker_ip,
-                                      "--db", ":memory:", "-q",
+                                      "--db", ":memory:", "-q", "--login-backoff", "0.01",
                                       "--trace-file", str(self.trace_file("tracker"))])
         self.port = int(proc.expect(r"listening on [\d.]+:(\d+)", self.timeout).group(1))
 
@@ -508,31 +513,31 @@ def run_scenario(demo: Demo) -> None:
 
     d.step("a raw wire session (PROTOCOL.md §1): auth, and requests user.py never malforms")
     raw = RawSession(demo)
-    raw.call("SUCCESS", "auth", password="none needed")
-    raw.call("FAILURE BAD_REQUEST", "auth")
-    raw.call("FAILURE BAD_REQUEST", "query-handles", verbose=True)
-    raw.call("FAILURE BAD_REQUEST", "online", verbose=True)
-    raw.call("FAILURE NOT_LOGGED_IN", "heartbeat")
+    raw.expect("SUCCESS", "auth", password="none needed")
+    raw.expect("FAILURE BAD_REQUEST", "auth")
+    raw.expect("FAILURE BAD_REQUEST", "query-handles", verbose=True)
+    raw.expect("FAILURE BAD_REQUEST", "online", verbose=True)
+    raw.expect("FAILURE NOT_LOGGED_IN", "heartbeat")
 
     d.step("the raw session registers, then sends end-tweet and exit-complete out of turn")
     ip = d.hosts.addresses["@raw"] if d.hosts else "127.0.0.1"
     udp = [free_port(socket.SOCK_DGRAM) for _ in range(3)]
-    raw.call("SUCCESS", "register", handle="@raw", ip=ip, ports=udp, key=SAMPLE_KEY,
-             password=password_of("@raw"))
-    raw.call("SUCCESS", "heartbeat")
-    raw.call("FAILURE NO_TWEET_IN_PROGRESS", "end-tweet", handle="@raw", tid=1, reached=0,
-             skipped=[])
-    raw.call("FAILURE EXIT_NOT_STARTED", "exit-complete", handle="@raw")
+    raw.expect("SUCCESS", "register", handle="@raw", ip=ip, ports=udp, key=SAMPLE_KEY,
+               password=password_of("@raw"))
+    raw.expect("SUCCESS", "heartbeat")
+    raw.expect("FAILURE NO_TWEET_IN_PROGRESS", "end-tweet", handle="@raw", tid=1, reached=0,
+               skipped=[])
+    raw.expect("FAILURE EXIT_NOT_STARTED", "exit-complete", handle="@raw")
 
     d.step("the raw session: a message it could not deliver is relayed by the tracker; then it "
            "exits")
-    message_id = raw.call("SUCCESS", "message", to="@dan", text="from the wire")["message_id"]
-    raw.call("SUCCESS", "message-undelivered", message_id=message_id)
+    message_id = raw.expect("SUCCESS", "message", to="@dan", text="from the wire")["message_id"]
+    raw.expect("SUCCESS", "message-undelivered", message_id=message_id)
     d.expect("@dan", r"^\[message\] @raw: from the wire \(kept by the tracker")   # relayed now
-    raw.call("FAILURE UNKNOWN_MESSAGE", "message-undelivered", message_id=message_id + 999)
-    raw.call("FAILURE UNKNOWN_MESSAGE", "message-received", message_id=message_id)  # not ours
-    raw.call("SUCCESS", "exit", handle="@raw")
-    raw.call("SUCCESS", "exit-complete", handle="@raw")
+    raw.expect("FAILURE UNKNOWN_MESSAGE", "message-undelivered", message_id=message_id + 999)
+    raw.expect("FAILURE UNKNOWN_MESSAGE", "message-received", message_id=message_id)  # not ours
+    raw.expect("SUCCESS", "exit", handle="@raw")
+    raw.expect("SUCCESS", "exit-complete", handle="@raw")
     raw.close()
 
     d.step("exit fails for someone else's handle")

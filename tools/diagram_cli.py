@@ -8,6 +8,8 @@
 This module does the I/O around ``protocol.diagram`` (which is pure): it reads the files, parses
 the arguments, asks the terminal for its width, and writes the result.  A bad argument or an
 unreadable trace is one line on stderr and exit status 2.
+
+    argv ──parse_args──> files ──read_traces──> records ──protocol.diagram──> text ──> stdout / -o
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 
+from adapters import cli
 from protocol.diagram import (
     DiagramError,
     Normaliser,
@@ -61,24 +64,9 @@ def steps_wanted(text: str) -> set[int]:
     return wanted
 
 
-def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value != value or value in (float("inf"), -float("inf")):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
-    return value
-
-
-def width(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of columns") from None
-    if not MIN_WIDTH <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"the width must be {MIN_WIDTH} to 10000 columns")
-    return value
+seconds = cli.argument_type(cli.finite_number, "a number of seconds")
+width = cli.argument_type(lambda text: cli.whole_number(text, MIN_WIDTH, 10_000),
+                          f"a number of columns from {MIN_WIDTH} to 10000")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -6,9 +6,13 @@ collects every line it prints (stderr merged).  ``lines`` holds the text of each
 the order it came) and the ``time.monotonic()`` at which it was read.  ``expect`` waits, with a
 timeout, for the next line that matches a pattern.  Nothing here sleeps to wait for something.
 
-The one process driver of the project: used by ``tools/demo.py`` and ``tools/bench.py`` (run as
-scripts, so this folder is on ``sys.path``) and by the tests (``tests/conftest.py`` imports it as
-``tools.driver``); standard library only.
+    Proc(args) ──stdin──> the program ──stdout+stderr──> reader thread ──> lines ──> expect()
+    run(args)  ──> the program, run to its end ──> its exit status, stdout and stderr
+
+``run`` is for programs that do one thing and end (``ttweetcl.py``, a bad command line).
+
+The one process driver of the project: used by ``tools/demo.py``, ``tools/bench.py`` and
+``tools/sample.py`` and by the tests (``tests/conftest.py``); standard library only.
 """
 
 from __future__ import annotations
@@ -43,6 +47,25 @@ class Timeout(AssertionError):
     """
 
 
+def environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a program: its output unbuffered and in UTF-8, and
+    ``env`` on top."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8", **(env or {})}
+
+
+def run(args: list[str], timeout: float = TIMEOUT, env: dict[str, str] | None = None,
+        cwd: Path | str = ROOT, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python3 args`` to its end, its standard input ``input`` (else empty), its output
+    kept as text; ``Timeout`` if it runs longer than ``timeout``."""
+    try:
+        return subprocess.run([PYTHON, *args], cwd=cwd, env=environment(env), input=input,
+                              stdin=subprocess.DEVNULL if input is None else None,
+                              capture_output=True, text=True, encoding="utf-8",
+                              errors="backslashreplace", timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise Timeout(f"{' '.join(args[:2])}: did not end within {timeout:g}s") from None
+
+
 class Proc:
     """One running program whose output is read line by line in the background."""
 
@@ -52,10 +75,8 @@ class Proc:
     def __init__(self, args: list[str], name: str, env: dict[str, str] | None = None,
                  cwd: Path | str = ROOT) -> None:
         self.name = name
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
-        full_env.update(env or {})
         self.popen = subprocess.Popen(
-            [PYTHON, *args], cwd=cwd, env=full_env, text=True, encoding="utf-8",
+            [PYTHON, *args], cwd=cwd, env=environment(env), text=True, encoding="utf-8",
             errors="backslashreplace", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, bufsize=1)
         self.lines: list[str] = []                  # the text of every line, in order

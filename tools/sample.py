@@ -7,21 +7,20 @@ server is running (upload and download both fail), the server starts, and client
 upload an over-long message, upload two messages, each followed by a download.  Finally the
 server is stopped with Ctrl-C (SIGINT).  Every client's printed line and exit status is checked
 as it runs; the script exits with status 1, naming the step, if anything differs.
+
+    ttweetsrv.py ──tools.driver.Proc──> started, waited for ("listening on port"), SIGINT
+    ttweetcl.py  ──tools.driver.run───> exit status and printed line, checked, per step
+    both ──append──> the log file given: the new Sample.txt
 """
 
 from __future__ import annotations
 
-import os
-import queue
-import signal
-import socket
-import subprocess
 import sys
-import threading
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 15.0   # seconds any one process may take
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # tools/
+
+from tools.driver import TIMEOUT, Proc, Timeout, free_port, run
 
 MESSAGE_1 = "Hello from ttweet! #first"
 MESSAGE_2 = 'Second message: "quotes", #tags and Ünïcödé all pass'
@@ -48,26 +47,14 @@ WITH_SERVER = [
     (["-d"], 0, f"Received Message: {MESSAGE_2}", "stdout"),
 ]
 
-ENV = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONUNBUFFERED": "1"}
-
-
 class ScenarioFailed(Exception):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run_client(step: int, args: list[str], status: int, line: str, stream: str,
                port: int, log: Path) -> None:
     """Run one client and check that it printed ``line`` on ``stream`` and exited ``status``."""
-    command = [sys.executable, "ttweetcl.py", args[0], "127.0.0.1", str(port), *args[1:],
-               "--log", str(log)]
-    done = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True,
-                          encoding="utf-8", timeout=TIMEOUT, check=False)
+    done = run(["ttweetcl.py", args[0], "127.0.0.1", str(port), *args[1:], "--log", str(log)])
     printed = {"stdout": done.stdout, "stderr": done.stderr}
     expected = {"stdout": "", "stderr": ""}
     expected[stream] = line + "\n"
@@ -79,39 +66,23 @@ def run_client(step: int, args: list[str], status: int, line: str, stream: str,
                              f"{stream}, got exit {done.returncode}, {printed}")
 
 
-def start_server(port: int, log: Path) -> subprocess.Popen[str]:
+def start_server(port: int, log: Path) -> Proc:
     """Start the server and return once it says it is listening."""
-    server = subprocess.Popen(
-        [sys.executable, "ttweetsrv.py", str(port), "--log", str(log)], cwd=ROOT, env=ENV,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8")
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def read() -> None:
-        assert server.stdout is not None
-        for line in server.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=read, daemon=True).start()
-    while True:
-        try:
-            line = lines.get(timeout=TIMEOUT)
-        except queue.Empty:
-            server.kill()
-            raise ScenarioFailed("the server did not say it was listening") from None
-        if line is None:
-            raise ScenarioFailed("the server ended before it was listening")
-        if f"listening on port {port}" in line:
-            print(f"server : {line.strip()}")
-            return server
-
-
-def stop_server(server: subprocess.Popen[str]) -> None:
-    server.send_signal(signal.SIGINT)   # as Ctrl-C does
+    server = Proc(["ttweetsrv.py", str(port), "--log", str(log)], "ttweetsrv")
     try:
-        status = server.wait(TIMEOUT)
-    except subprocess.TimeoutExpired:
-        server.kill()
+        line = server.expect(rf"listening on port {port}\b", TIMEOUT).string
+    except Timeout:
+        server.stop()
+        raise ScenarioFailed(f"the server did not say it was listening: {server.text()!r}") \
+            from None
+    print(f"server : {line.strip()}")
+    return server
+
+
+def stop_server(server: Proc) -> None:
+    try:
+        status = server.interrupt(TIMEOUT)      # SIGINT, as Ctrl-C does
+    except Timeout:
         raise ScenarioFailed("the server did not stop on SIGINT") from None
     if status != 0:
         raise ScenarioFailed(f"the server stopped with status {status}")
@@ -129,9 +100,9 @@ def run_scenario(log: Path) -> None:
         for args, status, line, stream in WITH_SERVER:
             step += 1
             run_client(step, args, status, line, stream, port, log)
+        stop_server(server)
     finally:
-        if server.poll() is None:
-            stop_server(server)
+        server.stop()           # whatever happened: no server is left running
 
 
 def main(argv: list[str]) -> int:
@@ -141,7 +112,7 @@ def main(argv: list[str]) -> int:
     log = Path(argv[0]).resolve()
     try:
         run_scenario(log)
-    except (ScenarioFailed, OSError, subprocess.SubprocessError) as error:
+    except (ScenarioFailed, Timeout, OSError) as error:
         print(f"sample.py: the scenario failed: {error}", file=sys.stderr)
         return 1
     print(f"wrote {argv[0]}")

@@ -1,14 +1,11 @@
-"""The ttweet codec and session-log lines, without sockets: bytes in, typed values out."""
+"""protocol/ttweet.py, the ttweet codec, without sockets: bytes in, typed values out."""
 
 from __future__ import annotations
 
 import pytest
-from conftest import HEADER_LINE, REPORT_LINE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import session_log
-from protocol.ipv4 import is_ipv4_address
 from protocol.limits import TTWEET_EMPTY, TTWEET_MAX, TTWEET_REQUEST_MAX
 from protocol.ttweet import (
     ERROR_CODES,
@@ -28,7 +25,6 @@ from protocol.ttweet import (
     encode_reply,
     encode_request,
     message_length_problem,
-    parse_port,
     serve,
 )
 
@@ -164,51 +160,6 @@ def test_serve_replaces_resets_and_reads_the_slot() -> None:
     assert (slot, reply) == ("message1", OkReply(""))
     assert serve(slot, DownloadRequest()) == ("message1", OkReply("message1"))
     assert serve(slot, UploadRequest(""))[0] == TTWEET_EMPTY
-
-
-# --- addresses ----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("text", "valid"), [
-    ("127.0.0.1", True), ("0.0.0.0", True), ("255.255.255.255", True), ("10.1.2.3", True),
-    ("256.0.0.1", False), ("1.2.3", False), ("1.2.3.4.5", False), ("localhost", False),
-    ("", False), ("1.2.3.-4", False), ("01.2.3.4", False), ("1.2.3.4 ", False),
-    ("١.٢.٣.٤", False), ("::1", False), ("1..2.3", False), ("+1.2.3.4", False),
-])
-def test_ipv4_addresses(text: str, valid: bool) -> None:
-    assert is_ipv4_address(text) is valid
-
-
-@pytest.mark.parametrize(("text", "port"), [
-    ("1", 1), ("13000", 13000), ("65535", 65535), ("0", None), ("65536", None), ("-1", None),
-    ("", None), ("http", None), ("1e3", None), (" 80", None), ("١٢", None), ("1_000", None),
-    ("000080", None),
-])
-def test_ports(text: str, port: int | None) -> None:
-    assert parse_port(text) == port
-
-
-# --- session log lines --------------------------------------------------------------------------
-def test_report_lines_name_time_side_and_category() -> None:
-    line = session_log.report_line(session_log.SERVER, session_log.CONNECTION,
-                                   "127.0.0.1:5000 connected", when=1_700_000_000.25)
-    assert line.endswith("\n") and line.count("\n") == 1
-    assert REPORT_LINE.match(line.rstrip("\n"))
-    assert ".250 [server] [CONNECTION] 127.0.0.1:5000 connected" in line
-
-
-def test_a_report_is_one_line_whatever_the_text() -> None:
-    line = session_log.report_line(session_log.CLIENT, session_log.GENERAL,
-                                   "Received Message: a\nb\r\x1b[2Jc")
-    assert line.count("\n") == 1
-    assert line.rstrip("\n").endswith("Received Message: a\\nb\\r\\x1b[2Jc")
-
-
-def test_session_header_opens_a_section() -> None:
-    when = 1_700_000_000.0
-    first = session_log.session_header("ttweet server on port 5000", when=when)
-    later = session_log.session_header("ttweet server on port 5000", when=when,
-                                       after_earlier=True)
-    assert HEADER_LINE.match(first.rstrip("\n")) and first.count("\n") == 1
-    assert later == "\n" + first        # set off from the previous session by a blank line
 
 
 # --- properties -----------------------------------------------------------------------------------

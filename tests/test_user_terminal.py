@@ -7,13 +7,10 @@ users are ordinary piped ``user.py`` processes.  Every wait is on output, with a
 
 from __future__ import annotations
 
-import io
-import os
 import re
 import signal
 import stat
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,7 +30,6 @@ from conftest import (
     terminal_env,
 )
 
-from adapters.console import ReadlineScreen, cells, dress, erase_rows, visible
 from protocol.text import as_typed, escape_for_terminal
 from user import plural, split_first, typed_text
 
@@ -394,42 +390,8 @@ def test_text_parsing_and_display_rules() -> None:
     assert as_typed("a\x1b[2Jb\\") == "a\\x1b[2Jb\\"               # controls still visible
     assert as_typed("line\nbreak\u202e") == "line\\nbreak\\u202e"
     assert escape_for_terminal("a\\b") == "a\\\\b"                 # logs stay unambiguous
-
-
-def test_how_lines_are_dressed_and_rows_erased() -> None:
-    assert dress("[say] @bob: hi", "14:05", colour=False) == "14:05 [say] @bob: hi"
-    assert dress("SUCCESS: done", "14:05", colour=False) == "SUCCESS: done"     # an answer
-    assert dress("tweet #3 by @a via @b: x", None, colour=False) == "tweet #3 by @a via @b: x"
-    coloured = dress("FAILURE BAD_TAG: @alice and @bob", None, colour=True, own="@Alice")
-    assert coloured == ("\x1b[1;31mFAILURE BAD_TAG:\x1b[0m \x1b[1m\x1b[32m@alice\x1b[0m and "
-                        "\x1b[36m@bob\x1b[0m")
-    assert dress("[trace] x @a", None, colour=True) == "\x1b[2m[trace] x @a\x1b[0m"
-    assert dress("[notice] @a is online", "09:00", colour=True).startswith(
-        "\x1b[2m09:00\x1b[0m \x1b[33m[notice]\x1b[0m ")
-    assert dress("mail me@host.org", None, colour=True) == "mail me@host.org"   # no handle
-    assert cells("日本") == 4 and cells("e\u0301") == 1 and cells("abc") == 3
-    assert visible("\001\x1b[1;32m\002@a\001\x1b[0m\002> ") == "@a> "
-    assert erase_rows("x" * 10, 40) == "\r\x1b[J"
-    assert erase_rows("x" * 40, 40) == "\r\x1b[J"           # the cursor waits at the last column
-    assert erase_rows("x" * 81, 40) == "\r\x1b[2A\x1b[J"
     assert [plural(n, "follower") for n in (0, 1, 2)] == ["0 followers", "1 follower",
                                                           "2 followers"]
-
-
-def test_without_gnu_readline_the_rows_are_worked_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    """libedit has no rl_clear_visible_line: the prompt and the text say how many rows to clear
-    (the cursor taken to be at the end), and they are written again after the line."""
-    screen = ReadlineScreen.__new__(ReadlineScreen)
-    screen._gnu = None
-    screen.readline = types.SimpleNamespace(get_line_buffer=lambda: "say " + "y" * 80)
-    screen.prompt = "\001\x1b[1m\002@alice\001\x1b[0m\002> "
-    monkeypatch.setattr("shutil.get_terminal_size", lambda: os.terminal_size((40, 24)))
-    out = io.StringIO()
-    screen.clear(out)
-    assert out.getvalue() == "\r\x1b[2A\x1b[J"                 # 92 columns: three rows
-    screen.redraw(out)
-    assert out.getvalue().endswith("@alice> say " + "y" * 80)
-    assert screen.active()
 
 
 # ---- what people expect ----------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The committed Sample.txt is the log `make sample` produces (timestamps and ports aside)."""
+"""tools/sample.py (`make sample`): the committed Sample.txt is the log it produces (timestamps
+and ports aside), and it shows the standard scenario."""
 
 from __future__ import annotations
 
