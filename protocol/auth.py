@@ -74,6 +74,24 @@ class SessionKeys:
     def sign(self, statement: bytes) -> bytes:
         return self._signing.sign(statement)
 
+    # What a peer asks of its keys for each datagram and tweet (``protocol.peer``): one place,
+    # so that the benchmark can measure the same ring without them (``tools/bench_unsigned_user``).
+    def seal(self, peer_key: str, body: bytes) -> bytes:
+        """The MAC of ``body`` for the login whose public key is ``peer_key``."""
+        return mac(self.pair_key(peer_key), body)
+
+    def opens(self, peer_key: str, body: bytes, tag: bytes) -> bool:
+        """Whether ``tag`` is the MAC of ``body`` made by the login whose key is ``peer_key``."""
+        try:
+            key = self.pair_key(peer_key)
+        except ValueError:
+            return False
+        return mac_ok(key, body, tag)
+
+    def signed_by(self, peer_key: str, signature: bytes, statement: bytes) -> bool:
+        """Whether ``signature`` is the signature of ``statement`` by ``peer_key``'s owner."""
+        return signature_ok(peer_key, signature, statement)
+
     def pair_key(self, peer_key: str) -> bytes:
         """The MAC key this login shares with the login whose public key is ``peer_key``.
 

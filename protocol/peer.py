@@ -438,11 +438,7 @@ class RingPeer:
 
     def _authentic(self, received: Received, peer: Peer) -> bool:
         """Whether the datagram's MAC is the one ``peer``'s current login would make."""
-        try:
-            key = self.keys.pair_key(peer.public_key)
-        except ValueError:
-            return False
-        return auth.mac_ok(key, received.body, received.mac)
+        return self.keys.opens(peer.public_key, received.body, received.mac)
 
     def _from(self, received: Received, sender: Address, peer: Peer | None, port: int,
               rule: str, port_name: str) -> bool:
@@ -548,7 +544,7 @@ class RingPeer:
             signature = b""
         statement = auth.tweet_statement(author.public_key, message.ring, message.tid,
                                          message.text)
-        if not auth.signature_ok(author.public_key, signature, statement):
+        if not self.keys.signed_by(author.public_key, signature, statement):
             self._drop((author.ip, author.right), "left", "bad signature",
                        f"tweet #{message.tid} of {message.ring}: not signed by its author")
             return
@@ -753,7 +749,7 @@ class RingPeer:
 
     def _seal(self, message: Datagram, to: Peer) -> bytes:
         body = datagrams.body_of(message)
-        return datagrams.encode(body, auth.mac(self.keys.pair_key(to.public_key), body))
+        return datagrams.encode(body, self.keys.seal(to.public_key, body))
 
     def _ack(self, port: str, message: Datagram, to: Peer, sender: Address) -> None:
         ack = Ack(self.me.handle, message.seq)
