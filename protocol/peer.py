@@ -534,7 +534,12 @@ class RingPeer:
         while len(self._forwarded) > limits.SEEN_MAX:
             self._forwarded.popitem(last=False)
         self._forward(message, member, now)     # first: the next hop starts at once
-        self._to_check.append((author, message))
+        if expected.public_key == author.public_key:
+            # The MAC is the author's own (its pair key with this login): it proves the author
+            # sent exactly this ring, tid and text, as the signature would, at a 30th the cost.
+            self._show_once(author, message)
+        else:
+            self._to_check.append((author, message))
 
     def _check_and_show(self, author: Peer, message: TweetMsg) -> None:
         """Show a forwarded tweet once, if its author really wrote it."""
@@ -548,6 +553,9 @@ class RingPeer:
             self._drop((author.ip, author.right), "left", "bad signature",
                        f"tweet #{message.tid} of {message.ring}: not signed by its author")
             return
+        self._show_once(author, message)
+
+    def _show_once(self, author: Peer, message: TweetMsg) -> None:
         if self._shown.first_time(author.key, message.tid):
             self._events.append(TweetShown(author.handle, message.tid, message.prev,
                                            message.text))

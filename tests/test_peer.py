@@ -749,6 +749,18 @@ def test_a_follower_forwards_before_it_shows() -> None:
     assert carol.shown[1:] == [("@alice", 2, "@bob", text)]
 
 
+def test_from_the_author_itself_its_mac_vouches_for_the_text() -> None:
+    # The first follower's tweet comes from the author: its MAC (the pair key of the author's
+    # login and this one) proves ring, tid and text already, so no signature check is waited for.
+    net, alice, (bob, carol) = ready_ring("@bob", "@carol")
+    tweet = TweetMsg("@alice", 900, "@alice", 2, "hi", "!" * 88, "@alice")
+    bob.peer.receive("left", seal(alice, bob.me, tweet), alice.address("right"), net.now)
+    assert bob.shown[-1] == ("@alice", 2, "@alice", "hi")
+    # The signature still decides for everyone further on: this one is no signature at all.
+    net.run()
+    assert [s for s in carol.shown if s[1] == 2] == [] and carol.dropped
+
+
 def _signed_by_a_member(alice: User, bob: User, tid: int, text: str) -> str:
     return signature(bob, tid, text)
 
