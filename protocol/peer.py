@@ -525,15 +525,16 @@ class RingPeer:
             self._drop(sender, "left", "detour to a follower",
                        f"detour from {_where(sender)}: only an author takes detours")
             return
-        self._ack("left", message, expected, sender)
         author = member.author
         passed = (author.key, message.tid, message.signature)
         if (author.key, message.tid) in self._shown or passed in self._forwarded:
+            self._ack("left", message, expected, sender)
             return                              # a copy already passed on
         self._forwarded[passed] = None
         while len(self._forwarded) > limits.SEEN_MAX:
             self._forwarded.popitem(last=False)
-        self._forward(message, member, now)     # first: the next hop starts at once
+        self._forward(message, member, now)     # first: the next hop starts at once,
+        self._ack("left", message, expected, sender)    # then the ack
         if expected.public_key == author.public_key:
             # The MAC is the author's own (its pair key with this login): it proves the author
             # sent exactly this ring, tid and text, as the signature would, at a 30th the cost.

@@ -730,16 +730,16 @@ def test_the_round_ends_with_one_report_and_later_copies_change_nothing() -> Non
     assert len(net.flights(match("ack", frm=alice, to=carol))) == 2     # acked, and no more
 
 
-def test_a_follower_forwards_before_it_shows() -> None:
+def test_a_follower_forwards_before_it_acks_and_shows() -> None:
     net, alice, (bob, carol, dave) = ready_ring("@bob", "@carol", "@dave")
     text = "forwarded first"
     tweet = TweetMsg("@bob", 900, "@alice", 2, text, signature(alice, 2, text), "@bob")
     carol.peer.receive("left", seal(bob, carol.me, tweet), bob.address("right"), net.now)
     outs = carol.peer.take_datagrams()
     assert [(o.port, o.address, type(decoded(o.data))) for o in outs] == [
-        ("left", bob.address("right"), Ack),
-        ("right", dave.address("left"), TweetMsg)]
-    onward = decoded(outs[1].data)
+        ("right", dave.address("left"), TweetMsg),      # the next hop starts first
+        ("left", bob.address("right"), Ack)]
+    onward = decoded(outs[0].data)
     assert isinstance(onward, TweetMsg)
     assert (onward.sender, onward.prev, onward.text, onward.signature) \
         == ("@carol", "@carol", text, tweet.signature)
@@ -874,8 +874,8 @@ def test_a_tweet_relayed_by_the_author_is_taken_from_its_right_port() -> None:
     carol.peer.receive("left", seal(alice, carol.me, tweet), alice.address("right"), net.now)
     carol.peer.handle_timer(net.now)
     outs = carol.peer.take_datagrams()
-    assert [(o.port, o.address) for o in outs] == [("left", alice.address("right")),
-                                                  ("right", dave.address("left"))]
+    assert [(o.port, o.address) for o in outs] == [("right", dave.address("left")),
+                                                  ("left", alice.address("right"))]
     assert carol.shown[-1] == ("@alice", 5, "@bob", "hi")
 
 
@@ -1645,8 +1645,8 @@ def test_each_kind_is_taken_only_on_its_port(kind: str, good: str) -> None:
         assert len(bob.dropped) == before + 1
     if kind != "detour":        # a follower takes no detour on any port
         bob.peer.receive(good, data, sender.address(role), net.now)
-        first = bob.peer.take_datagrams()[0]
-        assert decoded(first.data) == Ack("@bob", message.seq)
+        answers = [decoded(out.data) for out in bob.peer.take_datagrams()]
+        assert Ack("@bob", message.seq) in answers
 
 
 # ---- never an exception -----------------------------------------------------------------------
