@@ -1,6 +1,6 @@
 """The SPEC §9 figures, each beside a baseline measured in the same run (``make bench``).
 
-    python3 tools/bench.py            # the full run: under five minutes on 2 cores
+    python3 tools/bench.py            # the full run: about three minutes on 2 cores
     python3 tools/bench.py --quick    # small sizes and few repeats: what the test runs
 
 It prints one table.  Each row is a figure of the product, the baseline it is compared with, their
@@ -17,7 +17,9 @@ ratio, the target, and whether the target is met:
    ``tweet #N reached K followers`` line: both tracker round trips included) with 10 and 50
    follower ``user.py`` processes, against a bare UDP ring of as many small processes doing the
    same hop protocol: JSON datagram, ack, forward, measured the same way (stdin to stdout).
-   Flood control is off here too: the tweets go back to back.
+   The same whole tweet also against the same ``user.py`` ring without authentication
+   (``tools/bench_unsigned_user.py``: keys that make and check nothing), tweets of the two
+   rings alternating.  Flood control is off here too: the tweets go back to back.
 3. scale: a tracker on a database with 100 000 stored tweets; 1000 sessions register (50 at a
    time) and stay online.  Registration rate against the bare ``PasswordHasher`` rate with one
    thread per core; tracker RSS (``VmRSS``) with the 1000 online against a bare threading echo
