@@ -37,7 +37,7 @@ from protocol import limits
 from protocol.ring import Peer
 from protocol.validate import is_handle, is_whole_number
 
-SIGNATURE_CHARS = 88        # base64 of an Ed25519 signature (64 bytes)
+SIGNATURE_CHARS = 88        # base64 of an ECDSA P-256 signature (r and s: 64 bytes)
 
 
 class DatagramError(Exception):
@@ -75,7 +75,7 @@ class TweetMsg:
     ring: str
     tid: int
     text: str
-    signature: str              # base64 of the author's Ed25519 signature (protocol.auth)
+    signature: str              # base64 of the author's ECDSA signature (protocol.auth)
     prev: str
     dead: str | None = None     # set on a detour: the follower that did not answer
 

@@ -312,7 +312,7 @@ def unusable_key(user: User) -> str:
     """A key of the right shape whose X25519 half is a low-order point: no secret can be
     agreed with it."""
     raw = base64.b64decode(user.keys.public)
-    return base64.b64encode(raw[:32] + bytes(32)).decode()
+    return base64.b64encode(raw[:auth.SIGNING_KEY_BYTES] + bytes(32)).decode()
 
 
 def ring(*followers: str, author: str = "@alice", **args: Any) -> tuple[Net, User, list[User]]:
