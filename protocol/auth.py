@@ -14,10 +14,10 @@ a MAC about 4 µs):
 * **a signature** by the author over what it wrote: the tweet's ring, tid and text
   (``tweet_statement``).  It travels unchanged around the ring, so no member can make another
   show text the author did not write;
-* **a MAC** on every datagram (acks included), with the key the two ends share
-  (``pair_key``: HKDF-SHA256 of their X25519 secret and both public keys).  Only those two
-  ends can make it, so nobody else can inject, alter or redirect a datagram between them, and a
-  direct message is known to come from its sender.
+* **a MAC** (keyed BLAKE2b, 16 bytes) on every datagram (acks included), with the key the two
+  ends share (``pair_key``: HKDF-SHA256 of their X25519 secret and both public keys).  Only
+  those two ends can make it, so nobody else can inject, alter or redirect a datagram between
+  them, and a direct message is known to come from its sender.
 
 Keys change with every login, so a datagram recorded in an earlier session fails both checks
 afterwards; within a session, duplicates are dropped by their ids (PROTOCOL.md §3.3).
@@ -26,6 +26,7 @@ afterwards; within a session, duplicates are dropped by their ids (PROTOCOL.md �
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 from functools import lru_cache
 
@@ -40,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-MAC_BYTES = 16          # HMAC-SHA256, truncated: forging one takes 2^128 tries
+MAC_BYTES = 16          # keyed BLAKE2b-128 (RFC 7693): forging one takes 2^128 tries
 SIGNATURE_BYTES = 64    # ECDSA P-256: r and s, 32 bytes each
 SIGNING_KEY_BYTES = 33  # a P-256 public key, compressed
 KEY_BYTES = SIGNING_KEY_BYTES + 32
@@ -126,7 +127,10 @@ class SessionKeys:
 
 
 def mac(key: bytes, data: bytes) -> bytes:
-    return hmac.digest(key, data, "sha256")[:MAC_BYTES]
+    # BLAKE2b has a keyed mode of its own, made to be a MAC: no HMAC construction around it.
+    # In the standard library, and a fifth of what OpenSSL's HMAC-SHA256 cost per datagram here
+    # (its set-up dominates a few hundred bytes).
+    return hashlib.blake2b(data, key=key, digest_size=MAC_BYTES).digest()
 
 
 def mac_ok(key: bytes, data: bytes, tag: bytes) -> bool:

@@ -5,9 +5,9 @@
     {"kind":"tweet","from":"@bob","seq":812,"ring":"@alice","tid":7,"text":"hi","sig":"…","prev":"@bob"}
     Vh3kq0yTQ0a7Qf9m2w3q4A==
 
-The last line is base64 of an HMAC-SHA256 (16 bytes) of the JSON bytes exactly as sent, keyed
-with the secret the two ends share (``protocol.auth.SessionKeys.pair_key``): the receiver checks
-it before it believes anything in the datagram.  At most ``DATAGRAM_MAX`` bytes in all.
+The last line is base64 of a MAC (keyed BLAKE2b, 16 bytes) of the JSON bytes exactly as sent,
+keyed with the secret the two ends share (``protocol.auth.SessionKeys.pair_key``): the receiver
+checks it before it believes anything in the datagram.  At most ``DATAGRAM_MAX`` bytes in all.
 
 ========== ============== ================================================================
 kind       to port        fields (besides kind, from, seq)
