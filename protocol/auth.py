@@ -9,7 +9,7 @@ session by its password, so a key it hands out belongs to that handle's current 
 other.
 
 Two authenticators, chosen for cost (a signature costs about 35 µs to make and 85 µs to check,
-a MAC about 4 µs):
+a MAC about 2 µs):
 
 * **a signature** by the author over what it wrote: the tweet's ring, tid and text
   (``tweet_statement``).  It travels unchanged around the ring, so no member can make another
