@@ -13,9 +13,10 @@ How data flows::
                         │ │ TrackerCore.take_outbox()  → [(session, reply or push), …]      │
                         │ └─────────────────────────────────────────────────────────────────┘
                         │ (register/login: the password hash runs between two such calls)
-                        │ group commit: if the core changed the store, one COMMIT (outside
-                        │   the core lock) for every change made so far, unless another
-                        │   thread's COMMIT already covered it
+                        │ GroupCommit: if a change made so far is not committed yet, the
+                        │   replies and pushes wait for the next COMMIT (outside the core lock),
+                        │   run by this thread or, if one runs already, by whoever runs it;
+                        │   changes waiting at the same moment share it
                         │ deliver: each reply or push, encoded (to_wire), goes to
                      its session's SendQueue  ← replies, and pushes put by other users' threads
                         │ what the socket takes now leaves at once; the rest waits (bounded:
@@ -24,10 +25,11 @@ How data flows::
     user.py <──TCP──────┘ (and a trace line per frame in and out, unless -q: through bounded
                           queues, so neither the console nor the trace file can stop service)
 
-No thread ever waits for a user to read (``adapters/output.py``).  A reaper thread, about once a
-second, calls ``TrackerCore.tick(now)`` and ``expire(session, now)`` for every connection under
-the same lock: stale tweets end, waiting exits hear ``BUSY``, connections that never log in and
-sessions that fall silent are closed; what they decide leaves the same way.
+No thread ever waits for a user to read (``adapters/output.py``), nor for another thread's
+``COMMIT`` (``GroupCommit``).  A reaper thread, about once a second, calls
+``TrackerCore.tick(now)`` and ``expire(session, now)`` for every connection under the same lock:
+stale tweets end, waiting exits hear ``BUSY``, connections that never log in and sessions that
+fall silent are closed; what they decide leaves the same way.
 
 The messages kept for a login go out a page at a time (``TrackerCore.take_paging``): once a
 page has left the session's send queue (``SendQueue.when_empty``), a pager thread asks the core
@@ -75,6 +77,7 @@ from protocol import limits
 from protocol.accounts import LoginThrottle
 from protocol.flood import TokenBucket
 from protocol.messages import Answer, Failure, Notice
+from protocol.store import Store
 from protocol.text import escape_for_terminal
 from protocol.trace import shown_frame
 from protocol.tracker_core import Outgoing, Session, TrackerCore
@@ -89,6 +92,8 @@ class Trace:
     def __init__(self, quiet: bool, records: TraceWriter | None = None) -> None:
         self.quiet = quiet
         self.records = records or TraceWriter(None, "tracker")
+        # Whether frames are shown or recorded at all: if not, the hot path skips ``frame``.
+        self.kept = not quiet or self.records.stream is not None
         # A console that stops reading must not stop the tracker: lines wait in a bounded
         # queue for one writer thread, and are dropped (and counted) when it is full.
         self.output = OutputQueue(self._write, name="trace")
@@ -114,8 +119,8 @@ class Trace:
         self._floods.tick()
 
     def frame(self, arrow: str, session: Session, data: bytes, kind: str) -> None:
-        if self.quiet and self.records.stream is None:
-            return                              # nobody reads it: no work on the hot path
+        if not self.kept:
+            return
         if arrow == "<-":                       # from a user: may hold a password
             shown = shown_frame(data)
         else:                                   # the tracker's own frames hold none
@@ -134,6 +139,13 @@ class Trace:
         self.output.flush(timeout)
         if isinstance(self.records.stream, TraceFile):
             self.records.stream.drain(timeout)
+
+
+def frame_kind(message: Answer | Notice) -> str:
+    """How the trace labels a frame: ``SUCCESS``, ``FAILURE CODE`` or ``push:kind``."""
+    if isinstance(message, Notice):
+        return f"push:{message.kind}"
+    return message.status if message.ok else f"{message.status} {message.code}"
 
 
 class SessionHandler(socketserver.StreamRequestHandler):
@@ -201,7 +213,8 @@ class SessionHandler(socketserver.StreamRequestHandler):
             trace.frame("<-", self.session, frame, error.code)
             self.send(Failure(re=error.request_id, code=error.code, message=error.message))
             return
-        trace.frame("<-", self.session, frame, request.cmd)
+        if trace.kept:
+            trace.frame("<-", self.session, frame, request.cmd)
         had_handle = self.session.handle is not None
         self.server.run(self.session, request)
         if not had_handle and self.session.handle:     # this connection's lifeline has a name now
@@ -220,16 +233,12 @@ class SessionHandler(socketserver.StreamRequestHandler):
                        message="the tracker failed on this request; please report it")
 
     def send(self, message: Answer | Notice) -> None:
-        """Encode a reply or push of the core and queue it for this connection."""
-        if isinstance(message, Notice):
-            kind = f"push:{message.kind}"
-        else:
-            kind = message.status if message.ok else f"{message.status} {message.code}"
-        self.write(encode_object(message.to_wire()), kind)
-
-    def write(self, data: bytes, kind: str) -> None:
-        """Queue a frame for this user (sent at once if the socket takes it); never waits."""
-        self.server.trace.frame("->", self.session, data, kind)
+        """Encode a reply or push of the core and queue it for this connection (sent at once
+        if the socket takes it); never waits."""
+        data = encode_object(message.to_wire())
+        trace = self.server.trace
+        if trace.kept:
+            trace.frame("->", self.session, data, frame_kind(message))
         self.sendq.put(data)        # refused when closing or over the limit (sendq_exceeded)
 
     def sendq_exceeded(self, waiting: int) -> None:
@@ -258,6 +267,7 @@ class SessionHandler(socketserver.StreamRequestHandler):
             self.connection.shutdown(socket.SHUT_RD)    # wakes the handler's blocked read
 
     def finish(self) -> None:
+        self.server.commits.flush(self.server.limits.linger)   # the replies it is owed first
         self.server.forget(self)
         self.server.disconnect(self.session)
         self.sendq.close(self.server.limits.linger)     # the last frames leave, or time out
@@ -369,10 +379,102 @@ class Admission:
             return len(self._addresses)
 
 
+class GroupCommit:
+    """Sends what the core decided once the changes before it are committed; changes that wait at
+    the same moment share one ``COMMIT`` (SPEC §2.2: a ``SUCCESS`` only after its change is
+    durable).  Thread-safe.
+
+    How an outbox (``Decided``: the replies and pushes of one request) leaves::
+
+        deliver(decided) ─ no COMMIT runs and the first `decided.needed` changes are
+          │                committed already ─> sent now
+          │ else: it joins the waiting outboxes (in order), then
+          ├─ a COMMIT is running: return at once; whoever runs it sends this outbox too
+          └─ none is: this thread commits: it takes every waiting outbox, runs one COMMIT
+             (which covers all their changes: each was made before its outbox joined) and
+             sends them; if more joined meanwhile, it wakes the committer thread, which goes
+             on the same way until none waits
+
+    So no thread waits for another's ``COMMIT``: it goes back to reading its connection, and its
+    reply leaves from the thread that ran the ``COMMIT`` covering it.  With one session each
+    change is committed by its own thread, without a hand-off; under load the committer thread
+    takes over, so that no connection's thread is kept committing for the others.  The
+    ``COMMIT`` runs outside the core's lock: requests go on meanwhile, and their changes join
+    the next one.
+    """
+
+    def __init__(self, store: Store, send: Callable[[Decided], None],
+                 failed: Callable[[sqlite3.Error], None]) -> None:
+        self.store, self._send, self._failed = store, send, failed
+        self._lock = threading.Lock()       # for the two below; never held during a COMMIT
+        self._waiting: list[Decided] = []
+        self._committing = False            # a thread commits, and looks at _waiting after
+        self._more = threading.Event()      # hands the committing to the committer thread
+        self._sent = threading.Condition(self._lock)    # flush waits on it
+        self._joined = self._done = 0       # outboxes that joined _waiting, and were sent
+        threading.Thread(target=self._committer, name="committer", daemon=True).start()
+
+    def deliver(self, decided: Decided) -> None:
+        """Send ``decided`` once the first ``decided.needed`` changes are durable (now, or by
+        the thread whose ``COMMIT`` covers them)."""
+        with self._lock:
+            # While a COMMIT runs, everything joins the waiting outboxes, even what needs no
+            # COMMIT: a reply must not overtake one to the same session still waiting.
+            if not self._committing and self.store.committed >= decided.needed:
+                ready = True
+            else:
+                ready = False
+                self._waiting.append(decided)
+                self._joined += 1
+                if self._committing:
+                    return
+                self._committing = True
+        if ready:
+            self._send(decided)
+            return
+        self._commit_waiting()
+        with self._lock:
+            if not self._waiting:
+                self._committing = False
+                return
+        self._more.set()                    # _committing stays set: the committer has it now
+
+    def _commit_waiting(self) -> None:
+        with self._lock:
+            batch, self._waiting = self._waiting, []
+        self.store.commit()
+        for decided in batch:
+            self._send(decided)
+        with self._lock:
+            self._done += len(batch)
+            self._sent.notify_all()
+
+    def flush(self, timeout: float) -> None:
+        """Return once every outbox that waits now has been sent (or after ``timeout``
+        seconds): a connection about to close must first get the replies it is owed."""
+        with self._lock:
+            joined = self._joined
+            self._sent.wait_for(lambda: self._done >= joined, timeout)
+
+    def _committer(self) -> None:
+        while True:
+            self._more.wait()
+            self._more.clear()
+            try:
+                while True:
+                    self._commit_waiting()
+                    with self._lock:
+                        if not self._waiting:
+                            self._committing = False
+                            break
+            except sqlite3.Error as error:
+                self._failed(error)
+
+
 class TrackerServer(socketserver.ThreadingTCPServer):
     """The listening socket: admits connections (``Admission``), runs one ``SessionHandler``
-    thread per connection, one ``Sender`` thread for what they could not send at once, and one
-    reaper thread for the timeouts."""
+    thread per connection, one ``Sender`` thread for what they could not send at once, one
+    committer thread (``GroupCommit``) and one reaper thread for the timeouts."""
 
     allow_reuse_address = True
     daemon_threads = True
@@ -385,7 +487,6 @@ class TrackerServer(socketserver.ThreadingTCPServer):
                  connection_limits: ConnectionLimits | None = None) -> None:
         self.core, self.trace = core, trace
         self.core_lock = threading.Lock()       # every call into the core holds it
-        self.commit_lock = threading.Lock()     # one COMMIT at a time; waiters share the next
         self.connections: dict[Session, SessionHandler] = {}    # where a session's frames go
         self.limits = connection_limits or ConnectionLimits()
         self.request_queue_size = self.limits.backlog
@@ -395,6 +496,7 @@ class TrackerServer(socketserver.ThreadingTCPServer):
         self._handlers_lock = threading.Lock()
         self._stopping = threading.Event()
         self.pages: queue.SimpleQueue[Session | None] = queue.SimpleQueue()   # for the pager
+        self.commits = GroupCommit(core.store, self.send_out, self.database_failed)
         super().__init__(address, SessionHandler)
         threading.Thread(target=self._reap, name="reaper", daemon=True).start()
         threading.Thread(target=self._page, name="pager", daemon=True).start()
@@ -451,13 +553,13 @@ class TrackerServer(socketserver.ThreadingTCPServer):
             with self.core_lock:
                 self.core.resume(session, work, result, time.monotonic())
                 decided = decided.then(self.decided())
-        self.deliver(decided)
+        self.commits.deliver(decided)
 
     def disconnect(self, session: Session) -> None:
         with self.core_lock:
             self.core.disconnect(session, time.monotonic())
             decided = self.decided()
-        self.deliver(decided)
+        self.commits.deliver(decided)
 
     def decided(self) -> Decided:
         """What the core decided since last asked (the core lock is held)."""
@@ -472,34 +574,17 @@ class TrackerServer(socketserver.ThreadingTCPServer):
                 with self.core_lock:
                     self.core.next_page(session, time.monotonic())
                     decided = self.decided()
-                self.deliver(decided)
+                self.commits.deliver(decided)
             except sqlite3.Error as error:
                 self.database_failed(error)
             except Exception as error:          # a bug costs this page, not the pager
                 self.trace.line(f"[tracker] !! a page of kept messages failed: {error!r}",
                                 always=True)
 
-    def make_durable(self, needed: int) -> None:
-        """Group commit: return once the first ``needed`` changes are committed.
-
-        A thread that finds them not yet committed waits its turn for the commit lock; by
-        then another thread's COMMIT may have covered them.  Otherwise it commits everything
-        made so far, the changes of the threads queued behind it too, which then find nothing
-        left to do.  The COMMIT runs outside the core's lock: requests go on meanwhile, and
-        the changes they make join the next one.
-        """
-        store = self.core.store
-        if store.committed >= needed:
-            return
-        with self.commit_lock:
-            if store.committed < needed:
-                store.commit()
-
-    def deliver(self, decided: Decided) -> None:
-        """Once the changes it follows are durable, queue each reply and push for its
-        session's connection (never waiting for it to read); sessions with more kept messages
-        get the next page once these have left."""
-        self.make_durable(decided.needed)
+    def send_out(self, decided: Decided) -> None:
+        """Queue each reply and push for its session's connection (never waiting for it to
+        read), once the changes it follows are durable (``GroupCommit``); sessions with more
+        kept messages get the next page once these have left."""
         for session, message in decided.out:
             handler = self.handler(session)
             if handler is not None:                 # else that connection has closed meanwhile
@@ -545,7 +630,7 @@ class TrackerServer(socketserver.ThreadingTCPServer):
             expired = [(handler, reply) for handler in handlers
                        if (reply := self.core.expire(handler.session, now)) is not None]
             decided = self.decided()
-        self.deliver(decided)
+        self.commits.deliver(decided)
         for handler, reply in expired:
             self.trace.repeated(f"{reply.code} {handler.host}",
                                 f"[tracker] -- {handler.session.name} {reply.code}")

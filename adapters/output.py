@@ -23,17 +23,19 @@ kind in each period is shown, the rest are counted and said in one line when the
 Frames to the tracker's connections go through one :class:`SendQueue` per connection, bounded in
 bytes, and the tracker's one :class:`Sender` thread::
 
-    the connection's own thread ──put(frame)──> [ its SendQueue ] ──send, never waiting──> socket
-    any other thread ───────────put(frame)──>        │   what the socket did not take waits
-                                                     └──> Sender thread (one selector for all
-                                                          connections) sends it when writable
+    any thread ──put(frame)──> [ its SendQueue ] ──send, never waiting──> socket
+                                      │   what the socket did not take waits
+                                      └──> Sender thread (one selector for all connections)
+                                           sends it when the socket is writable
     over the limit: the waiting frames are dropped, on_exceeded() is called once; the
     connection then says why (put_last) and is closed (SPEC §6, IRC's "SendQ exceeded")
 
-No thread ever waits for a socket: the connection's own thread sends only what the kernel takes
-at once (``MSG_DONTWAIT``), and only when nothing of its queue is waiting already; everything
-else is sent by the ``Sender`` when the socket is writable.  So the frames of one connection
-leave in the order they were put, and a user who stops reading costs only its own queue.
+No thread ever waits for a socket: the thread that puts a frame into an empty queue sends what
+the kernel takes at once (``MSG_DONTWAIT``); whatever is left, and every frame put while some
+wait already, is sent by the ``Sender`` when the socket is writable.  The queue's lock makes one
+sender at a time, so the frames of one connection leave in the order they were put, and a user
+who stops reading costs only its own queue.  Sending at once from any thread, not only the
+connection's own, spares a push (another user's thread puts it) two thread hand-offs.
 """
 
 from __future__ import annotations
@@ -234,9 +236,9 @@ class FloodLines:
 class SendQueue:
     """The frames waiting for one connection: at most ``limit`` bytes of them.
 
-    ``put`` may be called from any thread and never waits.  Called on the thread that created the
-    queue (the connection's own) with nothing waiting, it sends at once what the socket takes;
-    whatever is left, and everything put by other threads, is sent by the ``Sender``.  A frame is
+    ``put`` may be called from any thread and never waits.  Called with nothing waiting, it sends
+    at once what the socket takes; whatever is left, and every frame put behind it, is sent by
+    the ``Sender``.  A frame is
     always taken into an empty queue, whatever its size; beyond that, a frame that would make the
     waiting bytes pass ``limit`` is refused: every whole frame waiting is dropped (a frame partly
     sent is finished, so the reader never sees half a line), and ``on_exceeded`` is called once.
@@ -248,7 +250,6 @@ class SendQueue:
                  on_exceeded: Callable[[int], None] = lambda waiting: None) -> None:
         self.sock, self.sender, self.limit, self.on_exceeded = sock, sender, limit, on_exceeded
         self.fd = sock.fileno()             # the Sender's key: fixed for the queue's whole life
-        self._owner = threading.get_ident()
         self._lock = threading.Lock()
         self._frames: collections.deque[bytes] = collections.deque()
         self._offset = 0                    # bytes of the first frame already sent
@@ -269,7 +270,8 @@ class SendQueue:
             return self._waiting
 
     def put(self, frame: bytes) -> bool:
-        """Queue a frame (sending what it can now, on the owner's thread); False if refused."""
+        """Queue a frame (sending what the socket takes now if nothing waits before it);
+        False if refused."""
         with self._lock:
             if self.closing or self.exceeded or self._broken:
                 return False
@@ -281,7 +283,7 @@ class SendQueue:
             else:
                 self._frames.append(frame)
                 self._waiting += len(frame)
-                if len(self._frames) == 1 and threading.get_ident() == self._owner:
+                if len(self._frames) == 1:
                     self._send_what_fits()
                     if not self._frames:
                         return True             # all of it left at once: the usual case
@@ -325,7 +327,7 @@ class SendQueue:
         self.sender.notify(self)
         self.released.wait(linger + 1.0)
 
-    # ---- the Sender's side (and the owner's, for the first frame) ------------------------------
+    # ---- the Sender's side (and put's, for a frame into an empty queue) ------------------------
     def pump(self) -> bool:
         """Send what the socket takes now; True when the Sender is done with this queue (empty,
         or closing and past its deadline, or broken)."""

@@ -242,7 +242,8 @@ class PeerNode:
             action(peer, time.monotonic())
             out, events = peer.take_datagrams(), peer.take_events()
         self._carry_out(out, events)
-        self._wake()
+        if threading.current_thread() is not self._thread:
+            self._wake()        # the selector thread looks at its deadlines after each call
 
     # ---- the selector thread -------------------------------------------------------------------
     def _serve(self, selector: selectors.BaseSelector, stop: threading.Event) -> None:

@@ -5,9 +5,9 @@
     {"kind":"tweet","from":"@bob","seq":812,"ring":"@alice","tid":7,"text":"hi","sig":"…","prev":"@bob"}
     Vh3kq0yTQ0a7Qf9m2w3q4A==
 
-The last line is base64 of an HMAC-SHA256 (16 bytes) of the JSON bytes exactly as sent, keyed
-with the secret the two ends share (``protocol.auth.SessionKeys.pair_key``): the receiver checks
-it before it believes anything in the datagram.  At most ``DATAGRAM_MAX`` bytes in all.
+The last line is base64 of a MAC (keyed BLAKE2b, 16 bytes) of the JSON bytes exactly as sent,
+keyed with the secret the two ends share (``protocol.auth.SessionKeys.pair_key``): the receiver
+checks it before it believes anything in the datagram.  At most ``DATAGRAM_MAX`` bytes in all.
 
 ========== ============== ================================================================
 kind       to port        fields (besides kind, from, seq)
@@ -37,7 +37,7 @@ from protocol import limits
 from protocol.ring import Peer
 from protocol.validate import is_handle, is_whole_number
 
-SIGNATURE_CHARS = 88        # base64 of an Ed25519 signature (64 bytes)
+SIGNATURE_CHARS = 88        # base64 of an ECDSA P-256 signature (r and s: 64 bytes)
 
 
 class DatagramError(Exception):
@@ -75,7 +75,7 @@ class TweetMsg:
     ring: str
     tid: int
     text: str
-    signature: str              # base64 of the author's Ed25519 signature (protocol.auth)
+    signature: str              # base64 of the author's ECDSA signature (protocol.auth)
     prev: str
     dead: str | None = None     # set on a detour: the follower that did not answer
 

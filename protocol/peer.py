@@ -447,11 +447,7 @@ class RingPeer:
 
     def _authentic(self, received: Received, peer: Peer) -> bool:
         """Whether the datagram's MAC is the one ``peer``'s current login would make."""
-        try:
-            key = self.keys.pair_key(peer.public_key)
-        except ValueError:
-            return False
-        return auth.mac_ok(key, received.body, received.mac)
+        return self.keys.opens(peer.public_key, received.body, received.mac)
 
     def _from(self, received: Received, sender: Address, peer: Peer | None, port: int,
               rule: str, port_name: str) -> bool:
@@ -539,30 +535,29 @@ class RingPeer:
             self._drop(sender, "left", "detour to a follower",
                        f"detour from {_where(sender)}: only an author takes detours")
             return
-        self._ack("left", message, expected, sender)
         author, tweet = member.author, (member.author.key, message.tid)
-        if tweet in self._shown:
-            return                              # shown, so passed on already
         earlier = self._forwarded.get(tweet)
-        if earlier == (message.signature, message.text):
+        if tweet in self._shown or earlier == (message.signature, message.text):
+            self._ack("left", message, expected, sender)
             return                              # this copy was passed on already
-        if expected.key == author.key:
-            # The author's own MAC (a key only the two share) proves ring, tid and text, as
-            # the signature would, at a fraction of the cost.
-            self._pass_on(tweet, message, member, now)
-            self._show_once(author, message)
-        elif earlier is None and (author.key, expected.key) not in self._suspects:
-            # The first copy from a neighbour never caught lying: passed on first, so the next
-            # hop starts at once, and checked right after, before it is shown.
-            self._pass_on(tweet, message, member, now)
-            self._to_check.append((author, message, expected.key))
-        elif self._signed(author, message):
-            # A second text for one tweet (one of the two is forged), or a neighbour that once
-            # passed a forgery on: checked before it goes further, so a forgery stops here.
-            self._pass_on(tweet, message, member, now)
+        # The author's own MAC (a key only the two share) proves ring, tid and text, as the
+        # signature would, at a fraction of the cost.  Any other copy is passed on first (the
+        # next hop starts at once) and checked right after, before it is shown -- unless another
+        # text of this tweet was passed on already (one of the two is forged) or this neighbour
+        # once passed a forgery on: then it is checked first, so that a forgery stops here.
+        from_author = expected.key == author.key
+        check_first = not from_author and (
+            earlier is not None or (author.key, expected.key) in self._suspects)
+        if check_first and not self._signed(author, message):
+            self._ack("left", message, expected, sender)
+            self._suspects.add((author.key, expected.key))
+            return
+        self._pass_on(tweet, message, member, now)      # first: the next hop starts at once,
+        self._ack("left", message, expected, sender)    # then the ack
+        if from_author or check_first:
             self._show_once(author, message)
         else:
-            self._suspects.add((author.key, expected.key))
+            self._to_check.append((author, message, expected.key))
 
     def _pass_on(self, tweet: tuple[str, int], message: TweetMsg, member: _Member,
                  now: float) -> None:
@@ -579,7 +574,7 @@ class RingPeer:
             signature = b""
         statement = auth.tweet_statement(author.public_key, message.ring, message.tid,
                                          message.text)
-        if auth.signature_ok(author.public_key, signature, statement):
+        if self.keys.signed_by(author.public_key, signature, statement):
             return True
         self._drop((author.ip, author.right), "left", "bad signature",
                    f"tweet #{message.tid} of {message.ring}: not signed by its author")
@@ -794,7 +789,7 @@ class RingPeer:
 
     def _seal(self, message: Datagram, to: Peer) -> bytes:
         body = datagrams.body_of(message)
-        return datagrams.encode(body, auth.mac(self.keys.pair_key(to.public_key), body))
+        return datagrams.encode(body, self.keys.seal(to.public_key, body))
 
     def _ack(self, port: str, message: Datagram, to: Peer, sender: Address) -> None:
         ack = Ack(self.me.handle, message.seq)

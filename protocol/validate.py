@@ -73,7 +73,8 @@ def check_unicast(value: str) -> Problem:
     return ("BAD_ADDRESS", f"{value} is not a peer's address: {why}")
 
 
-PUBLIC_KEY_CHARS = 88      # base64 of 64 bytes: Ed25519 and X25519 public keys (protocol.auth)
+PUBLIC_KEY_CHARS = 88      # base64 of 65 bytes: P-256 (compressed) and X25519 public keys
+PUBLIC_KEY_BYTES = 65      # (protocol.auth, which this module does not import: it stays light)
 
 
 def is_public_key(value: object) -> bool:
@@ -81,7 +82,7 @@ def is_public_key(value: object) -> bool:
     if not isinstance(value, str) or len(value) != PUBLIC_KEY_CHARS or not value.isascii():
         return False
     try:
-        return len(base64.b64decode(value, validate=True)) == 64
+        return len(base64.b64decode(value, validate=True)) == PUBLIC_KEY_BYTES
     except (binascii.Error, ValueError):
         return False
 

@@ -50,7 +50,7 @@ HANDLES = st.text(st.sampled_from(string.ascii_letters), min_size=1,
 IPS = st.tuples(st.integers(1, 223), st.integers(0, 255), st.integers(0, 255),
                 st.integers(1, 254)).map(lambda o: ".".join(map(str, o)))
 PORTS = st.integers(1, 65535)
-KEYS = st.binary(min_size=64, max_size=64).map(lambda raw: base64.b64encode(raw).decode())
+KEYS = st.binary(min_size=65, max_size=65).map(lambda raw: base64.b64encode(raw).decode())
 PEERS = st.builds(lambda handle, ip, ports, key: Peer(handle, ip, *ports, key), HANDLES, IPS,
                   st.lists(PORTS, min_size=3, max_size=3, unique=True), KEYS)
 NUMBERS = st.integers(0, 2**53 - 1)
@@ -356,7 +356,7 @@ BAD_PEERS = [
     [*PEER[:2], "5001", *PEER[3:]], [*PEER[:3], 5002.0, *PEER[4:]], [*PEER[:4], -1, PEER[5]],
     [*PEER[:5], None], [*PEER[:5], ""], [*PEER[:5], SAMPLE_KEY[:-4]],
     [*PEER[:5], SAMPLE_KEY + "AAAA"], [*PEER[:5], "!" * 88],
-    [*PEER[:5], base64.b64encode(bytes(65))[:88].decode()],
+    [*PEER[:5], base64.b64encode(bytes(66))[:88].decode()],
 ]
 
 FIELDS: list[tuple[str, str, list[object]]] = [

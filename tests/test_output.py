@@ -145,7 +145,7 @@ def test_frames_from_any_thread_leave_whole_and_in_order(sender: Sender) -> None
             assert queue.put(f"{who} {i} {'x' * 300}\n".encode())
             sent.append(who)
 
-    put("owner", 5)                                  # the owner's own thread sends at once
+    put("owner", 5)                                  # sent at once: nothing waits before them
     others = [threading.Thread(target=put, args=(f"t{n}", 300)) for n in range(4)]
     lines: list[bytes] = []
     reader = threading.Thread(target=lambda: lines.extend(read_lines(theirs)))

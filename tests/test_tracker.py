@@ -16,6 +16,8 @@ from conftest import (
     Tweeter,
 )
 
+import tracker
+
 PORTS = [61001, 61002, 61003]
 
 
@@ -319,3 +321,40 @@ def test_a_direct_message_is_kept_until_the_recipient_confirms_it(net: Tweeter) 
     assert alice.call("message-received", message_id=sent["message_id"])["code"] \
         == "UNKNOWN_MESSAGE"
 
+
+
+# ---- GroupCommit, alone: a fake store whose COMMIT the test holds open -------------------------
+
+class HeldStore:
+    """A store whose ``commit`` waits until the test lets it finish."""
+
+    def __init__(self) -> None:
+        self.changes = self.committed = 0
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def commit(self) -> None:
+        self.entered.set()
+        assert self.release.wait(10)
+        self.committed = self.changes
+
+
+def test_group_commit_sends_in_order_and_no_reply_overtakes_a_waiting_one() -> None:
+    store, sent = HeldStore(), []
+    commits = tracker.GroupCommit(store, lambda decided: sent.append(decided.out[0][1]),
+                                  lambda error: None)
+    store.changes = 1
+    first = threading.Thread(target=commits.deliver,
+                             args=(tracker.Decided([(None, "follow SUCCESS")], 1, []),))
+    first.start()
+    assert store.entered.wait(10)           # the first reply's COMMIT is running ...
+    store.committed = 1                     # ... (and, say, has just made it durable)
+    # A reply that needs no COMMIT must still wait behind it, not overtake it.
+    commits.deliver(tracker.Decided([(None, "query SUCCESS")], 1, []))
+    assert sent == []
+    store.release.set()
+    first.join(10)
+    commits.flush(10)                       # returns once every waiting reply has left
+    assert sent == ["follow SUCCESS", "query SUCCESS"]
+    commits.deliver(tracker.Decided([(None, "heartbeat SUCCESS")], 1, []))
+    commits.flush(10)
+    assert sent == ["follow SUCCESS", "query SUCCESS", "heartbeat SUCCESS"]

@@ -1,6 +1,6 @@
 """The SPEC §9 figures, each beside a baseline measured in the same run (``make bench``).
 
-    python3 tools/bench.py            # the full run: under five minutes on 2 cores
+    python3 tools/bench.py            # the full run: about three minutes on 2 cores
     python3 tools/bench.py --quick    # small sizes and few repeats: what the test runs
 
 It prints one table.  Each row is a figure of the product, the baseline it is compared with, their
@@ -17,7 +17,9 @@ ratio, the target, and whether the target is met:
    ``tweet #N reached K followers`` line: both tracker round trips included) with 10 and 50
    follower ``user.py`` processes, against a bare UDP ring of as many small processes doing the
    same hop protocol: JSON datagram, ack, forward, measured the same way (stdin to stdout).
-   Flood control is off here too: the tweets go back to back.
+   The same whole tweet also against the same ``user.py`` ring without authentication
+   (``tools/bench_unsigned_user.py``: keys that make and check nothing), tweets of the two
+   rings alternating.  Flood control is off here too: the tweets go back to back.
 3. scale: a tracker on a database with 100 000 stored tweets; 1000 sessions register (50 at a
    time) and stay online.  Registration rate against the bare ``PasswordHasher`` rate with one
    thread per core; tracker RSS (``VmRSS``) with the 1000 online against a bare threading echo
@@ -515,9 +517,15 @@ def bench_tracker(sizes: Sizes, workdir: Path) -> list[Row]:
 
 
 # ---- 2. the ring ---------------------------------------------------------------------------------
-def start_users(port: int, handles: Sequence[str], follow: str | None) -> list[Proc]:
+# The same user.py without authentication (keys that make and check nothing): issue 11's
+# "whole tweet with authentication against the same ring without it".  A bench-only launcher.
+UNSIGNED_USER = "tools/bench_unsigned_user.py"
+
+
+def start_users(port: int, handles: Sequence[str], follow: str | None,
+                program: str = "user.py") -> list[Proc]:
     """user.py processes, registered (and following ``follow``), started in parallel."""
-    users = [Proc(["user.py", "127.0.0.1", str(port), "-q"], h) for h in handles]
+    users = [Proc([program, "127.0.0.1", str(port), "-q"], h) for h in handles]
     for user, handle in zip(users, handles, strict=True):
         user.send(f"register {handle}")
         user.send(f"pw-{handle}")
@@ -532,13 +540,15 @@ def start_users(port: int, handles: Sequence[str], follow: str | None) -> list[P
     return users
 
 
-def start_user_ring(port: int, size: int) -> tuple[Proc, str, list[Proc]]:
-    """An author and ``size`` followers, all user.py processes: (author, its handle, all)."""
-    author_handle = "@ring" + letters(size)
-    followers = [f"@r{letters(size)}f{letters(i)}" for i in range(size)]
-    users = start_users(port, [author_handle], None)
+def start_user_ring(port: int, size: int, program: str = "user.py",
+                    prefix: str = "r") -> tuple[Proc, str, list[Proc]]:
+    """An author and ``size`` followers, all ``program`` (user.py) processes: (author, its
+    handle, all)."""
+    author_handle = f"@{prefix}ing" + letters(size)
+    followers = [f"@{prefix}{letters(size)}f{letters(i)}" for i in range(size)]
+    users = start_users(port, [author_handle], None, program)
     try:
-        users += start_users(port, followers, author_handle)
+        users += start_users(port, followers, author_handle, program)
     except BaseException:
         users[0].stop()
         raise
@@ -583,24 +593,32 @@ def bare_round(author: Proc, number: int) -> float:
 
 
 def bench_rings(sizes: Sizes, workdir: Path) -> list[Row]:
-    """Tweets and bare rounds alternate, so that whatever else the machine does hits both."""
+    """Tweets, tweets of the same ring without authentication, and bare rounds alternate, so
+    that whatever else the machine does hits all three."""
     rows = []
     tracker, port = start_tracker("-q", "--db", str(workdir / "ring.db"), *LONG_IDLE, *NO_FLOOD)
     try:
         for size in sizes.rings:
             say(f"[2] ring of {size} followers: {sizes.tweets} tweets through user.py, each "
-                "followed by a round of the bare UDP ring")
+                "followed by one through the same ring without authentication and a round of "
+                "the bare UDP ring")
             author, handle, users = start_user_ring(port, size)
             nodes: list[Proc] = []
             try:
+                plain_author, plain_handle, plain = start_user_ring(port, size, UNSIGNED_USER,
+                                                                    "u")
+                users += plain
                 nodes = start_bare_ring(size)
-                whole, inner, bare = [], [], []
+                whole, inner, unsigned, unsigned_inner, bare = [], [], [], [], []
                 for number in range(sizes.tweets + 1):  # the first sets the rings up: not counted
                     tweet_time, ring_ms = user_tweet(author, handle, size, number)
+                    plain_time, plain_ms = user_tweet(plain_author, plain_handle, size, number)
                     round_time = bare_round(nodes[0], number)
                     if number:
                         whole.append(tweet_time)
                         inner.append(ring_ms)
+                        unsigned.append(plain_time)
+                        unsigned_inner.append(plain_ms)
                         bare.append(round_time)
                 for user in users:
                     user.send("quit")
@@ -610,12 +628,19 @@ def bench_rings(sizes: Sizes, workdir: Path) -> list[Row]:
                 for proc in users + nodes:
                     proc.stop()
             say(f"    user.py whole tweet median {median(whole) * 1000:.1f} ms (ring part as "
-                f"printed by user.py {median(inner):.1f} ms); bare ring "
-                f"{median(bare) * 1000:.1f} ms")
+                f"printed by user.py {median(inner):.1f} ms); without authentication "
+                f"{median(unsigned) * 1000:.1f} ms (ring part {median(unsigned_inner):.1f} ms); "
+                f"bare ring {median(bare) * 1000:.1f} ms")
             rows.append(Row(f"whole tweet, {size} followers (median)", median(whole) * 1000,
                             "ms", "bare UDP ring", median(bare) * 1000, False, 2.0,
                             note=f"ring part alone, as user.py prints it: {median(inner):.1f} ms;"
                                  " flood control off (tweets back to back)"))
+            rows.append(Row(f"authenticated tweet, {size} followers (median)",
+                            median(whole) * 1000, "ms", "no authentication",
+                            median(unsigned) * 1000, False, 1.3,
+                            note="the same user.py ring with keys that make and check nothing "
+                                 f"({UNSIGNED_USER}); ring part alone {median(inner):.1f} "
+                                 f"against {median(unsigned_inner):.1f} ms"))
     finally:
         tracker.stop()
     return rows

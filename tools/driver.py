@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 TIMEOUT = 15.0                      # default seconds for any one wait
 # A well-formed public `key` (protocol.auth) for raw wire sessions that never speak UDP.
-SAMPLE_KEY = ("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g"
-              "ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==")
+SAMPLE_KEY = ("A21HLSsBsA8pce/2GX5gMe3gzY5o3Zy1NoXM8CbmU8sw"
+              "NYBy1jZYgNGu6jKa35EhODhR7SGijjt16WXQ0s0WYlQ=")
 
 _arrival = itertools.count()        # global order of lines across all processes
 _arrival_lock = threading.Lock()
