@@ -251,6 +251,15 @@ class RawPeer:
         """``message`` from ``role`` to ``to``'s ``port``, sealed for it."""
         self.send_raw(role, (to.ip, port), self.sealed(to, message))
 
+    def set_up(self, follower: Peer, seq: int = 1, version: int = 1) -> None:
+        """As the author of a ring of one: a setup making ``follower`` this peer's only follower
+        (both its neighbours are this peer), and its ack."""
+        handle = self.me.handle
+        self.send("middle", follower, follower.middle,
+                  datagrams.SetupMsg(handle, seq, handle, version, self.me, self.me))
+        ack = self.receive("middle")
+        assert isinstance(ack, datagrams.Ack) and ack.seq == seq, ack
+
     def send_raw(self, role: str, address: tuple[str, int], data: bytes) -> None:
         self.sockets[role].sendto(data, address)
 

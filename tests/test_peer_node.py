@@ -114,9 +114,7 @@ def test_hostile_text_in_a_signed_tweet_and_a_message_is_shown_written_out(
         victim.ok("follow @victim @evil")
         tweet = session.call("tweet", handle="@evil", text="innocent")
         target = Peer.from_list(tweet["followers"][0])
-        evil.send("middle", target, target.middle, SetupMsg("@evil", 1, "@evil", 1, evil.me,
-                                                            evil.me))
-        assert evil.receive("middle").seq == 1                         # acked: a good setup
+        evil.set_up(target)                                             # acked: a good setup
         text = "\x1b[2J\x1b[31mred\rX\x07"
         evil.send("right", target, target.left, TweetMsg("@evil", 2, "@evil", tweet["tid"],
                                                          text, evil.sign(tweet["tid"], text),
@@ -241,8 +239,7 @@ def test_a_datagram_of_an_earlier_login_is_dropped(net: Tweeter) -> None:
         follower.ok("follow @b @r")
         tweet = session.call("tweet", handle="@r", text="first login")
         b = Peer.from_list(tweet["followers"][0])
-        author.send("middle", b, b.middle, SetupMsg("@r", 1, "@r", 1, author.me, author.me))
-        author.receive("middle")
+        author.set_up(b)
         recorded = author.sealed(b, TweetMsg("@r", 2, "@r", tweet["tid"], "first login",
                                              author.sign(tweet["tid"], "first login"), "@r"))
         author.send_raw("right", (b.ip, b.left), recorded)
@@ -258,8 +255,7 @@ def test_a_datagram_of_an_earlier_login_is_dropped(net: Tweeter) -> None:
         author.send_raw("right", (b.ip, b.left), recorded)     # the earlier login's datagram
         follower.expect(r"dropped tweet of @r from .*: a ring I am not in")
         # Set up again under the new keys, the ring is @b's again: the replay now fails its MAC.
-        author.send("middle", b, b.middle, SetupMsg("@r", 1, "@r", 1, author.me, author.me))
-        assert author.receive("middle").seq == 1
+        author.set_up(b)
         author.send_raw("right", (b.ip, b.left), recorded)
         follower.expect(r"dropped tweet from .* claiming @r: its MAC is wrong")
         with pytest.raises(TimeoutError):
