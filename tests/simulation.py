@@ -78,6 +78,8 @@ SETTLE = 150.0                      # simulated seconds after the script for rou
 SENDS_MAX = 8       # copies of one datagram within the give-up time (RTO_MIN doubling to RTO_MAX)
 CHEAP_HASH = PasswordHasher(n=2, r=1, p=1)
 ATTACKER: Address = ("10.0.0.66", 6666)
+LIAR_RUNS = 0.25                    # the share of runs with a lying ring member
+LIAR_MOVES = ("honest", "alter", "forge ahead", "false detour", "swallow")
 
 
 @dataclass(frozen=True)
@@ -91,15 +93,21 @@ class SimConfig:
     partitions: bool
     attacker: bool              # a host that records datagrams, replays, alters and forges them
     reuse_keys: bool = False    # every login of a handle reuses its key (as before per-login keys)
+    liar: bool = False          # one user's logins tamper with the tweets they pass on
 
     @classmethod
-    def draw(cls, rng: random.Random, reuse_keys: bool = False) -> SimConfig:
+    def draw(cls, rng: random.Random, reuse_keys: bool = False,
+             liar_rng: random.Random | None = None) -> SimConfig:
+        # The liar is drawn from a generator of its own (``liar_rng``), so that a run without
+        # one replays exactly as before the liar existed: seeds named in tests stay the runs
+        # they were.
         return cls(users=rng.randint(3, 6), loss=rng.choice([0, 0, 0.05, 0.1, 0.2, 0.3, 0.4]),
                    duplicate=rng.choice([0, 0, 0.05, 0.2]),
                    delay=rng.choice([(0.0002, 0.001), (0.0005, 0.02), (0.001, 0.15)]),
                    operations=rng.randint(6, 16), crashes=rng.random() < 0.5,
                    partitions=rng.random() < 0.3, attacker=rng.random() < 0.3,
-                   reuse_keys=reuse_keys)
+                   reuse_keys=reuse_keys,
+                   liar=liar_rng is not None and liar_rng.random() < LIAR_RUNS)
 
 
 @dataclass
@@ -357,7 +365,10 @@ class Simulation:
                  reuse_keys: bool = False) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
-        self.config = config or SimConfig.draw(self.rng, reuse_keys)
+        self.liar_rng = random.Random(f"liar {seed}")   # the liar's choices, and only those
+        self.config = config or SimConfig.draw(self.rng, reuse_keys, self.liar_rng)
+        self.liar: str | None = None               # the lying user's handle, if any
+        self.lies: dict[tuple[str, int], str] = {}     # (ring key, tid) -> the liar's move
         self.now = 0.0
         self._queue: list[_Scheduled] = []
         self._order = itertools.count()
@@ -484,7 +495,12 @@ class Simulation:
         assert process.ports is not None
         ports = dict(zip(("left", "middle", "right"), process.ports, strict=True))
         for out in peer.take_datagrams():
-            self.send((process.host, ports[out.port]), out.address, out.data)
+            source = (process.host, ports[out.port])
+            if process.handle == self.liar:
+                for destination, data in self._lie(process, out):
+                    self.send(source, destination, data)
+            else:
+                self.send(source, out.address, out.data)
         for event in peer.take_events():
             self.handle_event(process, event)
         deadline = peer.next_deadline()
@@ -663,6 +679,9 @@ class Simulation:
         hosts = {h: f"10.0.0.{i + 2}" for i, h in enumerate(handles)}
         for handle in handles:
             self.start_process(handle, hosts[handle]).command("join", "register", None)
+        if config.liar:
+            self.liar = self.liar_rng.choice(handles)
+            self.note(f"LIAR: every login of {self.liar} tampers with the tweets it passes on")
         at = 0.5
         for handle in handles:        # everyone follows a few others
             for other in rng.sample(handles, rng.randint(1, len(handles) - 1)):
@@ -750,6 +769,65 @@ class Simulation:
     def _inject(self, source: Address, destination: Address, data: bytes) -> None:
         self.schedule(self.rng.uniform(*self.config.delay),
                       lambda: self._arrive(source, destination, data))
+
+    def _lie(self, process: Process, out: Any) -> list[tuple[Address, bytes]]:
+        """The lying member: an insider with valid keys.  Its ``RingPeer`` is the real one; what
+        it sends as a follower of someone else's ring is tampered with, one move drawn per tweet
+        (``LIAR_MOVES``): passed on unchanged; passed on with an altered text under the author's
+        real signature ("alter"), or with that altered copy sent just ahead of the real one
+        ("forge ahead"), each sealed correctly for the receiver with the liar's own keys; the
+        tweet swallowed and a false detour sent to the author naming the right neighbour silent
+        ("false detour"); or the tweet swallowed (acked, nothing passed on: "swallow").
+        Everything else it sends (acks, its own tweets, messages) goes out as its peer made it."""
+        honest = [(out.address, out.data)]
+        try:
+            message = datagrams.decode(out.data).message
+        except DatagramError:
+            return honest
+        peer = process.peer
+        if not isinstance(message, TweetMsg) or peer is None \
+                or handle_key(message.ring) == handle_key(process.handle):
+            return honest
+        member = peer._members.get(handle_key(message.ring))
+        if member is None:
+            return honest
+        tweet = (handle_key(message.ring), message.tid)
+        move = self.lies.get(tweet)
+        if move is None:
+            move = self.lies[tweet] = self.liar_rng.choice(LIAR_MOVES)
+            self.note(f"LIAR {process.handle} plays {move!r} on tweet #{message.tid} of "
+                      f"{message.ring} (its right neighbour: {member.right.handle})")
+        right, author = member.right, member.author
+        if move == "false detour" and right.key == author.key:
+            move = "swallow"            # the last follower: no neighbour to name silent
+
+        def sealed(forged: TweetMsg, to: Peer) -> bytes:
+            body = datagrams.body_of(forged)
+            assert process.keys is not None
+            return datagrams.encode(body, process.keys.seal(to.public_key, body))
+
+        to = next((p for p in (right, author) if (p.ip, p.left) == out.address), None)
+        if move == "honest" or to is None:
+            return honest
+        if move == "swallow":
+            self.note(f"LIAR {process.handle} swallows tweet #{message.tid} of {message.ring}")
+            return []
+        if move == "false detour":
+            if message.is_detour:       # its peer's own detour, after the swallowed sends
+                return honest
+            lie = TweetMsg(message.sender, message.seq, message.ring, message.tid,
+                           message.text, message.signature, message.prev, right.handle)
+            self.note(f"LIAR {process.handle} tells {author.handle} that {right.handle} is "
+                      f"silent (tweet #{message.tid})")
+            return [((author.ip, author.left), sealed(lie, author))]
+        altered = TweetMsg(message.sender, message.seq, message.ring, message.tid,
+                           "LIE: " + message.text[:40], message.signature, message.prev,
+                           message.dead)
+        self.note(f"LIAR {process.handle} passes {to.handle} an altered tweet "
+                  f"#{message.tid} of {message.ring}"
+                  + (" ahead of the real one" if move == "forge ahead" else ""))
+        forged = (out.address, sealed(altered, to))
+        return [forged, *honest] if move == "forge ahead" else [forged]
 
     def _retweet(self, handle: str) -> None:
         if self.tweets:
@@ -848,8 +926,14 @@ class Simulation:
                 if sent is not None and handle_key(sent[0]) != handle_key(sender):
                     problems.append(f"{process.handle} showed message #{message_id} as from "
                                     f"{sender}, sent by {sent[0]}")
+        for handle, process in sorted(self.current.items()):
+            # Nobody, the liar included, can get a live login taken offline: the tracker takes
+            # a skipped follower offline only when its connection is gone (PROTOCOL.md §1.3).
+            if process.alive and process.me is not None \
+                    and self.core._live_peer(handle) != process.me:
+                problems.append(f"{handle} (process {process.id}) is up and logged in, but "
+                                "the tracker no longer lists it online")
         return problems
-
 
     def _online_for_round(self, follower: Peer, record: TweetRecord) -> bool:
         """Whether ``follower``'s login, as handed out, stayed up (and kept following) from the
@@ -910,17 +994,18 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(outcome.problems)} violations")
         return 1 if outcome.problems else 0
     started = time.perf_counter()
-    tweets = datagram_count = 0
+    tweets = datagram_count = liars = 0
     failing: list[Outcome] = []
     for seed in range(args.start, args.start + args.seeds):
         outcome = run_seed(seed, args.reuse_keys)
         tweets += outcome.tweets
         datagram_count += outcome.datagrams
+        liars += outcome.config.liar
         if outcome.problems:
             failing.append(outcome)
     seconds = time.perf_counter() - started
     print(f"{args.seeds} seeds from {args.start}, {tweets} simulated tweets, {datagram_count} "
-          f"datagrams, {len(failing)} failing seeds, {seconds:.1f} s")
+          f"datagrams, {liars} runs with a liar, {len(failing)} failing seeds, {seconds:.1f} s")
     for outcome in failing[:20]:
         print(f"  seed {outcome.seed}: {outcome.problems[0]}"
               + (f" (+{len(outcome.problems) - 1} more)" if len(outcome.problems) > 1 else ""))
