@@ -79,7 +79,8 @@ SENDS_MAX = 8       # copies of one datagram within the give-up time (RTO_MIN do
 CHEAP_HASH = PasswordHasher(n=2, r=1, p=1)
 ATTACKER: Address = ("10.0.0.66", 6666)
 LIAR_RUNS = 0.25                    # the share of runs with a lying ring member
-LIAR_MOVES = ("honest", "alter", "forge ahead", "false detour", "swallow")
+LIAR_MOVES = ("honest", "alter", "forge ahead", "false detour", "detour and pass on",
+              "hold back", "swallow")
 
 
 @dataclass(frozen=True)
@@ -497,8 +498,12 @@ class Simulation:
         for out in peer.take_datagrams():
             source = (process.host, ports[out.port])
             if process.handle == self.liar:
-                for destination, data in self._lie(process, out):
-                    self.send(source, destination, data)
+                for destination, data, later in self._lie(process, out):
+                    if later:
+                        self.schedule(later, lambda d=destination, b=data, s=source:
+                                      process.alive and self.send(s, d, b))
+                    else:
+                        self.send(source, destination, data)
             else:
                 self.send(source, out.address, out.data)
         for event in peer.take_events():
@@ -770,16 +775,18 @@ class Simulation:
         self.schedule(self.rng.uniform(*self.config.delay),
                       lambda: self._arrive(source, destination, data))
 
-    def _lie(self, process: Process, out: Any) -> list[tuple[Address, bytes]]:
+    def _lie(self, process: Process, out: Any) -> list[tuple[Address, bytes, float]]:
         """The lying member: an insider with valid keys.  Its ``RingPeer`` is the real one; what
         it sends as a follower of someone else's ring is tampered with, one move drawn per tweet
-        (``LIAR_MOVES``): passed on unchanged; passed on with an altered text under the author's
-        real signature ("alter"), or with that altered copy sent just ahead of the real one
-        ("forge ahead"), each sealed correctly for the receiver with the liar's own keys; the
-        tweet swallowed and a false detour sent to the author naming the right neighbour silent
-        ("false detour"); or the tweet swallowed (acked, nothing passed on: "swallow").
-        Everything else it sends (acks, its own tweets, messages) goes out as its peer made it."""
-        honest = [(out.address, out.data)]
+        (``LIAR_MOVES``): passed on unchanged ("honest"); passed on with an altered text under
+        the author's real signature ("alter"), or with that altered copy sent just ahead of the
+        real one ("forge ahead"), each sealed correctly for the receiver with the liar's own
+        keys; a false detour sent to the author naming the right neighbour silent, the tweet
+        swallowed ("false detour") or passed on as well ("detour and pass on"); every copy held
+        back 2 to 20 s ("hold back"); or the tweet swallowed: acked, nothing passed on
+        ("swallow").  Everything else it sends (acks, its own tweets, messages) goes out as its
+        peer made it.  Returns (destination, datagram, delay) to send."""
+        honest = [(out.address, out.data, 0.0)]
         try:
             message = datagrams.decode(out.data).message
         except DatagramError:
@@ -798,7 +805,7 @@ class Simulation:
             self.note(f"LIAR {process.handle} plays {move!r} on tweet #{message.tid} of "
                       f"{message.ring} (its right neighbour: {member.right.handle})")
         right, author = member.right, member.author
-        if move == "false detour" and right.key == author.key:
+        if move in ("false detour", "detour and pass on") and right.key == author.key:
             move = "swallow"            # the last follower: no neighbour to name silent
 
         def sealed(forged: TweetMsg, to: Peer) -> bytes:
@@ -812,21 +819,27 @@ class Simulation:
         if move == "swallow":
             self.note(f"LIAR {process.handle} swallows tweet #{message.tid} of {message.ring}")
             return []
-        if move == "false detour":
+        if move == "hold back":
+            later = self.liar_rng.uniform(2.0, 20.0)
+            self.note(f"LIAR {process.handle} holds tweet #{message.tid} of {message.ring} "
+                      f"back for {later:.1f}s")
+            return [(out.address, out.data, later)]
+        if move in ("false detour", "detour and pass on"):
             if message.is_detour:       # its peer's own detour, after the swallowed sends
                 return honest
             lie = TweetMsg(message.sender, message.seq, message.ring, message.tid,
                            message.text, message.signature, message.prev, right.handle)
             self.note(f"LIAR {process.handle} tells {author.handle} that {right.handle} is "
                       f"silent (tweet #{message.tid})")
-            return [((author.ip, author.left), sealed(lie, author))]
+            detour = ((author.ip, author.left), sealed(lie, author), 0.0)
+            return [detour, *honest] if move == "detour and pass on" else [detour]
         altered = TweetMsg(message.sender, message.seq, message.ring, message.tid,
                            "LIE: " + message.text[:40], message.signature, message.prev,
                            message.dead)
         self.note(f"LIAR {process.handle} passes {to.handle} an altered tweet "
                   f"#{message.tid} of {message.ring}"
                   + (" ahead of the real one" if move == "forge ahead" else ""))
-        forged = (out.address, sealed(altered, to))
+        forged = (out.address, sealed(altered, to), 0.0)
         return [forged, *honest] if move == "forge ahead" else [forged]
 
     def _retweet(self, handle: str) -> None:
