@@ -397,6 +397,10 @@ class Simulation:
         # (author address, seq) of each tweet the author sent itself -> (tid, follower key)
         self._last_relay: dict[tuple[Address, int], tuple[int, str]] = {}
         self.recorded: list[tuple[Address, Address, bytes]] = []    # what the attacker heard
+        # (honest login, ring key, the left neighbour it came from) -> the (tid, text) of each
+        # text its author never wrote that this login passed on (PROTOCOL.md §4.3)
+        self.forgeries_passed: dict[tuple[Peer, str, str], set[tuple[int, str]]] = \
+            defaultdict(set)
 
     # ---- the clock -----------------------------------------------------------------------------
     def schedule(self, delay: float, action: Callable[[], None]) -> None:
@@ -566,6 +570,7 @@ class Simulation:
         if record is not None:
             record.datagrams += 1
         self._count_relay(source, destination, message)
+        self._count_forgery(source, message)
         copies = 1 + (self.rng.random() < self.config.duplicate)
         for _ in range(copies):
             lost = (self.rng.random() < self.config.loss or source[0] in self.cut
@@ -597,6 +602,26 @@ class Simulation:
             if record is not None and target is not None:
                 record.relays[target].add(message.seq)
                 self._last_relay[(source, message.seq)] = (message.tid, target)
+
+    def _count_forgery(self, source: Address, message: object) -> None:
+        """An honest follower passing on a text its author never wrote: "check first when in
+        doubt" (PROTOCOL.md §4.3) lets each login do that once per ring and left neighbour (the
+        first forgery from it goes round once; its next ones are checked first and stop)."""
+        src = self.bound.get(source)
+        if not isinstance(message, TweetMsg) or src is None or src[0].handle == self.liar \
+                or src[0].peer is None or src[0].me is None:
+            return
+        record = self.tweets.get(message.tid)
+        member = src[0].peer._members.get(handle_key(message.ring))
+        if record is None or handle_key(record.author) != handle_key(message.ring) \
+                or message.text == record.text or member is None:
+            return
+        passed = self.forgeries_passed[(src[0].me, handle_key(message.ring), member.left.key)]
+        passed.add((message.tid, message.text))
+        if len(passed) == 2:
+            self.problems.append(f"{src[0].handle} passed on a second forgery of "
+                                 f"{message.ring}'s tweets from {member.left.handle}: "
+                                 f"tweets {' '.join(f'#{t}' for t, _ in sorted(passed))}")
 
     def _count_heard(self, process: Process, destination: Address, data: bytes) -> None:
         """An ack of one of the author's own sends that arrives while the author still waits
