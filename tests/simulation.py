@@ -942,6 +942,12 @@ class Simulation:
                         and (not record.relays.get(key) or record.acks_to_author.get(key)):
                     problems.append(f"tweet #{record.tid}: {follower.handle} printed it but was "
                                     "reported skipped, and the author never heard it fail")
+                # No exemption for the liar here: on a completed round the report names only
+                # followers left out at setup and followers the author sent the tweet to itself
+                # and never heard from.  The liar cannot touch the author's datagrams or an
+                # honest follower's acks (it has neither key), and its false detour only makes
+                # the author try the neighbour itself.  A round the liar keeps from coming home
+                # (swallowed, altered, held back) is not completed, so this is not checked.
                 if key in skipped and not self._had_trouble(follower, record):
                     problems.append(f"tweet #{record.tid}: {follower.handle} was reported "
                                     "skipped, but it was up, reachable and lost nothing")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.simulation import run_seed
+from tests.simulation import LIAR_MOVES, run_seed
 
 SEEDS = 2000
 CHUNK = 500
@@ -23,6 +23,8 @@ RELOGIN_NOT_SET_UP_AGAIN = [64, 183, 188]      # with every login of a handle re
 # Found by a 20,000-seed run, and replayed by the rules just before each fix.
 NEXT_AFTER_SILENT_RELAYED_TWICE = [18806]      # a detour had reached it first
 REFOLLOW_LEFT_OUT_OF_THE_RING = [19761]        # dropped and followed again between two tweets
+# Runs with a lying ring member that, between them, play every one of its moves.
+LIAR_SEEDS = [0, 6, 11, 105]
 
 
 def failures(seeds: range | list[int]) -> list[str]:
@@ -52,6 +54,18 @@ def test_the_simulation_still_sees_a_relogin_with_an_unchanged_tuple(seed: int) 
     planner sends it no setup, and the invariants catch it: the checks can fail."""
     outcome = run_seed(seed, reuse_keys=True)
     assert any("reported skipped, but it was up" in problem for problem in outcome.problems)
+
+
+def test_the_liar_plays_every_move() -> None:
+    """The liar's moves are drawn per tweet: these runs keep each of them tried (and passing),
+    should a change of the simulation make the liar stop lying."""
+    moves = set()
+    for seed in LIAR_SEEDS:
+        outcome = run_seed(seed)
+        assert outcome.config.liar and outcome.problems == []
+        moves |= {move for line in outcome.log for move in LIAR_MOVES
+                  if f"plays {move!r}" in line}
+    assert moves == set(LIAR_MOVES)
 
 
 def test_a_seed_replays_exactly() -> None:
