@@ -302,8 +302,14 @@ class Process:
             self.sim.check_ring_state(self.peer, event)
         self.sim.note(f"{self.handle} round #{event.tid} ended: completed={event.completed} "
                       f"reached={event.reached} skipped={' '.join(event.skipped) or '-'}")
+        skipped = list(event.skipped)
+        if self.handle == self.sim.liar and self.sim.liar_rng.random() < 0.5:
+            # As an author the liar reports every user skipped, to get them taken offline (the
+            # checks read the round's true report, ``event``, not this one).
+            skipped = sorted(self.sim.current)
+            self.sim.note(f"LIAR {self.handle} reports everyone skipped on tweet #{event.tid}")
         self.request("end-tweet", then=lambda r: self._done(), handle=self.handle, tid=event.tid,
-                     reached=event.reached, skipped=list(event.skipped))
+                     reached=event.reached, skipped=skipped)
 
     def cmd_message(self, target: str, text: str) -> None:
         if self.me is None:
@@ -810,7 +816,8 @@ class Simulation:
         swallowed ("false detour") or passed on as well ("detour and pass on"); every copy held
         back 2 to 20 s ("hold back"); or the tweet swallowed: acked, nothing passed on
         ("swallow").  Everything else it sends (acks, its own tweets, messages) goes out as its
-        peer made it.  Returns (destination, datagram, delay) to send."""
+        peer made it; as an author it may lie to the tracker instead (``round_ended``).
+        Returns (destination, datagram, delay) to send."""
         honest = [(out.address, out.data, 0.0)]
         try:
             message = datagrams.decode(out.data).message
