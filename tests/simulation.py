@@ -629,17 +629,27 @@ class Simulation:
                                  f"{message.ring}'s tweets from {member.left.handle}: "
                                  f"tweets {' '.join(f'#{t}' for t, _ in sorted(passed))}")
 
-    def _count_heard(self, process: Process, destination: Address, data: bytes) -> None:
+    def _count_heard(self, process: Process, destination: Address,
+                     data: bytes) -> Callable[[], None]:
         """An ack of one of the author's own sends that arrives while the author still waits
-        for it: the author has heard from that follower."""
+        for it: the author has heard from that follower -- if its peer takes it.  Returns what
+        to call after the peer has read the datagram: an ack that the peer drops (a lost ack
+        the attacker recorded and replays from an address of its own) was not heard."""
         try:
             message = datagrams.decode(data).message
         except DatagramError:
-            return
+            return lambda: None
         found = self._last_relay.get((destination, getattr(message, "seq", -1)))
-        if isinstance(message, Ack) and found is not None and process.peer is not None \
-                and message.seq in process.peer._pending:
-            self.tweets[found[0]].acks_to_author[found[1]] += 1
+        peer = process.peer
+        if not isinstance(message, Ack) or found is None or peer is None \
+                or message.seq not in peer._pending:
+            return lambda: None
+
+        def heard() -> None:
+            if message.seq not in peer._pending:
+                self.tweets[found[0]].acks_to_author[found[1]] += 1
+
+        return heard
 
     def _owner(self, address: Address) -> str:
         bound = self.bound.get(address)
@@ -652,8 +662,9 @@ class Simulation:
             return
         process, role = bound
         assert process.peer is not None
-        self._count_heard(process, destination, data)
+        heard = self._count_heard(process, destination, data)
         process.peer.receive(role, data, source, self.now)
+        heard()
         self.pump(process)
 
     # ---- the script ------------------------------------------------------------------------------

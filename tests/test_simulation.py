@@ -23,6 +23,9 @@ RELOGIN_NOT_SET_UP_AGAIN = [64, 183, 188]      # with every login of a handle re
 # Found by a 20,000-seed run, and replayed by the rules just before each fix.
 NEXT_AFTER_SILENT_RELAYED_TWICE = [18806]      # a detour had reached it first
 REFOLLOW_LEFT_OUT_OF_THE_RING = [19761]        # dropped and followed again between two tweets
+# A defect of the checker, not of the protocol: a lost ack that the attacker replayed from its own
+# address was counted as heard by the author, whose peer had dropped it.
+REPLAYED_ACK_COUNTED_AS_HEARD = [29184]
 # Runs with a lying ring member that, between them, play every one of its moves.
 LIAR_SEEDS = [0, 5, 6, 11, 42, 65]
 
@@ -43,7 +46,7 @@ def test_every_invariant_holds_for_each_seed(start: int) -> None:
 
 @pytest.mark.parametrize("seed", DETOUR_RELAYED_TWICE + PRINTED_BUT_REPORTED_SKIPPED
                          + RELOGIN_NOT_SET_UP_AGAIN + NEXT_AFTER_SILENT_RELAYED_TWICE
-                         + REFOLLOW_LEFT_OUT_OF_THE_RING)
+                         + REFOLLOW_LEFT_OUT_OF_THE_RING + REPLAYED_ACK_COUNTED_AS_HEARD)
 def test_the_seeds_that_found_defects_now_pass(seed: int) -> None:
     assert failures([seed]) == []
 
