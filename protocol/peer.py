@@ -730,6 +730,12 @@ class RingPeer:
         if self._round is not state:
             return
         self._round = None
+        if not state.propagating:
+            # Out of time before every setup was answered: a setup still being resent (or late
+            # on the network) may yet change a follower's neighbours, so the stored ring no
+            # longer says what each follower keeps.  Forget it: the next round sets every
+            # follower up again, at a newer version that outranks the late one.
+            self.own_ring.store(self.me, [])
         ring = [p.handle for p in state.target]
         if completed:
             skipped = [*state.setup_failed, *state.dead]

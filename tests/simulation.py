@@ -78,6 +78,9 @@ SETTLE = 150.0                      # simulated seconds after the script for rou
 SENDS_MAX = 8       # copies of one datagram within the give-up time (RTO_MIN doubling to RTO_MAX)
 CHEAP_HASH = PasswordHasher(n=2, r=1, p=1)
 ATTACKER: Address = ("10.0.0.66", 6666)
+LIAR_RUNS = 0.25                    # the share of runs with a lying ring member
+LIAR_MOVES = ("honest", "alter", "forge ahead", "false detour", "detour and pass on",
+              "hold back", "swallow")
 
 
 @dataclass(frozen=True)
@@ -91,15 +94,21 @@ class SimConfig:
     partitions: bool
     attacker: bool              # a host that records datagrams, replays, alters and forges them
     reuse_keys: bool = False    # every login of a handle reuses its key (as before per-login keys)
+    liar: bool = False          # one user's logins tamper with the tweets they pass on
 
     @classmethod
-    def draw(cls, rng: random.Random, reuse_keys: bool = False) -> SimConfig:
+    def draw(cls, rng: random.Random, reuse_keys: bool = False,
+             liar_rng: random.Random | None = None) -> SimConfig:
+        # The liar is drawn from a generator of its own (``liar_rng``), so that a run without
+        # one replays exactly as before the liar existed: seeds named in tests stay the runs
+        # they were.
         return cls(users=rng.randint(3, 6), loss=rng.choice([0, 0, 0.05, 0.1, 0.2, 0.3, 0.4]),
                    duplicate=rng.choice([0, 0, 0.05, 0.2]),
                    delay=rng.choice([(0.0002, 0.001), (0.0005, 0.02), (0.001, 0.15)]),
                    operations=rng.randint(6, 16), crashes=rng.random() < 0.5,
                    partitions=rng.random() < 0.3, attacker=rng.random() < 0.3,
-                   reuse_keys=reuse_keys)
+                   reuse_keys=reuse_keys,
+                   liar=liar_rng is not None and liar_rng.random() < LIAR_RUNS)
 
 
 @dataclass
@@ -293,8 +302,14 @@ class Process:
             self.sim.check_ring_state(self.peer, event)
         self.sim.note(f"{self.handle} round #{event.tid} ended: completed={event.completed} "
                       f"reached={event.reached} skipped={' '.join(event.skipped) or '-'}")
+        skipped = list(event.skipped)
+        if self.handle == self.sim.liar and self.sim.liar_rng.random() < 0.5:
+            # As an author the liar reports every user skipped, to get them taken offline (the
+            # checks read the round's true report, ``event``, not this one).
+            skipped = sorted(self.sim.current)
+            self.sim.note(f"LIAR {self.handle} reports everyone skipped on tweet #{event.tid}")
         self.request("end-tweet", then=lambda r: self._done(), handle=self.handle, tid=event.tid,
-                     reached=event.reached, skipped=list(event.skipped))
+                     reached=event.reached, skipped=skipped)
 
     def cmd_message(self, target: str, text: str) -> None:
         if self.me is None:
@@ -357,7 +372,10 @@ class Simulation:
                  reuse_keys: bool = False) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
-        self.config = config or SimConfig.draw(self.rng, reuse_keys)
+        self.liar_rng = random.Random(f"liar {seed}")   # the liar's choices, and only those
+        self.config = config or SimConfig.draw(self.rng, reuse_keys, self.liar_rng)
+        self.liar: str | None = None               # the lying user's handle, if any
+        self.lies: dict[tuple[str, int], str] = {}     # (ring key, tid) -> the liar's move
         self.now = 0.0
         self._queue: list[_Scheduled] = []
         self._order = itertools.count()
@@ -385,6 +403,10 @@ class Simulation:
         # (author address, seq) of each tweet the author sent itself -> (tid, follower key)
         self._last_relay: dict[tuple[Address, int], tuple[int, str]] = {}
         self.recorded: list[tuple[Address, Address, bytes]] = []    # what the attacker heard
+        # (honest login, ring key, the left neighbour it came from) -> the (tid, text) of each
+        # text its author never wrote that this login passed on (PROTOCOL.md §4.3)
+        self.forgeries_passed: dict[tuple[Peer, str, str], set[tuple[int, str]]] = \
+            defaultdict(set)
 
     # ---- the clock -----------------------------------------------------------------------------
     def schedule(self, delay: float, action: Callable[[], None]) -> None:
@@ -484,7 +506,16 @@ class Simulation:
         assert process.ports is not None
         ports = dict(zip(("left", "middle", "right"), process.ports, strict=True))
         for out in peer.take_datagrams():
-            self.send((process.host, ports[out.port]), out.address, out.data)
+            source = (process.host, ports[out.port])
+            if process.handle == self.liar:
+                for destination, data, later in self._lie(process, out):
+                    if later:
+                        self.schedule(later, lambda d=destination, b=data, s=source:
+                                      process.alive and self.send(s, d, b))
+                    else:
+                        self.send(source, destination, data)
+            else:
+                self.send(source, out.address, out.data)
         for event in peer.take_events():
             self.handle_event(process, event)
         deadline = peer.next_deadline()
@@ -545,6 +576,7 @@ class Simulation:
         if record is not None:
             record.datagrams += 1
         self._count_relay(source, destination, message)
+        self._count_forgery(source, message)
         copies = 1 + (self.rng.random() < self.config.duplicate)
         for _ in range(copies):
             lost = (self.rng.random() < self.config.loss or source[0] in self.cut
@@ -577,17 +609,47 @@ class Simulation:
                 record.relays[target].add(message.seq)
                 self._last_relay[(source, message.seq)] = (message.tid, target)
 
-    def _count_heard(self, process: Process, destination: Address, data: bytes) -> None:
+    def _count_forgery(self, source: Address, message: object) -> None:
+        """An honest follower passing on a text its author never wrote: "check first when in
+        doubt" (PROTOCOL.md §4.3) lets each login do that once per ring and left neighbour (the
+        first forgery from it goes round once; its next ones are checked first and stop)."""
+        src = self.bound.get(source)
+        if not isinstance(message, TweetMsg) or src is None or src[0].handle == self.liar \
+                or src[0].peer is None or src[0].me is None:
+            return
+        record = self.tweets.get(message.tid)
+        member = src[0].peer._members.get(handle_key(message.ring))
+        if record is None or handle_key(record.author) != handle_key(message.ring) \
+                or message.text == record.text or member is None:
+            return
+        passed = self.forgeries_passed[(src[0].me, handle_key(message.ring), member.left.key)]
+        passed.add((message.tid, message.text))
+        if len(passed) == 2:
+            self.problems.append(f"{src[0].handle} passed on a second forgery of "
+                                 f"{message.ring}'s tweets from {member.left.handle}: "
+                                 f"tweets {' '.join(f'#{t}' for t, _ in sorted(passed))}")
+
+    def _count_heard(self, process: Process, destination: Address,
+                     data: bytes) -> Callable[[], None]:
         """An ack of one of the author's own sends that arrives while the author still waits
-        for it: the author has heard from that follower."""
+        for it: the author has heard from that follower -- if its peer takes it.  Returns what
+        to call after the peer has read the datagram: an ack that the peer drops (a lost ack
+        the attacker recorded and replays from an address of its own) was not heard."""
         try:
             message = datagrams.decode(data).message
         except DatagramError:
-            return
+            return lambda: None
         found = self._last_relay.get((destination, getattr(message, "seq", -1)))
-        if isinstance(message, Ack) and found is not None and process.peer is not None \
-                and message.seq in process.peer._pending:
-            self.tweets[found[0]].acks_to_author[found[1]] += 1
+        peer = process.peer
+        if not isinstance(message, Ack) or found is None or peer is None \
+                or message.seq not in peer._pending:
+            return lambda: None
+
+        def heard() -> None:
+            if message.seq not in peer._pending:
+                self.tweets[found[0]].acks_to_author[found[1]] += 1
+
+        return heard
 
     def _owner(self, address: Address) -> str:
         bound = self.bound.get(address)
@@ -600,8 +662,9 @@ class Simulation:
             return
         process, role = bound
         assert process.peer is not None
-        self._count_heard(process, destination, data)
+        heard = self._count_heard(process, destination, data)
         process.peer.receive(role, data, source, self.now)
+        heard()
         self.pump(process)
 
     # ---- the script ------------------------------------------------------------------------------
@@ -663,6 +726,9 @@ class Simulation:
         hosts = {h: f"10.0.0.{i + 2}" for i, h in enumerate(handles)}
         for handle in handles:
             self.start_process(handle, hosts[handle]).command("join", "register", None)
+        if config.liar:
+            self.liar = self.liar_rng.choice(handles)
+            self.note(f"LIAR: every login of {self.liar} tampers with the tweets it passes on")
         at = 0.5
         for handle in handles:        # everyone follows a few others
             for other in rng.sample(handles, rng.randint(1, len(handles) - 1)):
@@ -751,6 +817,74 @@ class Simulation:
         self.schedule(self.rng.uniform(*self.config.delay),
                       lambda: self._arrive(source, destination, data))
 
+    def _lie(self, process: Process, out: Any) -> list[tuple[Address, bytes, float]]:
+        """The lying member: an insider with valid keys.  Its ``RingPeer`` is the real one; what
+        it sends as a follower of someone else's ring is tampered with, one move drawn per tweet
+        (``LIAR_MOVES``): passed on unchanged ("honest"); passed on with an altered text under
+        the author's real signature ("alter"), or with that altered copy sent just ahead of the
+        real one ("forge ahead"), each sealed correctly for the receiver with the liar's own
+        keys; a false detour sent to the author naming the right neighbour silent, the tweet
+        swallowed ("false detour") or passed on as well ("detour and pass on"); every copy held
+        back 2 to 20 s ("hold back"); or the tweet swallowed: acked, nothing passed on
+        ("swallow").  Everything else it sends (acks, its own tweets, messages) goes out as its
+        peer made it; as an author it may lie to the tracker instead (``round_ended``).
+        Returns (destination, datagram, delay) to send."""
+        honest = [(out.address, out.data, 0.0)]
+        try:
+            message = datagrams.decode(out.data).message
+        except DatagramError:
+            return honest
+        peer = process.peer
+        if not isinstance(message, TweetMsg) or peer is None \
+                or handle_key(message.ring) == handle_key(process.handle):
+            return honest
+        member = peer._members.get(handle_key(message.ring))
+        if member is None:
+            return honest
+        tweet = (handle_key(message.ring), message.tid)
+        move = self.lies.get(tweet)
+        if move is None:
+            move = self.lies[tweet] = self.liar_rng.choice(LIAR_MOVES)
+            self.note(f"LIAR {process.handle} plays {move!r} on tweet #{message.tid} of "
+                      f"{message.ring} (its right neighbour: {member.right.handle})")
+        right, author = member.right, member.author
+        if move in ("false detour", "detour and pass on") and right.key == author.key:
+            move = "swallow"            # the last follower: no neighbour to name silent
+
+        def sealed(forged: TweetMsg, to: Peer) -> bytes:
+            body = datagrams.body_of(forged)
+            assert process.keys is not None
+            return datagrams.encode(body, process.keys.seal(to.public_key, body))
+
+        to = next((p for p in (right, author) if (p.ip, p.left) == out.address), None)
+        if move == "honest" or to is None:
+            return honest
+        if move == "swallow":
+            self.note(f"LIAR {process.handle} swallows tweet #{message.tid} of {message.ring}")
+            return []
+        if move == "hold back":
+            later = self.liar_rng.uniform(2.0, 20.0)
+            self.note(f"LIAR {process.handle} holds tweet #{message.tid} of {message.ring} "
+                      f"back for {later:.1f}s")
+            return [(out.address, out.data, later)]
+        if move in ("false detour", "detour and pass on"):
+            if message.is_detour:       # its peer's own detour, after the swallowed sends
+                return honest
+            lie = TweetMsg(message.sender, message.seq, message.ring, message.tid,
+                           message.text, message.signature, message.prev, right.handle)
+            self.note(f"LIAR {process.handle} tells {author.handle} that {right.handle} is "
+                      f"silent (tweet #{message.tid})")
+            detour = ((author.ip, author.left), sealed(lie, author), 0.0)
+            return [detour, *honest] if move == "detour and pass on" else [detour]
+        altered = TweetMsg(message.sender, message.seq, message.ring, message.tid,
+                           "LIE: " + message.text[:40], message.signature, message.prev,
+                           message.dead)
+        self.note(f"LIAR {process.handle} passes {to.handle} an altered tweet "
+                  f"#{message.tid} of {message.ring}"
+                  + (" ahead of the real one" if move == "forge ahead" else ""))
+        forged = (out.address, sealed(altered, to), 0.0)
+        return [forged, *honest] if move == "forge ahead" else [forged]
+
     def _retweet(self, handle: str) -> None:
         if self.tweets:
             self.current[handle].command("tweet", "", self.rng.choice(sorted(self.tweets)))
@@ -826,6 +960,12 @@ class Simulation:
                         and (not record.relays.get(key) or record.acks_to_author.get(key)):
                     problems.append(f"tweet #{record.tid}: {follower.handle} printed it but was "
                                     "reported skipped, and the author never heard it fail")
+                # No exemption for the liar here: on a completed round the report names only
+                # followers left out at setup and followers the author sent the tweet to itself
+                # and never heard from.  The liar cannot touch the author's datagrams or an
+                # honest follower's acks (it has neither key), and its false detour only makes
+                # the author try the neighbour itself.  A round the liar keeps from coming home
+                # (swallowed, altered, held back) is not completed, so this is not checked.
                 if key in skipped and not self._had_trouble(follower, record):
                     problems.append(f"tweet #{record.tid}: {follower.handle} was reported "
                                     "skipped, but it was up, reachable and lost nothing")
@@ -848,8 +988,14 @@ class Simulation:
                 if sent is not None and handle_key(sent[0]) != handle_key(sender):
                     problems.append(f"{process.handle} showed message #{message_id} as from "
                                     f"{sender}, sent by {sent[0]}")
+        for handle, process in sorted(self.current.items()):
+            # Nobody, the liar included, can get a live login taken offline: the tracker takes
+            # a skipped follower offline only when its connection is gone (PROTOCOL.md §1.3).
+            if process.alive and process.me is not None \
+                    and self.core._live_peer(handle) != process.me:
+                problems.append(f"{handle} (process {process.id}) is up and logged in, but "
+                                "the tracker no longer lists it online")
         return problems
-
 
     def _online_for_round(self, follower: Peer, record: TweetRecord) -> bool:
         """Whether ``follower``'s login, as handed out, stayed up (and kept following) from the
@@ -910,17 +1056,18 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(outcome.problems)} violations")
         return 1 if outcome.problems else 0
     started = time.perf_counter()
-    tweets = datagram_count = 0
+    tweets = datagram_count = liars = 0
     failing: list[Outcome] = []
     for seed in range(args.start, args.start + args.seeds):
         outcome = run_seed(seed, args.reuse_keys)
         tweets += outcome.tweets
         datagram_count += outcome.datagrams
+        liars += outcome.config.liar
         if outcome.problems:
             failing.append(outcome)
     seconds = time.perf_counter() - started
     print(f"{args.seeds} seeds from {args.start}, {tweets} simulated tweets, {datagram_count} "
-          f"datagrams, {len(failing)} failing seeds, {seconds:.1f} s")
+          f"datagrams, {liars} runs with a liar, {len(failing)} failing seeds, {seconds:.1f} s")
     for outcome in failing[:20]:
         print(f"  seed {outcome.seed}: {outcome.problems[0]}"
               + (f" (+{len(outcome.problems) - 1} more)" if len(outcome.problems) > 1 else ""))

@@ -457,6 +457,33 @@ def test_a_follower_logged_in_again_at_the_same_address_and_ports_is_set_up_agai
     assert alice.of(RoundEnded)[-1].skipped == ()
 
 
+def test_a_round_that_times_out_in_its_setups_sets_every_follower_up_again() -> None:
+    """A round can run out of time while its setups are still being resent (three stages of
+    give-ups).  A late one may still arrive and change a follower's neighbours, so the next
+    round must not trust the ring stored before (simulation seed 37003)."""
+    net, alice, (bob, carol, dave) = ready_ring("@bob", "@carol", "@dave")
+    abe = net.join("@abe", ip="10.0.0.31")
+    abe.follows(alice)
+    for user in (abe, bob, carol):              # each stage of setups fails in turn ...
+        net.drop(match("setup", to=user))
+    net.delay(match("setup", to=dave), 2.5, times=1)    # ... and the last one arrives late
+    net.drop(match("setup", to=dave))
+    start = net.now
+    net.tweet(alice, 2, [abe, bob, carol, dave])
+    net.run_for(GIVE_UP * 3 + 1)
+    result = last_round(alice)
+    assert not result.completed and result.seconds < 3 * GIVE_UP
+    late = [f for f in net.flights(match("setup", to=dave)) if f.fate != "lost"][-1]
+    assert late.at + 2.5 > start + result.seconds   # it reached dave after the round ended
+    assert dave.peer.memberships["@alice"].left == alice.me
+    net.rules.clear()
+    net.tweet(alice, 3, [bob, carol, dave])
+    net.run()
+    assert last_round(alice).completed
+    assert dave.peer.memberships["@alice"].left == carol.me
+    assert dave.shown[-1] == ("@alice", 3, "@carol", "tweet 3")
+
+
 def test_an_author_logged_in_again_sets_its_whole_ring_up_again() -> None:
     net, alice, (bob, carol) = ready_ring("@bob", "@carol")
     for tid in (2, 3, 4):           # the old login's version counter runs ahead
