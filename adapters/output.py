@@ -269,11 +269,17 @@ class SendQueue:
         with self._lock:
             return self._waiting
 
+    @property
+    def _shut(self) -> bool:
+        """Closing, over its limit or broken: takes no more frames, tells no ``when_empty``
+        (the lock is held)."""
+        return self.closing or self.exceeded or self._broken
+
     def put(self, frame: bytes) -> bool:
         """Queue a frame (sending what the socket takes now if nothing waits before it);
         False if refused."""
         with self._lock:
-            if self.closing or self.exceeded or self._broken:
+            if self._shut:
                 return False
             waiting = self._waiting
             overflow = waiting > 0 and waiting + len(frame) > self.limit
@@ -299,9 +305,10 @@ class SendQueue:
         must not wait for anything.  Never, if the queue is dropped or closed first.  One
         callback at a time: a second replaces the first."""
         with self._lock:
-            if self._frames or self.closing or self.exceeded or self._broken:
-                if not (self.closing or self.exceeded or self._broken):
-                    self._on_empty = callback
+            if self._shut:
+                return
+            if self._frames:
+                self._on_empty = callback
                 return
         callback()
 
@@ -342,7 +349,7 @@ class SendQueue:
                 self._released = True
             done = not self._frames
             emptied = None
-            if done and not (self.closing or self.exceeded or self._broken):
+            if done and not self._shut:
                 emptied, self._on_empty = self._on_empty, None
         if emptied is not None:                 # told outside the lock: it may put again
             emptied()

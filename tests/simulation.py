@@ -618,7 +618,7 @@ class Simulation:
                 or src[0].peer is None or src[0].me is None:
             return
         record = self.tweets.get(message.tid)
-        member = src[0].peer._members.get(handle_key(message.ring))
+        member = src[0].peer.memberships.get(handle_key(message.ring))
         if record is None or handle_key(record.author) != handle_key(message.ring) \
                 or message.text == record.text or member is None:
             return
@@ -838,7 +838,7 @@ class Simulation:
         if not isinstance(message, TweetMsg) or peer is None \
                 or handle_key(message.ring) == handle_key(process.handle):
             return honest
-        member = peer._members.get(handle_key(message.ring))
+        member = peer.memberships.get(handle_key(message.ring))
         if member is None:
             return honest
         tweet = (handle_key(message.ring), message.tid)
