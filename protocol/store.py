@@ -110,10 +110,10 @@ class Store(Protocol):
         """Record a direct message, not yet delivered; return its id."""
     def set_delivered(self, message_id: int, delivered: bool = True) -> None: ...
     def tweet(self, tweet_id: int) -> Tweet | None: ...
-    def feed(self, handle: str, count: int, before: int | None = None) -> list[Tweet]:
-        """The newest ``count`` tweets by ``handle`` and the handles it follows (with ids
-        below ``before`` when given), newest first."""
-    def feed_count_after(self, handle: str, tweet_id: int) -> int: ...
+    def feed(self, authors: Iterable[str], count: int, before: int | None = None) -> list[Tweet]:
+        """The newest ``count`` tweets by any of ``authors`` (handles; with ids below
+        ``before`` when given), newest first."""
+    def feed_count_after(self, authors: Iterable[str], tweet_id: int) -> int: ...
     def search(self, tag: str, count: int, before: int | None = None) -> list[Tweet]:
         """The newest ``count`` tweets carrying ``#tag`` (lower case, no '#'; ids below
         ``before`` when given), newest first."""
@@ -235,18 +235,14 @@ class MemoryStore:
     def tweet(self, tweet_id: int) -> Tweet | None:
         return self._tweets.get(tweet_id)
 
-    def _feed_authors(self, handle: str) -> set[str]:
-        key = handle_key(handle)
-        return {key, *(followee for follower, followee in self._follows if follower == key)}
-
-    def feed(self, handle: str, count: int, before: int | None = None) -> list[Tweet]:
-        authors = self._feed_authors(handle)
+    def feed(self, authors: Iterable[str], count: int, before: int | None = None) -> list[Tweet]:
+        authors = {handle_key(author) for author in authors}
         mine = [t for t in self._tweets.values() if handle_key(t.author) in authors
                 and (before is None or t.id < before)]
         return sorted(mine, key=lambda t: -t.id)[:count]
 
-    def feed_count_after(self, handle: str, tweet_id: int) -> int:
-        authors = self._feed_authors(handle)
+    def feed_count_after(self, authors: Iterable[str], tweet_id: int) -> int:
+        authors = {handle_key(author) for author in authors}
         return sum(1 for t in self._tweets.values()
                    if t.id > tweet_id and handle_key(t.author) in authors)
 
@@ -602,10 +598,17 @@ class ReadModel:
         return self.store.tweet(tweet_id)
 
     def feed(self, handle: str, count: int, before: int | None = None) -> list[Tweet]:
-        return self.store.feed(handle, count, before)
+        """The newest ``count`` tweets by ``handle`` and the handles it follows (with ids
+        below ``before`` when given), newest first."""
+        return self.store.feed(self._feed_authors(handle), count, before)
 
     def feed_count_after(self, handle: str, tweet_id: int) -> int:
-        return self.store.feed_count_after(handle, tweet_id)
+        return self.store.feed_count_after(self._feed_authors(handle), tweet_id)
+
+    def _feed_authors(self, handle: str) -> list[str]:
+        """``handle`` and the handles it follows, as keys (the store reads the tweets)."""
+        account = self._accounts.get(handle_key(handle))
+        return [handle_key(handle), *account.following] if account else [handle_key(handle)]
 
     def search(self, tag: str, count: int, before: int | None = None) -> list[Tweet]:
         return self.store.search(tag, count, before)

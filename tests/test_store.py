@@ -290,7 +290,7 @@ def test_changes_are_durable_at_the_commit_and_not_before(tmp_path: Path) -> Non
     model.follow("@b", "@a")
     tid = model.add_tweet("@a", "hi", 1.0)
     assert (store.changes, store.committed) == (4, 0)
-    assert [t.id for t in store.feed("@b", 5)] == [tid]     # its own reads see them
+    assert [t.id for t in store.feed(["@b", "@a"], 5)] == [tid]  # its own reads see them
     assert ReadModel(SqliteStore(path)).handles() == []     # another connection does not
     store.commit()                                          # one COMMIT for the four
     assert store.committed == 4
