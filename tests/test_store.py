@@ -328,3 +328,31 @@ def test_a_memory_store_is_durable_at_once() -> None:
     store = MemoryStore()
     ReadModel(store).create("@a", "h", 1.0)
     assert store.changes == store.committed == 1
+
+
+def test_a_database_with_the_old_follows_index_loses_it_and_keeps_its_follows(
+        tmp_path: Path) -> None:
+    path = str(tmp_path / "old.db")
+    model = ReadModel(SqliteStore(path))
+    for handle in ("@a", "@b", "@c"):
+        model.create(handle, "h", 1.0)
+    model.follow("@b", "@a")
+    model.follow("@b", "@c")
+    model.follow("@c", "@a")
+    tid = model.add_tweet("@a", "hi", 2.0)
+    model.store.commit()
+    # As an older tracker left it: follows indexed by follower too.
+    model.store.db.execute("CREATE INDEX follows_by_follower ON follows (follower, followee)")
+    model.store.close()
+
+    store = SqliteStore(path)
+    indexes = {row[0] for row in store.db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'follows'")}
+    assert "follows_by_follower" not in indexes
+    again = ReadModel(store)
+    assert again.following("@b") == ["@a", "@c"]
+    assert [t.id for t in again.feed("@b", 5)] == [tid]
+    again.delete("@b")                      # the cascade finds its follows without the index
+    store.commit()
+    assert store.db.execute("SELECT count(*) FROM follows WHERE follower = '@b'").fetchone() == (0,)
+    assert again.followers("@a") == ["@c"]
