@@ -607,8 +607,9 @@ class ReadModel:
 
     def _feed_authors(self, handle: str) -> list[str]:
         """``handle`` and the handles it follows, as keys (the store reads the tweets)."""
-        account = self._accounts.get(handle_key(handle))
-        return [handle_key(handle), *account.following] if account else [handle_key(handle)]
+        key = handle_key(handle)
+        account = self._accounts.get(key)
+        return [key, *account.following] if account else [key]
 
     def search(self, tag: str, count: int, before: int | None = None) -> list[Tweet]:
         return self.store.search(tag, count, before)
