@@ -70,7 +70,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from adapters import cli
-from adapters.output import FloodLines, OutputQueue, Sender, SendQueue, TraceFile
+from adapters.output import FloodLines, OutputQueue, Sender, SendQueue, TraceFile, pipe_ready
 from adapters.sqlite_store import SqliteStore
 from adapters.trace_file import TraceFileError, TraceWriter, open_trace_file
 from protocol import limits
@@ -95,8 +95,9 @@ class Trace:
         # Whether frames are shown or recorded at all: if not, the hot path skips ``frame``.
         self.kept = not quiet or self.records.stream is not None
         # A console that stops reading must not stop the tracker: lines wait in a bounded
-        # queue for one writer thread, and are dropped (and counted) when it is full.
-        self.output = OutputQueue(self._write, name="trace")
+        # queue for one writer thread, and are dropped (and counted) when it is full.  A pipe
+        # with room takes a line at once, from the thread that says it.
+        self.output = OutputQueue(self._write, name="trace", ready=pipe_ready(sys.stdout))
         self._floods = FloodLines(self.output.put)
 
     @staticmethod

@@ -8,6 +8,7 @@ How a line reaches the screen::
                                                 │ the input line on screen?  clear its rows,
                                                 │ write the line above it, draw the prompt and
                                                 └ what was typed again, cursor where it was
+    (into a pipe with room, and nothing waiting: _draw(text) at once, on the thread that says it)
 
 The writer must know what the last rows of the screen hold, so the main thread (the one that
 reads commands) tells it: :data:`PLAIN` (nothing: lines are written as they come),
@@ -36,7 +37,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import TextIO
 
-from adapters.output import FloodLines, OutputQueue
+from adapters.output import FloodLines, OutputQueue, pipe_ready
 from adapters.trace_file import TraceWriter
 from protocol.trace import TraceRecord
 from protocol.validate import is_handle
@@ -103,10 +104,17 @@ class CommandTrace(TraceWriter):
                 self.last, self._kept = self._kept, []
 
 
+def _is_terminal(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:                  # closed
+        return False
+
+
 def wants_colour(stream: object = sys.stdout) -> bool:
     """Colour only for a terminal, and not when the user asked for none (https://no-color.org)."""
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty()) and not os.environ.get("NO_COLOR") \
+    return _is_terminal(stream) and not os.environ.get("NO_COLOR") \
         and os.environ.get("TERM") != "dumb"
 
 
@@ -240,7 +248,12 @@ class Console:
         self._screen_lock = threading.Condition()
         self._held: list[str] | None = None     # notices kept back while a command runs
         self._lock = threading.Lock()
-        self.output = OutputQueue(self._draw, name="console")
+        # At a terminal every line goes through the writer thread: it redraws the prompt, and a
+        # password typed there is echoed under the screen lock, which a line written at once
+        # by another thread must never wait for.  Into a pipe (scripts, tools/demo.py), a line
+        # the pipe has room for is written at once by the thread that says it.
+        ready = None if interactive or _is_terminal(sys.stdin) else pipe_ready(sys.stdout)
+        self.output = OutputQueue(self._draw, name="console", ready=ready)
         self._floods = FloodLines(self.output.put)
 
     def show_lines_to(self, reader: Callable[[str], None]) -> None:
@@ -259,7 +272,8 @@ class Console:
         self.output.put(text)
 
     def _draw(self, text: str) -> None:
-        """Write one line (the writer thread only), above the input line if one is shown."""
+        """Write one line, above the input line if one is shown: on the writer thread, or on
+        the thread that says it when a pipe takes the line at once (never at a terminal)."""
         if self.interactive:
             stamp = time.strftime("%H:%M", time.localtime(self.clock()))
             text = dress(text, stamp, self.colour, self.own_handle)

@@ -6,15 +6,27 @@ function blocked on an Event, or a pipe or socket that nobody reads.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import os
+import random
+import select
 import socket
 import threading
 
 import pytest
 
-from adapters.output import FloodLines, OutputQueue, Sender, SendQueue, Summariser, TraceFile
+from adapters.output import (
+    FloodLines,
+    OutputQueue,
+    Sender,
+    SendQueue,
+    Summariser,
+    TraceFile,
+    pipe_ready,
+)
 from adapters.trace_file import TraceWriter
 from protocol.trace import TraceRecord
 
@@ -68,6 +80,121 @@ def test_a_file_behind_the_queue_is_flushed_when_the_writer_catches_up() -> None
     output.put("one")
     assert flushed.wait(WAIT) and output.flush(WAIT)
     assert stream.getvalue() == "one\n"
+
+
+def test_a_line_the_output_is_ready_for_is_written_by_the_thread_that_puts_it() -> None:
+    written: list[tuple[str, threading.Thread]] = []
+    output = OutputQueue(lambda line: written.append((line, threading.current_thread())),
+                         ready=lambda line: True)
+    assert output.put("at once")
+    assert written == [("at once", threading.current_thread())]    # before put returned
+
+
+def test_a_line_put_behind_a_waiting_one_waits_its_turn_though_the_output_is_ready() -> None:
+    written: list[tuple[str, threading.Thread]] = []
+    writing, unblocked = threading.Event(), threading.Event()
+    ready = {"now": False}
+
+    def write(line: str) -> None:
+        writing.set()
+        unblocked.wait(WAIT)
+        written.append((line, threading.current_thread()))
+
+    output = OutputQueue(write, ready=lambda line: ready["now"])
+    output.put("first")                     # not ready: the writer thread takes it, and sticks
+    assert writing.wait(WAIT)
+    ready["now"] = True
+    run_in_thread(lambda: output.put("second"))     # ready, but "first" is being written
+    run_in_thread(lambda: output.put("third"))
+    assert written == []
+    unblocked.set()
+    assert output.flush(WAIT)
+    assert [line for line, _ in written] == ["first", "second", "third"]
+    assert all(thread is not threading.current_thread() for _, thread in written)
+
+
+def test_lines_from_many_threads_keep_their_order_written_at_once_or_queued() -> None:
+    written: list[str] = []
+    coin = random.Random(7)
+    output = OutputQueue(written.append, limit=100_000, ready=lambda line: coin.random() < 0.5)
+
+    def speaker(name: str) -> None:
+        for number in range(500):
+            output.put(f"{name} {number}")
+
+    threads = [threading.Thread(target=speaker, args=(f"t{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert output.flush(WAIT)
+    for i in range(6):
+        assert [line for line in written if line.startswith(f"t{i} ")] == \
+            [f"t{i} {number}" for number in range(500)]
+    assert len(written) == 3000
+
+
+def test_a_pipe_with_room_is_ready_and_a_full_one_is_not() -> None:
+    read_end, write_end = os.pipe()
+    stream = os.fdopen(write_end, "w", encoding="utf-8")
+    try:
+        ready = pipe_ready(stream)
+        assert ready is not None
+        assert ready("a line") and not ready("x" * select.PIPE_BUF)    # too long to promise
+        os.set_blocking(write_end, False)
+        held = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                held += os.write(write_end, b"x" * 4096)
+        os.set_blocking(write_end, True)
+        assert not ready("a line")          # a reader that stopped: the writer thread waits
+        while held:
+            held -= len(os.read(read_end, held))
+        assert ready("a line")
+    finally:
+        stream.close()
+        os.close(read_end)
+
+
+def test_only_a_pipe_is_written_at_once(tmp_path) -> None:
+    with open(tmp_path / "file", "w", encoding="utf-8") as file:
+        assert pipe_ready(file) is None     # a disk may stall
+    main, terminal = os.openpty()
+    try:
+        with os.fdopen(terminal, "w", encoding="utf-8", closefd=False) as stream:
+            assert pipe_ready(stream) is None
+    finally:
+        os.close(main)
+        os.close(terminal)
+    assert pipe_ready(io.StringIO()) is None
+
+
+def test_a_pipe_nobody_reads_takes_a_line_at_once_until_full_then_never_waits() -> None:
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)    # room for four of these lines
+    stream = os.fdopen(write_end, "w", encoding="utf-8")
+    writers: dict[str, str] = {}
+
+    def write(line: str) -> None:
+        writers[line[:9]] = threading.current_thread().name
+        stream.write(line + "\n")
+        stream.flush()
+
+    output = OutputQueue(write, limit=10, name="pipe", ready=pipe_ready(stream))
+    run_in_thread(lambda: [output.put(f"line {i:04}".ljust(1000, ".")) for i in range(1000)])
+    assert writers["line 0000"] != "pipe-writer"        # the empty pipe took it at once
+    reader = os.fdopen(read_end, "r", encoding="utf-8")
+    lines: list[str] = []
+    reading = threading.Thread(target=lambda: lines.extend(reader), daemon=True)
+    reading.start()
+    assert output.flush(WAIT)
+    stream.close()
+    reading.join(WAIT)
+    kept = [line[:9] for line in lines if line.startswith("line ")]
+    assert kept[0] == "line 0000" and kept == sorted(kept) and 5 <= len(kept) < 1000
+    assert all(len(line) == 1001 for line in lines[:len(kept)])     # every line whole
+    assert lines[-1].endswith(" lines were dropped: the output was not read]\n")
+    reader.close()
 
 
 # ---- TraceFile --------------------------------------------------------------------------------
