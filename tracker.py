@@ -70,7 +70,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from adapters import cli
-from adapters.output import FloodLines, OutputQueue, Sender, SendQueue, TraceFile, pipe_ready
+from adapters.output import FloodLines, OutputQueue, Sender, SendQueue, TraceFile, pipe_writer
 from adapters.sqlite_store import SqliteStore
 from adapters.trace_file import TraceFileError, TraceWriter, open_trace_file
 from protocol import limits
@@ -96,8 +96,9 @@ class Trace:
         self.kept = not quiet or self.records.stream is not None
         # A console that stops reading must not stop the tracker: lines wait in a bounded
         # queue for one writer thread, and are dropped (and counted) when it is full.  A pipe
-        # with room takes a line at once, from the thread that says it.
-        self.output = OutputQueue(self._write, name="trace", ready=pipe_ready(sys.stdout))
+        # that takes a line whole at once gets it from the thread that says it.
+        self.output = OutputQueue(self._write, name="trace",
+                                  write_now=pipe_writer(sys.stdout))
         self._floods = FloodLines(self.output.put)
 
     @staticmethod

@@ -39,7 +39,7 @@ import threading
 import time
 
 from adapters import cli
-from adapters.output import FloodLines, OutputQueue, TraceFile, pipe_ready
+from adapters.output import FloodLines, OutputQueue, TraceFile, pipe_writer
 from adapters.trace_file import TraceFileError, TraceWriter, open_trace_file
 from protocol.limits import (
     LISTEN_BACKLOG,
@@ -82,7 +82,8 @@ class SessionLog:
         self.path, self.max_bytes = path, max_bytes
         self._fd = self._open()
         self._lock = threading.Lock()   # keeps the printed order the same as the logged order
-        self._console = OutputQueue(self._print, name="console", ready=pipe_ready(sys.stdout))
+        self._console = OutputQueue(self._print, name="console",
+                                    write_now=pipe_writer(sys.stdout, end=""))
         # Refusals of one address may come in floods; they are reported as connections.
         self._floods = FloodLines(lambda line: self.report(CONNECTION, line))
         self._stuck = False             # the log could not be moved: lines are dropped

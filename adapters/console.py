@@ -8,7 +8,8 @@ How a line reaches the screen::
                                                 │ the input line on screen?  clear its rows,
                                                 │ write the line above it, draw the prompt and
                                                 └ what was typed again, cursor where it was
-    (into a pipe with room, and nothing waiting: _draw(text) at once, on the thread that says it)
+    (a script's pipe that takes the line at once, and nothing waiting: written by the thread
+     that says it, as _draw would write it)
 
 The writer must know what the last rows of the screen hold, so the main thread (the one that
 reads commands) tells it: :data:`PLAIN` (nothing: lines are written as they come),
@@ -37,7 +38,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import TextIO
 
-from adapters.output import FloodLines, OutputQueue, pipe_ready
+from adapters.output import FloodLines, OutputQueue, pipe_writer
 from adapters.trace_file import TraceWriter
 from protocol.trace import TraceRecord
 from protocol.validate import is_handle
@@ -248,12 +249,12 @@ class Console:
         self._screen_lock = threading.Condition()
         self._held: list[str] | None = None     # notices kept back while a command runs
         self._lock = threading.Lock()
-        # At a terminal every line goes through the writer thread: it redraws the prompt, and a
-        # password typed there is echoed under the screen lock, which a line written at once
-        # by another thread must never wait for.  Into a pipe (scripts, tools/demo.py), a line
-        # the pipe has room for is written at once by the thread that says it.
-        ready = None if interactive or _is_terminal(sys.stdin) else pipe_ready(sys.stdout)
-        self.output = OutputQueue(self._draw, name="console", ready=ready)
+        # With a terminal at either end every line goes through the writer thread's _draw: it
+        # redraws the prompt, or the masked password being typed, around the line.  Into a pipe
+        # from a script (tools/demo.py, tests), _draw only writes the line, so a line the pipe
+        # takes at once is written by the thread that says it (adapters.output.pipe_writer).
+        write_now = None if interactive or _is_terminal(sys.stdin) else pipe_writer(sys.stdout)
+        self.output = OutputQueue(self._draw, name="console", write_now=write_now)
         self._floods = FloodLines(self.output.put)
 
     def show_lines_to(self, reader: Callable[[str], None]) -> None:
@@ -272,8 +273,7 @@ class Console:
         self.output.put(text)
 
     def _draw(self, text: str) -> None:
-        """Write one line, above the input line if one is shown: on the writer thread, or on
-        the thread that says it when a pipe takes the line at once (never at a terminal)."""
+        """Write one line (the writer thread only), above the input line if one is shown."""
         if self.interactive:
             stamp = time.strftime("%H:%M", time.localtime(self.clock()))
             text = dress(text, stamp, self.colour, self.own_handle)

@@ -11,8 +11,8 @@ Lines (a terminal, a pipe, a trace file) go through an :class:`OutputQueue`::
                      │ full: the line is dropped and counted
                      │ ────> "[N lines were dropped: the output was not read]" once the
                      │       writer catches up
-                     └ nothing waiting, and a pipe with room for the line (pipe_ready):
-                       written at once, by the thread that put it ──write──> pipe
+                     └ nothing waiting, and a pipe that takes the line whole at once
+                       (pipe_writer): written by the thread that put it ──write──> pipe
 
 :class:`TraceFile` is an ``OutputQueue`` in front of a trace file (JSON lines, SPEC §7); its drop
 notice is a trace record, so the file stays readable by ``protocol.diagram``.
@@ -74,18 +74,19 @@ class OutputQueue:
     flushed then, once for a whole burst).  ``flush`` waits (with a timeout) until what was put
     is written: the programs call it before they exit.
 
-    ``ready(line)``, if given, says whether ``write(line)`` would return at once now (see
-    :func:`pipe_ready`).  When it does, and no line is waiting or being written, ``put`` writes
-    the line itself: the order is the same, and the line costs no hand-off to the writer thread
-    (its wake-up and sleep: a follower in a ring went from 3.2 to 1.6 context switches a tweet).
+    ``write_now(line)``, if given, writes the line only if the output takes it whole at once,
+    and says whether it did (see :func:`pipe_writer`).  When no line is waiting or being written,
+    ``put`` tries it first: the order is the same, and a line the output took costs no hand-off
+    to the writer thread (its wake-up and sleep: a follower in a ring went from 3.2 to 1.6 context
+    switches a tweet).  A line it did not take goes first in the queue.
     """
 
     def __init__(self, write: Callable[[str], None], limit: int = OUTPUT_QUEUE_MAX,
                  name: str = "output", idle: Callable[[], None] | None = None,
                  dropped_note: Callable[[int], str] = _dropped_lines,
-                 ready: Callable[[str], bool] | None = None) -> None:
+                 write_now: Callable[[str], bool] | None = None) -> None:
         self._write, self._idle, self._dropped_note = write, idle, dropped_note
-        self._ready, self._limit = ready, limit
+        self._write_now, self._limit = write_now, limit
         # Lines to write, and Events to set once everything before them is written (flush).
         self._waiting: collections.deque[str | threading.Event] = collections.deque()
         self._writing = False           # a line is being written, by the writer or by a put
@@ -94,22 +95,29 @@ class OutputQueue:
         threading.Thread(target=self._run, name=f"{name}-writer", daemon=True).start()
 
     def put(self, line: str) -> bool:
-        """Queue a line, or write it at once (see the class); False (and counted) if the
+        """Write a line at once, or queue it (see the class); False (and counted) if the
         queue is full."""
         with self._changed:
             if len(self._waiting) >= self._limit:
                 self._dropped += 1
                 return False
-            if (self._writing or self._waiting or self._dropped or self._ready is None
-                    or not self._ready(line)):
+            if self._writing or self._waiting or self._write_now is None:
                 self._waiting.append(line)
                 if not self._writing:       # else whoever writes wakes the writer after
                     self._changed.notify()
                 return True
             self._writing = True
+        written = False
         try:
-            self._emit(line)
+            written = self._write_now(line)
+        except OSError:                     # the reader has gone: lost, as the writer's would be
+            written = True
+        except ValueError:                  # the writer thread meets it, and says nothing
+            written = False
         finally:
+            with self._changed:
+                if not written:             # first, before the lines put meanwhile
+                    self._waiting.appendleft(line)
             self._written()
         return True
 
@@ -167,31 +175,38 @@ class OutputQueue:
             self._write(line)
 
 
-def pipe_ready(stream: TextIO) -> Callable[[str], bool] | None:
-    """For a stream that is a pipe: ``ready(line)``, whether the line can be written now
-    without waiting for the reader.  None for anything else (a terminal, a file, a socket).
+def pipe_writer(stream: TextIO, end: str = "\n") -> Callable[[str], bool] | None:
+    """For a stream that is a pipe (on Linux): ``write_now(line)``, which writes ``line + end``
+    only if the pipe takes it whole at once, and says whether it did.  None for anything else (a
+    terminal, a file, a socket) and where the pipe cannot be opened again.
 
-    A pipe that polls writable has room for ``PIPE_BUF`` bytes (Linux: a free page; the BSDs
-    say so outright), and POSIX writes at most that many whole, so a line that short goes in at
-    once.
-    A terminal gives no such promise, and a file may stall on its disk: theirs are always
-    written by the writer thread.
+    It writes through a second open file description of the same pipe (``/proc/self/fd``), made
+    non-blocking: a pipe that is full answers EAGAIN, however it filled (our stderr may share it,
+    so may a neighbour in a pipeline), and a write of at most ``PIPE_BUF`` bytes goes in whole or
+    not at all (POSIX).  The stream's own descriptor stays blocking: the shell and the writer
+    thread share it, and nobody else may find it non-blocking.  The second descriptor stays open
+    as long as the process (as standard output does).
     """
     try:
         fd = stream.fileno()
         if not stat.S_ISFIFO(os.fstat(fd).st_mode):
             return None
-    except (AttributeError, OSError, ValueError):   # no descriptor (a StringIO), or closed
+        stream.flush()
+        private = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (AttributeError, OSError, ValueError):   # no descriptor, closed, no /proc, no reader
         return None
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    # A character is at most 4 bytes of UTF-8; the writer adds a newline.
-    longest = (select.PIPE_BUF - 1) // 4
+    encoding, errors = stream.encoding, stream.errors or "strict"
 
-    def ready(line: str) -> bool:
-        return len(line) <= longest and any(events & select.POLLOUT
-                                            for _, events in poller.poll(0))
-    return ready
+    def write_now(line: str) -> bool:
+        data = (line + end).encode(encoding, errors)    # UnicodeError: the writer thread's
+        if len(data) > select.PIPE_BUF:
+            return False                # it could go in part-way: the writer thread's job
+        try:
+            os.write(private, data)
+        except BlockingIOError:
+            return False
+        return True
+    return write_now
 
 
 class TraceFile:

@@ -25,7 +25,7 @@ from adapters.output import (
     SendQueue,
     Summariser,
     TraceFile,
-    pipe_ready,
+    pipe_writer,
 )
 from adapters.trace_file import TraceWriter
 from protocol.trace import TraceRecord
@@ -82,41 +82,64 @@ def test_a_file_behind_the_queue_is_flushed_when_the_writer_catches_up() -> None
     assert stream.getvalue() == "one\n"
 
 
-def test_a_line_the_output_is_ready_for_is_written_by_the_thread_that_puts_it() -> None:
-    written: list[tuple[str, threading.Thread]] = []
-    output = OutputQueue(lambda line: written.append((line, threading.current_thread())),
-                         ready=lambda line: True)
+def test_a_line_the_output_takes_at_once_is_written_by_the_thread_that_puts_it() -> None:
+    written: list[str] = []
+    output = OutputQueue(lambda line: None, write_now=lambda line: written.append(line) or True)
     assert output.put("at once")
-    assert written == [("at once", threading.current_thread())]    # before put returned
+    assert written == ["at once"]                   # before put returned
 
 
-def test_a_line_put_behind_a_waiting_one_waits_its_turn_though_the_output_is_ready() -> None:
-    written: list[tuple[str, threading.Thread]] = []
-    writing, unblocked = threading.Event(), threading.Event()
-    ready = {"now": False}
+def test_a_line_the_output_does_not_take_at_once_goes_to_the_writer_thread_first() -> None:
+    written: list[tuple[str, str]] = []
+    output = OutputQueue(lambda line: written.append((line, threading.current_thread().name)),
+                         name="out", write_now=lambda line: False)
+    output.put("later")
+    assert output.flush(WAIT) and written == [("later", "out-writer")]
+
+
+def test_a_line_put_while_another_is_written_waits_its_turn_and_needs_no_flush() -> None:
+    written: list[tuple[str, str]] = []
+    writing, unblocked, third = threading.Event(), threading.Event(), threading.Event()
+    takes = {"now": False}
 
     def write(line: str) -> None:
         writing.set()
         unblocked.wait(WAIT)
-        written.append((line, threading.current_thread()))
+        written.append((line, threading.current_thread().name))
+        if line == "third":
+            third.set()
 
-    output = OutputQueue(write, ready=lambda line: ready["now"])
-    output.put("first")                     # not ready: the writer thread takes it, and sticks
+    def write_now(line: str) -> bool:
+        if takes["now"]:
+            written.append((line, threading.current_thread().name))
+        return takes["now"]
+
+    output = OutputQueue(write, name="out", write_now=write_now)
+    output.put("first")                 # not taken at once: the writer thread takes it, sticks
     assert writing.wait(WAIT)
-    ready["now"] = True
-    run_in_thread(lambda: output.put("second"))     # ready, but "first" is being written
+    takes["now"] = True
+    run_in_thread(lambda: output.put("second"))     # the output would take it: "first" is first
     run_in_thread(lambda: output.put("third"))
     assert written == []
     unblocked.set()
-    assert output.flush(WAIT)
-    assert [line for line, _ in written] == ["first", "second", "third"]
-    assert all(thread is not threading.current_thread() for _, thread in written)
+    assert third.wait(WAIT)                         # no flush: the writer goes on by itself
+    assert written == [("first", "out-writer"), ("second", "out-writer"), ("third", "out-writer")]
+    assert output.put("fourth") and written[-1] == ("fourth", threading.current_thread().name)
 
 
-def test_lines_from_many_threads_keep_their_order_written_at_once_or_queued() -> None:
+def test_lines_from_many_threads_keep_their_order_taken_at_once_or_queued() -> None:
     written: list[str] = []
     coin = random.Random(7)
-    output = OutputQueue(written.append, limit=100_000, ready=lambda line: coin.random() < 0.5)
+    lock = threading.Lock()
+
+    def write_now(line: str) -> bool:
+        with lock:
+            taken = coin.random() < 0.5
+        if taken:
+            written.append(line)
+        return taken
+
+    output = OutputQueue(written.append, limit=100_000, write_now=write_now)
 
     def speaker(name: str) -> None:
         for number in range(500):
@@ -134,64 +157,87 @@ def test_lines_from_many_threads_keep_their_order_written_at_once_or_queued() ->
     assert len(written) == 3000
 
 
-def test_a_pipe_with_room_is_ready_and_a_full_one_is_not() -> None:
+def test_an_output_whose_reader_has_gone_or_that_fails_costs_the_line_not_the_queue() -> None:
+    written: list[str] = []
+
+    def write_now(line: str) -> bool:
+        if line == "gone":
+            raise BrokenPipeError
+        if line == "unencodable":
+            raise UnicodeEncodeError("ascii", line, 0, 1, "not ascii")
+        return False
+
+    output = OutputQueue(written.append, write_now=write_now)
+    output.put("gone")                  # lost, as the writer thread's write would lose it
+    output.put("unencodable")           # left to the writer thread
+    output.put("after")
+    assert output.flush(WAIT) and written == ["unencodable", "after"]
+
+
+def test_a_pipe_writer_writes_whole_lines_while_the_pipe_has_room_and_never_waits() -> None:
     read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
     stream = os.fdopen(write_end, "w", encoding="utf-8")
     try:
-        ready = pipe_ready(stream)
-        assert ready is not None
-        assert ready("a line") and not ready("x" * select.PIPE_BUF)    # too long to promise
-        os.set_blocking(write_end, False)
-        held = 0
+        write_now = pipe_writer(stream)
+        assert write_now is not None and os.get_blocking(write_end)   # its own: unchanged
+        assert write_now("a line") and os.read(read_end, 100) == b"a line\n"
+        too_long = "é" * (select.PIPE_BUF // 2)      # PIPE_BUF characters, but more bytes
+        assert not write_now(too_long)               # it could go in part-way: not here
+        lines = 0
+        while write_now(f"line {lines:04}"):        # until the pipe is full: no wait, no tear
+            lines += 1
+        assert 0 < lines < 4096
+        assert os.read(read_end, 8192) == b"".join(b"line %04d\n" % i for i in range(lines))
+        os.set_blocking(write_end, False)            # another writer fills it, to the last byte
         with contextlib.suppress(BlockingIOError):
             while True:
-                held += os.write(write_end, b"x" * 4096)
+                os.write(write_end, b"x")
         os.set_blocking(write_end, True)
-        assert not ready("a line")          # a reader that stopped: the writer thread waits
-        while held:
-            held -= len(os.read(read_end, held))
-        assert ready("a line")
+        taken: list[bool] = []
+        run_in_thread(lambda: taken.append(write_now("no room")))
+        assert taken == [False]
     finally:
         stream.close()
         os.close(read_end)
 
 
-def test_only_a_pipe_is_written_at_once(tmp_path) -> None:
+def test_only_a_pipe_gets_a_pipe_writer(tmp_path) -> None:
     with open(tmp_path / "file", "w", encoding="utf-8") as file:
-        assert pipe_ready(file) is None     # a disk may stall
+        assert pipe_writer(file) is None             # a disk may stall
     main, terminal = os.openpty()
     try:
         with os.fdopen(terminal, "w", encoding="utf-8", closefd=False) as stream:
-            assert pipe_ready(stream) is None
+            assert pipe_writer(stream) is None
     finally:
         os.close(main)
         os.close(terminal)
-    assert pipe_ready(io.StringIO()) is None
+    assert pipe_writer(io.StringIO()) is None
 
 
 def test_a_pipe_nobody_reads_takes_a_line_at_once_until_full_then_never_waits() -> None:
     read_end, write_end = os.pipe()
     fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)    # room for four of these lines
     stream = os.fdopen(write_end, "w", encoding="utf-8")
-    writers: dict[str, str] = {}
-
-    def write(line: str) -> None:
-        writers[line[:9]] = threading.current_thread().name
-        stream.write(line + "\n")
-        stream.flush()
-
-    output = OutputQueue(write, limit=10, name="pipe", ready=pipe_ready(stream))
+    output = OutputQueue(lambda line: (stream.write(line + "\n"), stream.flush()), limit=10,
+                         write_now=pipe_writer(stream))
     run_in_thread(lambda: [output.put(f"line {i:04}".ljust(1000, ".")) for i in range(1000)])
-    assert writers["line 0000"] != "pipe-writer"        # the empty pipe took it at once
     reader = os.fdopen(read_end, "r", encoding="utf-8")
     lines: list[str] = []
-    reading = threading.Thread(target=lambda: lines.extend(reader), daemon=True)
+
+    def read_to_the_drop_note() -> None:    # the pipe writer's own descriptor keeps it open
+        while not lines or not lines[-1].endswith("not read]\n"):
+            lines.append(reader.readline())
+
+    reading = threading.Thread(target=read_to_the_drop_note, daemon=True)
     reading.start()
     assert output.flush(WAIT)
-    stream.close()
     reading.join(WAIT)
+    assert not reading.is_alive()
+    stream.close()
     kept = [line[:9] for line in lines if line.startswith("line ")]
-    assert kept[0] == "line 0000" and kept == sorted(kept) and 5 <= len(kept) < 1000
+    assert kept[:4] == ["line 0000", "line 0001", "line 0002", "line 0003"]    # taken at once
+    assert kept == sorted(kept) and len(kept) < 1000
     assert all(len(line) == 1001 for line in lines[:len(kept)])     # every line whole
     assert lines[-1].endswith(" lines were dropped: the output was not read]\n")
     reader.close()
