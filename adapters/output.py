@@ -112,8 +112,8 @@ class OutputQueue:
             written = self._write_now(line)
         except OSError:                     # the reader has gone: lost, as the writer's would be
             written = True
-        except ValueError:                  # the writer thread meets it, and says nothing
-            written = False
+        except ValueError:                  # left to the writer thread, which says nothing
+            pass
         finally:
             with self._changed:
                 if not written:             # first, before the lines put meanwhile

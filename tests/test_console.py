@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import types
 
 import pytest
+from conftest import DEFAULT_TIMEOUT, PYTHON, ROOT
 
 from adapters.console import Console, ReadlineScreen, cells, dress, erase_rows, visible
 from adapters.trace_file import TraceWriter
@@ -82,3 +84,34 @@ def test_the_last_commands_records_are_kept_for_diagram() -> None:
     assert [r.kind for r in records.last] == ["online"]
     records.command_started()                   # a command that sent nothing keeps them
     assert [r.kind for r in records.last] == ["online"]
+
+
+# Which thread writes a line a script's Console says into a pipe: the saying thread, unless a
+# terminal is at the other end (where only the writer thread may draw around the prompt).
+WHO_WRITES = """
+import sys, threading
+from adapters import console
+said = console.Console(False, True)
+draw = said._draw
+said.output._write = lambda text: draw(text + " by " + threading.current_thread().name)
+said.say("one line")
+said.output.flush()
+"""
+
+
+def test_a_script_s_line_goes_into_its_pipe_from_the_thread_that_says_it() -> None:
+    done = subprocess.run([PYTHON, "-c", WHO_WRITES], cwd=ROOT, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=DEFAULT_TIMEOUT, check=True)
+    assert done.stdout == "one line\n"             # written at once: not through _draw
+
+
+def test_with_a_terminal_for_input_every_line_goes_through_the_writer_thread() -> None:
+    main, terminal = os.openpty()
+    try:
+        done = subprocess.run([PYTHON, "-c", WHO_WRITES], cwd=ROOT, stdin=terminal,
+                              capture_output=True, text=True, timeout=DEFAULT_TIMEOUT,
+                              check=True)
+    finally:
+        os.close(main)
+        os.close(terminal)
+    assert done.stdout == "one line by console-writer\n"
